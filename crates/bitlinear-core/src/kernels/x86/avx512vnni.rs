@@ -1,0 +1,78 @@
+//! AVX-512 VNNI kernel: one zmm holds a decoded sub-vector (16 rows × 4 columns) and
+//! `vpdpbusd` with the 4 matching activation bytes broadcast adds 64 products per instruction.
+
+use std::arch::x86_64::*;
+
+use crate::kernels::TileKernel;
+use crate::packed::PackedBlock;
+
+/// The AVX-512 VNNI kernel.
+pub(crate) struct Avx512Vnni;
+
+impl TileKernel for Avx512Vnni {
+    const MAX_ROWS: usize = 16;
+
+    unsafe fn dot_tile<const MR: usize>(
+        w: *const PackedBlock,
+        nblocks: usize,
+        x: *const i8,
+        x_stride: usize,
+        acc: *mut i32,
+    ) {
+        // Few rows: split each row's accumulator so the vpdpbusd chains hide its latency.
+        // SAFETY: forwarded caller contract; MR matches the first const parameter.
+        unsafe {
+            match MR {
+                1 => inner::<1, 4>(w, nblocks, x, x_stride, acc),
+                2 => inner::<2, 2>(w, nblocks, x, x_stride, acc),
+                4 => inner::<4, 2>(w, nblocks, x, x_stride, acc),
+                8 => inner::<8, 1>(w, nblocks, x, x_stride, acc),
+                16 => inner::<16, 1>(w, nblocks, x, x_stride, acc),
+                _ => unreachable!("MR must be 1, 2, 4, 8 or 16"),
+            }
+        }
+    }
+}
+
+/// # Safety
+/// See [`TileKernel::dot_tile`]; additionally A ∈ {1, 2, 4}.
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+unsafe fn inner<const MR: usize, const A: usize>(
+    w: *const PackedBlock,
+    nblocks: usize,
+    x: *const i8,
+    x_stride: usize,
+    acc: *mut i32,
+) {
+    let mask = _mm512_set1_epi8(3);
+    let mut sums = [[_mm512_setzero_si512(); A]; MR];
+    for b in 0..nblocks {
+        // SAFETY: block b < nblocks is readable (contract); unaligned load is fine anyway.
+        let v = unsafe { _mm512_loadu_si512(w.add(b) as *const _) };
+        let d = [
+            _mm512_and_si512(v, mask),
+            _mm512_and_si512(_mm512_srli_epi16::<2>(v), mask),
+            _mm512_and_si512(_mm512_srli_epi16::<4>(v), mask),
+            _mm512_and_si512(_mm512_srli_epi16::<6>(v), mask),
+        ];
+        for (r, row_sums) in sums.iter_mut().enumerate() {
+            // SAFETY: row r has 16 * nblocks readable bytes; we read 4 × 4 of block b's 16.
+            let xr = unsafe { x.add(r * x_stride + b * 16) } as *const i32;
+            for (s, ds) in d.iter().enumerate() {
+                let xb = _mm512_set1_epi32(unsafe { xr.add(s).read_unaligned() });
+                row_sums[s % A] = _mm512_dpbusd_epi32(row_sums[s % A], *ds, xb);
+            }
+        }
+    }
+    for (r, row_sums) in sums.iter().enumerate() {
+        let mut t = row_sums[0];
+        for s in &row_sums[1..] {
+            t = _mm512_add_epi32(t, *s);
+        }
+        // SAFETY: acc holds MR * 16 i32 (contract).
+        unsafe {
+            let p = acc.add(r * 16) as *mut __m512i;
+            _mm512_storeu_si512(p as *mut _, _mm512_add_epi32(_mm512_loadu_si512(p as *const _), t));
+        }
+    }
+}

@@ -1,0 +1,247 @@
+//! The 2-bit packed ternary format shared by every kernel (CPU and GPU).
+//!
+//! Layout ("16×16 tiles"): the `[N, K]` weight is cut into tiles of 16 output rows and blocks
+//! of 16 input columns. Block `(t, kb)` (index `t * blocks_k + kb`) is 64 bytes; byte `b` of it
+//! belongs to row `n = 16 t + b / 4` and holds four 2-bit codes: bits `2s..2s+1` (s = 0..3) hold
+//! column `k = 16 kb + 4 s + b % 4`. A code is `w + 1` ∈ {0, 1, 2}; padding (n ≥ N or k ≥ K)
+//! holds 1, i.e. weight 0, so padding never changes a result.
+//!
+//! Why this layout: decoding sub-vector `s` of a block is one shift and one mask, and yields
+//! 16 rows × 4 consecutive columns — exactly the operand of one `vpdpbusd` (or NEON `sdot`)
+//! with 4 activation bytes broadcast. A tile's blocks are contiguous, so each thread streams
+//! memory linearly, and read as little-endian u32 words (word = one row's 16 columns) the
+//! same bytes are coalesced GPU loads.
+
+use crate::error::{BitLinearError, Result};
+use crate::quant::{quantize_weights, TernaryWeights, WeightGranularity};
+
+/// Output rows per tile.
+pub const TILE_N: usize = 16;
+/// Input columns per block.
+pub const BLOCK_K: usize = 16;
+/// Bytes per block (16 × 16 two-bit codes).
+pub const BLOCK_BYTES: usize = 64;
+
+/// One 64-byte block of 256 two-bit codes, cache-line aligned.
+#[repr(C, align(64))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PackedBlock(pub [u8; BLOCK_BYTES]);
+
+/// The byte of a block where code 1 (weight 0) fills all four slots.
+const ZERO_BYTE: u8 = 0b0101_0101;
+
+/// Ternary weights packed 2 bits per weight, plus their scales.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PackedTernary {
+    n: usize,
+    k: usize,
+    granularity: WeightGranularity,
+    scales: Vec<f32>,
+    blocks: Vec<PackedBlock>,
+}
+
+impl PackedTernary {
+    /// Quantizes a row-major `[n, k]` f32 weight and packs it.
+    pub fn quantize(
+        w: &[f32],
+        n: usize,
+        k: usize,
+        granularity: WeightGranularity,
+        eps: f32,
+    ) -> Result<Self> {
+        Ok(Self::pack(&quantize_weights(w, n, k, granularity, eps)?))
+    }
+
+    /// Packs unpacked ternary weights (codes must be in {-1, 0, 1}).
+    pub fn pack(w: &TernaryWeights) -> Self {
+        let tiles_n = w.n.div_ceil(TILE_N);
+        let blocks_k = w.k.div_ceil(BLOCK_K);
+        let mut blocks = vec![PackedBlock([ZERO_BYTE; BLOCK_BYTES]); tiles_n * blocks_k];
+        for row in 0..w.n {
+            let (t, r) = (row / TILE_N, row % TILE_N);
+            for col in 0..w.k {
+                let (kb, c) = (col / BLOCK_K, col % BLOCK_K);
+                let (s, j) = (c / 4, c % 4);
+                let code = (w.codes[row * w.k + col].clamp(-1, 1) + 1) as u8;
+                let byte = &mut blocks[t * blocks_k + kb].0[r * 4 + j];
+                *byte = (*byte & !(3 << (2 * s))) | (code << (2 * s));
+            }
+        }
+        Self { n: w.n, k: w.k, granularity: w.granularity, scales: w.scales.clone(), blocks }
+    }
+
+    /// Rebuilds packed weights from their raw bytes (e.g. a checkpoint), validating everything:
+    /// dimensions, lengths, scale values, code values and padding.
+    pub fn from_bytes(
+        n: usize,
+        k: usize,
+        granularity: WeightGranularity,
+        scales: Vec<f32>,
+        bytes: &[u8],
+    ) -> Result<Self> {
+        if n == 0 {
+            return Err(BitLinearError::ZeroDimension { name: "n" });
+        }
+        if k == 0 {
+            return Err(BitLinearError::ZeroDimension { name: "k" });
+        }
+        granularity.validate()?;
+        let expected = packed_len_bytes(n, k);
+        if bytes.len() != expected {
+            return Err(BitLinearError::LengthMismatch {
+                name: "packed weight bytes",
+                expected,
+                actual: bytes.len(),
+            });
+        }
+        let ns = granularity.num_scales(n, k);
+        if scales.len() != ns {
+            return Err(BitLinearError::LengthMismatch {
+                name: "weight scales",
+                expected: ns,
+                actual: scales.len(),
+            });
+        }
+        if let Some(i) = scales.iter().position(|s| !(s.is_finite() && *s > 0.0)) {
+            return Err(BitLinearError::CorruptPacked(format!(
+                "weight scale {i} is {}, expected a positive finite number",
+                scales[i]
+            )));
+        }
+        let blocks: Vec<PackedBlock> = bytes
+            .chunks_exact(BLOCK_BYTES)
+            .map(|c| PackedBlock(c.try_into().expect("chunk of 64")))
+            .collect();
+        let p = Self { n, k, granularity, scales, blocks };
+        p.validate_codes()?;
+        Ok(p)
+    }
+
+    /// Like [`Self::from_bytes`] from little-endian u32 words (the GPU and checkpoint form).
+    pub fn from_u32_words(
+        n: usize,
+        k: usize,
+        granularity: WeightGranularity,
+        scales: Vec<f32>,
+        words: &[u32],
+    ) -> Result<Self> {
+        let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+        Self::from_bytes(n, k, granularity, scales, &bytes)
+    }
+
+    fn validate_codes(&self) -> Result<()> {
+        let blocks_k = self.blocks_k();
+        for (i, blk) in self.blocks.iter().enumerate() {
+            let (t, kb) = (i / blocks_k, i % blocks_k);
+            for (b, &byte) in blk.0.iter().enumerate() {
+                for s in 0..4 {
+                    let code = (byte >> (2 * s)) & 3;
+                    let row = t * TILE_N + b / 4;
+                    let col = kb * BLOCK_K + 4 * s + b % 4;
+                    if code == 3 {
+                        return Err(BitLinearError::CorruptPacked(format!(
+                            "invalid 2-bit code 3 at row {row}, column {col}"
+                        )));
+                    }
+                    if (row >= self.n || col >= self.k) && code != 1 {
+                        return Err(BitLinearError::CorruptPacked(format!(
+                            "padding at row {row}, column {col} holds a nonzero weight"
+                        )));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Unpacks to one `i8` per weight (exact inverse of [`Self::pack`]).
+    pub fn unpack(&self) -> TernaryWeights {
+        let mut codes = vec![0i8; self.n * self.k];
+        for row in 0..self.n {
+            for col in 0..self.k {
+                codes[row * self.k + col] = self.code(row, col);
+            }
+        }
+        TernaryWeights {
+            n: self.n,
+            k: self.k,
+            codes,
+            scales: self.scales.clone(),
+            granularity: self.granularity,
+        }
+    }
+
+    /// The ternary weight at `(row, col)`.
+    #[inline]
+    pub fn code(&self, row: usize, col: usize) -> i8 {
+        let (t, r) = (row / TILE_N, row % TILE_N);
+        let (kb, c) = (col / BLOCK_K, col % BLOCK_K);
+        let byte = self.blocks[t * self.blocks_k() + kb].0[r * 4 + c % 4];
+        ((byte >> (2 * (c / 4))) & 3) as i8 - 1
+    }
+
+    /// Output features.
+    pub fn n(&self) -> usize {
+        self.n
+    }
+    /// Input features.
+    pub fn k(&self) -> usize {
+        self.k
+    }
+    /// Scale granularity.
+    pub fn granularity(&self) -> WeightGranularity {
+        self.granularity
+    }
+    /// Weight scales (see [`WeightGranularity::scale_index`]).
+    pub fn scales(&self) -> &[f32] {
+        &self.scales
+    }
+    /// Number of 16-row tiles.
+    pub fn tiles_n(&self) -> usize {
+        self.n.div_ceil(TILE_N)
+    }
+    /// Number of 16-column blocks per tile.
+    pub fn blocks_k(&self) -> usize {
+        self.k.div_ceil(BLOCK_K)
+    }
+    /// K rounded up to a multiple of 16.
+    pub fn k_padded(&self) -> usize {
+        self.blocks_k() * BLOCK_K
+    }
+    /// All blocks, tile-major.
+    pub fn blocks(&self) -> &[PackedBlock] {
+        &self.blocks
+    }
+    /// The packed codes as raw bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        // SAFETY: PackedBlock is repr(C) over [u8; 64] with no padding between elements
+        // (size 64 == alignment 64), so the Vec's storage is len * 64 initialized bytes.
+        unsafe {
+            std::slice::from_raw_parts(self.blocks.as_ptr() as *const u8, self.blocks.len() * 64)
+        }
+    }
+    /// The packed codes as little-endian u32 words (16 per block; word = one row, 16 columns).
+    pub fn to_u32_words(&self) -> Vec<u32> {
+        self.as_bytes()
+            .chunks_exact(4)
+            .map(|c| u32::from_le_bytes(c.try_into().expect("4 bytes")))
+            .collect()
+    }
+    /// Bytes of packed codes (padding included).
+    pub fn code_bytes(&self) -> usize {
+        self.blocks.len() * BLOCK_BYTES
+    }
+    /// Bytes of codes plus f32 scales.
+    pub fn total_bytes(&self) -> usize {
+        self.code_bytes() + self.scales.len() * 4
+    }
+    /// Bytes per weight, scales and padding included (0.25 for large aligned shapes).
+    pub fn bytes_per_weight(&self) -> f64 {
+        self.total_bytes() as f64 / (self.n * self.k) as f64
+    }
+}
+
+/// Bytes of packed codes for an `[n, k]` weight.
+pub fn packed_len_bytes(n: usize, k: usize) -> usize {
+    n.div_ceil(TILE_N) * k.div_ceil(BLOCK_K) * BLOCK_BYTES
+}

@@ -1,0 +1,100 @@
+//! Activation quantization inner loops, compiled for the best vector ISA at run time.
+//!
+//! The loops are plain Rust written so LLVM vectorizes them; wrapping them in
+//! `#[target_feature]` functions lets one binary use AVX-512/AVX2 (`vroundps` for
+//! round-half-to-even, wide compares) without `-C target-cpu=native`.
+
+use crate::quant::quantize_activation_value;
+
+/// Largest |v| of a slice; NaN if any element is NaN or ±Inf.
+pub(crate) fn absmax(x: &[f32]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU supports AVX-512F, checked just above.
+            return unsafe { absmax_avx512(x) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2, checked just above.
+            return unsafe { absmax_avx2(x) };
+        }
+    }
+    absmax_generic(x)
+}
+
+/// Writes `clamp(round_ties_even(x / s), -128, 127)` into `out` (same length as `x`).
+pub(crate) fn quantize_row(x: &[f32], s: f32, out: &mut [i8]) {
+    assert_eq!(x.len(), out.len());
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU supports AVX-512F, checked just above.
+            return unsafe { quantize_row_avx512(x, s, out) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2, checked just above.
+            return unsafe { quantize_row_avx2(x, s, out) };
+        }
+    }
+    quantize_row_generic(x, s, out)
+}
+
+const LANES: usize = 16;
+
+#[inline(always)]
+fn absmax_generic(x: &[f32]) -> f32 {
+    // Lane-wise partial maxima vectorize; `bad` counts non-finite values.
+    let mut acc = [0f32; LANES];
+    let mut bad = [0u32; LANES];
+    let chunks = x.chunks_exact(LANES);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for i in 0..LANES {
+            let a = c[i].abs();
+            bad[i] |= (a.is_nan() || a == f32::INFINITY) as u32;
+            acc[i] = if a > acc[i] { a } else { acc[i] };
+        }
+    }
+    let mut m = 0f32;
+    let mut any_bad = bad.iter().any(|&b| b != 0);
+    for &v in rest {
+        let a = v.abs();
+        any_bad |= !a.is_finite();
+        m = if a > m { a } else { m };
+    }
+    if any_bad {
+        return f32::NAN;
+    }
+    acc.iter().fold(m, |m, &a| if a > m { a } else { m })
+}
+
+#[inline(always)]
+fn quantize_row_generic(x: &[f32], s: f32, out: &mut [i8]) {
+    for (o, &v) in out.iter_mut().zip(x) {
+        *o = quantize_activation_value(v, s);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+unsafe fn absmax_avx512(x: &[f32]) -> f32 {
+    absmax_generic(x)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn absmax_avx2(x: &[f32]) -> f32 {
+    absmax_generic(x)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+unsafe fn quantize_row_avx512(x: &[f32], s: f32, out: &mut [i8]) {
+    quantize_row_generic(x, s, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn quantize_row_avx2(x: &[f32], s: f32, out: &mut [i8]) {
+    quantize_row_generic(x, s, out)
+}

@@ -1,0 +1,107 @@
+//! Packed format: exact pack → unpack, size accounting, and validation of raw bytes.
+
+use bitlinear_core::*;
+use rand::{rngs::StdRng, Rng, SeedableRng};
+
+#[test]
+fn pack_unpack_roundtrip_any_shape() {
+    let mut rng = StdRng::seed_from_u64(1);
+    for &(n, k) in &[(1, 1), (1, 17), (15, 3), (16, 16), (17, 33), (33, 255), (64, 257), (7, 1000)] {
+        let codes: Vec<i8> = (0..n * k).map(|_| rng.random_range(-1i8..=1)).collect();
+        let tw = TernaryWeights {
+            n,
+            k,
+            codes,
+            scales: vec![0.5; n],
+            granularity: WeightGranularity::PerChannel,
+        };
+        let p = PackedTernary::pack(&tw);
+        assert_eq!(p.unpack(), tw);
+        let q = PackedTernary::from_u32_words(n, k, tw.granularity, tw.scales.clone(), &p.to_u32_words())
+            .unwrap();
+        assert_eq!(q, p);
+    }
+}
+
+#[test]
+fn bytes_per_weight_is_a_quarter_plus_scales() {
+    let p = PackedTernary::quantize(&vec![0.3; 4096 * 4096], 4096, 4096, WeightGranularity::PerTensor, 1e-6)
+        .unwrap();
+    assert_eq!(p.code_bytes(), 4096 * 4096 / 4);
+    assert!((p.bytes_per_weight() - 0.25).abs() < 1e-6);
+    let p = PackedTernary::quantize(&vec![0.3; 5 * 17], 5, 17, WeightGranularity::PerTensor, 1e-6).unwrap();
+    // Padded to one 16×32 tile pair: 2 blocks of 64 bytes + one scale.
+    assert_eq!(p.total_bytes(), 2 * 64 + 4);
+}
+
+#[test]
+fn corrupt_bytes_are_rejected() {
+    let p = PackedTernary::quantize(&[0.3, -0.5, 0.0, 0.9, 0.1], 1, 5, WeightGranularity::PerTensor, 1e-6)
+        .unwrap();
+    let good = p.as_bytes().to_vec();
+    let sc = p.scales().to_vec();
+    let g = WeightGranularity::PerTensor;
+    assert!(PackedTernary::from_bytes(1, 5, g, sc.clone(), &good).is_ok());
+    // Truncated.
+    let e = PackedTernary::from_bytes(1, 5, g, sc.clone(), &good[..63]).unwrap_err();
+    assert!(matches!(e, BitLinearError::LengthMismatch { .. }), "{e}");
+    // Code 3 somewhere.
+    let mut bad = good.clone();
+    bad[0] |= 0b11;
+    let e = PackedTernary::from_bytes(1, 5, g, sc.clone(), &bad).unwrap_err();
+    assert!(e.to_string().contains("code 3"), "{e}");
+    // A nonzero weight in the padding (row 3 does not exist).
+    let mut bad = good.clone();
+    bad[12] = 0b1010_1010;
+    let e = PackedTernary::from_bytes(1, 5, g, sc.clone(), &bad).unwrap_err();
+    assert!(e.to_string().contains("padding"), "{e}");
+    // Bad scales.
+    for s in [f32::NAN, -1.0, 0.0, f32::INFINITY] {
+        assert!(PackedTernary::from_bytes(1, 5, g, vec![s], &good).is_err());
+    }
+    assert!(PackedTernary::from_bytes(1, 5, g, vec![], &good).is_err());
+    assert!(PackedTernary::from_bytes(0, 5, g, sc.clone(), &good).is_err());
+    assert!(PackedTernary::from_bytes(1, 5, WeightGranularity::PerGroup(8), sc, &good).is_err());
+}
+
+#[test]
+fn bad_inputs_give_typed_errors() {
+    let g = WeightGranularity::PerTensor;
+    assert_eq!(
+        quantize_weights(&[], 1, 0, g, 1e-6).unwrap_err(),
+        BitLinearError::ZeroDimension { name: "k" }
+    );
+    assert_eq!(
+        quantize_weights(&[], 0, 4, g, 1e-6).unwrap_err(),
+        BitLinearError::ZeroDimension { name: "n" }
+    );
+    assert!(matches!(
+        quantize_weights(&[1.0; 5], 2, 3, g, 1e-6).unwrap_err(),
+        BitLinearError::LengthMismatch { .. }
+    ));
+    assert!(matches!(
+        quantize_weights(&[1.0, f32::NAN], 1, 2, g, 1e-6).unwrap_err(),
+        BitLinearError::NonFiniteWeight { index: 1 }
+    ));
+    assert!(quantize_weights(&[1.0; 4], 1, 4, g, -1.0).is_err());
+    assert!(quantize_weights(&[1.0; 4], 1, 4, g, f32::NAN).is_err());
+    let w = PackedTernary::quantize(&[1.0; 8], 2, 4, g, 1e-6).unwrap();
+    let opts = LinearOptions::default();
+    // Wrong activation length.
+    let e = linear(&[1.0; 7], 2, &w, None, &opts).unwrap_err();
+    assert!(matches!(e, BitLinearError::ShapeMismatch(_)), "{e}");
+    // Wrong bias length.
+    let e = linear(&[1.0; 8], 2, &w, Some(&[0.0; 3]), &opts).unwrap_err();
+    assert!(matches!(e, BitLinearError::LengthMismatch { name: "bias", .. }), "{e}");
+    // Empty batch: an empty result, not an error.
+    assert!(linear(&[], 0, &w, None, &opts).unwrap().is_empty());
+    // Output buffer of the wrong size.
+    let mut out = vec![0.0; 3];
+    assert!(linear_into(&[1.0; 8], 2, &w, None, &opts, &mut out).is_err());
+    // K mismatch between pre-quantized activations and weights.
+    let xq = quantize_activations(&[1.0; 10], 2, 5, ActivationGranularity::PerToken, 1e-6).unwrap();
+    assert!(int_matmul(&xq, &w, None).is_err());
+    // Unknown kernel name.
+    assert!("avx9000".parse::<Kernel>().is_err());
+    assert_eq!("avx512vnni".parse::<Kernel>().unwrap(), Kernel::Avx512Vnni);
+}
