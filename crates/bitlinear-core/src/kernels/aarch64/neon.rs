@@ -27,9 +27,9 @@ impl TileKernel for Neon {
 
 #[inline(always)]
 fn decode(v: uint8x16_t, s: usize) -> int8x16_t {
-    let mask = vdupq_n_u8(3);
     // SAFETY: NEON is baseline on AArch64.
     unsafe {
+        let mask = vdupq_n_u8(3);
         let sh = match s {
             0 => v,
             1 => vshrq_n_u8::<2>(v),
