@@ -1,1 +1,30 @@
-fn main() {}
+//! `bitlinear-bench`: times ternary linear layers against an f32 baseline in the same run and
+//! prints one JSON object per line.
+//!
+//! ```text
+//! bitlinear-bench --m 1,64,512 --k 4096 --n 4096 --threads 2 --cache cold
+//! ```
+//! Flags: `--m`, `--k`, `--n` (comma lists), `--threads` (rayon and baseline threads; default
+//! all cores), `--impl` (comma list; default the best detected kernel plus the baselines),
+//! `--cache cold|hot` (cold, the default, rotates over distinct weight copies totalling at least
+//! 128 MiB so weights stream from DRAM; hot keeps one copy), `--min-time` seconds per case.
+//! Impl names: `bitlinear-<kernel>` for any supported kernel (`bitlinear-avx512vnni`, ...),
+//! `f32-matmul` (matrixmultiply, threaded), `membw` (streaming read bandwidth, once).
+
+mod cases;
+mod cli;
+mod timing;
+
+fn main() {
+    let args = match cli::Args::parse(std::env::args().skip(1)) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("error: {e}\n\n{}", cli::USAGE);
+            std::process::exit(2);
+        }
+    };
+    // matrixmultiply reads its thread count from the environment at first use.
+    std::env::set_var("MATMUL_NUM_THREADS", args.threads.to_string());
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(args.threads).build().expect("pool");
+    pool.install(|| cases::run_all(&args));
+}

@@ -218,10 +218,10 @@ fn drive<K: TileKernel>(xq: &QuantizedActivations, w: &PackedTernary, output: Ou
             kb += nkb;
         }
     }
-    let kp = xq.k_padded();
+    let (kp, stride) = (xq.k_padded(), xq.row_stride());
     let mut row_sums = vec![0i32; m * groups];
     for r in 0..m {
-        let codes = &xq.codes_padded()[r * kp..(r + 1) * kp];
+        let codes = &xq.codes_padded()[r * stride..r * stride + kp];
         for g in 0..groups {
             let lo = g * group_blocks * BLOCK_K;
             let hi = ((g + 1) * group_blocks * BLOCK_K).min(kp);
@@ -236,7 +236,15 @@ fn drive<K: TileKernel>(xq: &QuantizedActivations, w: &PackedTernary, output: Ou
     let row_groups = m.div_ceil(row_group);
     let threads = rayon::current_num_threads().max(1);
     let work = m as u64 * n as u64 * w.k() as u64;
-    let want = if work < (1 << 16) { 1 } else { 4 * threads };
+    // A few rows stream the weights once: one contiguous run per thread keeps each core's
+    // hardware prefetcher on a single long stream. More rows: 4 tasks per thread balance load.
+    let want = if work < (1 << 16) {
+        1
+    } else if m <= 4 {
+        threads
+    } else {
+        4 * threads
+    };
     let tile_runs = want.div_ceil(row_groups).clamp(1, tiles);
     let run_len = tiles.div_ceil(tile_runs);
     let tile_runs = tiles.div_ceil(run_len);
@@ -310,7 +318,7 @@ unsafe fn chunk<K: TileKernel, const MR: usize>(
     i_out: SharedOut<i32>,
 ) {
     let w = plan.w;
-    let (n, bk, kp) = (w.n(), w.blocks_k(), plan.xq.k_padded());
+    let (n, bk, stride) = (w.n(), w.blocks_k(), plan.xq.row_stride());
     let acc = &mut acc[..tiles.len() * MR * TILE_N];
     acc.fill(0);
     if plan.grouped {
@@ -321,14 +329,14 @@ unsafe fn chunk<K: TileKernel, const MR: usize>(
     for s in &plan.slices {
         for (ti, t) in tiles.clone().enumerate() {
             // SAFETY: tile t < tiles_n and kb0 + nkb ≤ blocks_k, so the blocks exist; rows
-            // r0..r0+MR of the padded activations hold kp ≥ 16 (kb0 + nkb) bytes each; the
+            // r0..r0+MR of the padded activations hold k_padded ≥ 16 (kb0 + nkb) bytes each; the
             // accumulator slice holds MR × 16 i32.
             unsafe {
                 K::dot_tile::<MR>(
                     blocks.add(t * bk + s.kb0),
                     s.nkb,
-                    x0.add(r0 * kp + s.kb0 * BLOCK_K),
-                    kp,
+                    x0.add(r0 * stride + s.kb0 * BLOCK_K),
+                    stride,
                     acc.as_mut_ptr().add(ti * MR * TILE_N),
                 );
             }

@@ -286,7 +286,7 @@ fn check_eps(eps: f32) -> Result<()> {
     Ok(())
 }
 
-/// Int8 activations ready for the kernels: codes padded with zeros to a multiple of 16 columns.
+/// Int8 activations ready for the kernels: rows padded with zeros to [`Self::row_stride`] bytes.
 ///
 /// A row whose input held NaN or ±Inf gets scale NaN and zero codes, so every output of that
 /// row is NaN (per tensor: every row). That is the documented result of non-finite inputs.
@@ -295,14 +295,23 @@ pub struct QuantizedActivations {
     m: usize,
     k: usize,
     k_padded: usize,
+    stride: usize,
     codes: Vec<i8>,
     scales: Vec<f32>,
+}
+
+/// Row stride of the padded activation buffer: K rounded up to whole cache lines, made an odd
+/// number of lines so the 16 rows a kernel reads at once never alias to the same L1 sets
+/// (a 4096-byte stride would put them all in one set and thrash an 8-way L1).
+pub(crate) fn row_stride(k: usize) -> usize {
+    let lines = k.div_ceil(64);
+    (lines | 1) * 64
 }
 
 impl QuantizedActivations {
     /// An empty buffer to be filled by [`quantize_activations_into`].
     pub fn empty() -> Self {
-        Self { m: 0, k: 0, k_padded: 0, codes: Vec::new(), scales: Vec::new() }
+        Self { m: 0, k: 0, k_padded: 0, stride: 0, codes: Vec::new(), scales: Vec::new() }
     }
 
     /// Wraps pre-quantized activations: row-major `[m, k]` int8 codes and one scale per row.
@@ -316,11 +325,12 @@ impl QuantizedActivations {
             });
         }
         let k_padded = k.div_ceil(16) * 16;
-        let mut padded = vec![0i8; m * k_padded];
+        let stride = row_stride(k);
+        let mut padded = vec![0i8; m * stride];
         for row in 0..m {
-            padded[row * k_padded..row * k_padded + k].copy_from_slice(&codes[row * k..][..k]);
+            padded[row * stride..row * stride + k].copy_from_slice(&codes[row * k..][..k]);
         }
-        Ok(Self { m, k, k_padded, codes: padded, scales: scales.to_vec() })
+        Ok(Self { m, k, k_padded, stride, codes: padded, scales: scales.to_vec() })
     }
 
     /// Rows.
@@ -331,17 +341,21 @@ impl QuantizedActivations {
     pub fn k(&self) -> usize {
         self.k
     }
-    /// Row stride of [`Self::codes_padded`]: `k` rounded up to 16.
+    /// `k` rounded up to 16 (the packed block width).
     pub fn k_padded(&self) -> usize {
         self.k_padded
     }
-    /// Row-major `[m, k_padded]` codes, zero in the padding.
+    /// Row stride of [`Self::codes_padded`] in bytes (≥ `k_padded`).
+    pub fn row_stride(&self) -> usize {
+        self.stride
+    }
+    /// Row-major `[m, row_stride]` codes, zero in the padding.
     pub fn codes_padded(&self) -> &[i8] {
         &self.codes
     }
     /// The codes of one row, without padding.
     pub fn row(&self, r: usize) -> &[i8] {
-        &self.codes[r * self.k_padded..r * self.k_padded + self.k]
+        &self.codes[r * self.stride..r * self.stride + self.k]
     }
     /// One scale per row (all equal for per-tensor quantization).
     pub fn scales(&self) -> &[f32] {
@@ -379,12 +393,13 @@ pub fn quantize_activations_into(
 ) -> Result<()> {
     check_dims(m, k, x.len(), "activations")?;
     check_eps(eps)?;
-    let k_padded = k.div_ceil(16) * 16;
+    let stride = row_stride(k);
     out.m = m;
     out.k = k;
-    out.k_padded = k_padded;
+    out.k_padded = k.div_ceil(16) * 16;
+    out.stride = stride;
     out.codes.clear();
-    out.codes.resize(m * k_padded, 0);
+    out.codes.resize(m * stride, 0);
     out.scales.clear();
     out.scales.resize(m, 0.0);
     let row_absmax = |r: usize| simd_quant::absmax(&x[r * k..(r + 1) * k]);
@@ -410,7 +425,7 @@ pub fn quantize_activations_into(
             simd_quant::quantize_row(
                 &x[r * k..(r + 1) * k],
                 s,
-                &mut out.codes[r * k_padded..r * k_padded + k],
+                &mut out.codes[r * stride..r * stride + k],
             );
         }
     }

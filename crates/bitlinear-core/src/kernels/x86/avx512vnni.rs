@@ -34,6 +34,7 @@ impl TileKernel for Avx512Vnni {
     }
 }
 
+
 /// # Safety
 /// See [`TileKernel::dot_tile`]; additionally A ∈ {1, 2, 4}.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]

@@ -1,0 +1,130 @@
+//! The implementations being timed and the JSON they print.
+
+use std::hint::black_box;
+
+use bitlinear_core::{linear_into, Kernel, LinearOptions, PackedTernary, WeightGranularity};
+use rand::{rngs::StdRng, Rng, SeedableRng};
+
+use crate::cli::{Args, Cache};
+use crate::timing::median_us;
+
+/// Bytes of distinct weights a cold run rotates over, so no copy stays in the 32 MiB L3.
+const COLD_BYTES: usize = 128 << 20;
+
+fn copies(args: &Args, bytes_per_copy: usize) -> usize {
+    match args.cache {
+        Cache::Hot => 1,
+        Cache::Cold => COLD_BYTES.div_ceil(bytes_per_copy).max(2),
+    }
+}
+
+fn cache_name(c: Cache) -> &'static str {
+    match c {
+        Cache::Cold => "cold",
+        Cache::Hot => "hot",
+    }
+}
+
+/// Prints one result line.
+fn emit(op: &str, imp: &str, m: usize, k: usize, n: usize, args: &Args, us: f64, extra: &str) {
+    let gops = 2.0 * (m * k * n) as f64 / us / 1e3;
+    println!(
+        "{{\"op\":\"{op}\",\"impl\":\"{imp}\",\"m\":{m},\"k\":{k},\"n\":{n},\"threads\":{},\"cache\":\"{}\",\"median_us\":{us:.2},\"gops\":{gops:.1}{extra}}}",
+        args.threads,
+        cache_name(args.cache)
+    );
+}
+
+/// Runs every requested implementation on every shape.
+pub fn run_all(args: &Args) {
+    let mut rng = StdRng::seed_from_u64(42);
+    if args.impls.iter().any(|i| i == "membw") {
+        membw(args);
+    }
+    for &k in &args.k {
+        for &n in &args.n {
+            let w: Vec<f32> = (0..n * k).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+            for &m in &args.m {
+                let x: Vec<f32> = (0..m * k).map(|_| rng.random_range(-2.0f32..2.0)).collect();
+                let mut base_us = None;
+                // Baseline first so every other line can carry its ratio.
+                if args.impls.iter().any(|i| i == "f32-matmul") {
+                    let us = f32_matmul(args, &x, &w, m, k, n);
+                    emit("linear", "f32-matmul", m, k, n, args, us, "");
+                    base_us = Some(us);
+                }
+                for imp in &args.impls {
+                    if let Some(kname) = imp.strip_prefix("bitlinear-") {
+                        let kernel: Kernel = match kname.parse::<Kernel>() {
+                            Ok(k) if k.is_supported() => k,
+                            _ => {
+                                eprintln!("skipping {imp}: not supported on this CPU");
+                                continue;
+                            }
+                        };
+                        let (us, packed_bytes) = bitlinear(args, kernel, &x, &w, m, k, n);
+                        let gbps = packed_bytes as f64 / us / 1e3;
+                        let ratio = base_us.map(|b| format!(",\"speedup_vs_f32\":{:.2}", b / us)).unwrap_or_default();
+                        let extra = format!(",\"packed_bytes\":{packed_bytes},\"weight_gbps\":{gbps:.1}{ratio}");
+                        emit("linear", imp, m, k, n, args, us, &extra);
+                    } else if imp != "f32-matmul" && imp != "membw" {
+                        eprintln!("skipping unknown impl `{imp}`");
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn bitlinear(args: &Args, kernel: Kernel, x: &[f32], w: &[f32], m: usize, k: usize, n: usize) -> (f64, usize) {
+    let base = PackedTernary::quantize(w, n, k, WeightGranularity::PerTensor, 1e-6).expect("quantize");
+    let bytes = base.total_bytes();
+    let ws: Vec<PackedTernary> = (0..copies(args, bytes)).map(|_| base.clone()).collect();
+    let opts = LinearOptions { kernel: Some(kernel), ..Default::default() };
+    let mut out = vec![0f32; m * n];
+    let us = median_us(args.min_time, |i| {
+        linear_into(black_box(x), m, &ws[i % ws.len()], None, &opts, &mut out).expect("linear");
+        black_box(&out);
+    });
+    (us, bytes)
+}
+
+fn f32_matmul(args: &Args, x: &[f32], w: &[f32], m: usize, k: usize, n: usize) -> f64 {
+    // w is [n, k] row-major; y = x · wᵀ is a GEMM with B strided as the transpose.
+    let ws: Vec<Vec<f32>> = (0..copies(args, n * k * 4)).map(|_| w.to_vec()).collect();
+    let mut out = vec![0f32; m * n];
+    median_us(args.min_time, |i| {
+        let wi = &ws[i % ws.len()];
+        // SAFETY: pointers address m×k, n×k and m×n f32 buffers with the given strides.
+        unsafe {
+            matrixmultiply::sgemm(
+                m, k, n, 1.0,
+                x.as_ptr(), k as isize, 1,
+                wi.as_ptr(), 1, k as isize,
+                0.0,
+                out.as_mut_ptr(), n as isize, 1,
+            );
+        }
+        black_box(&out);
+    })
+}
+
+/// Streaming read bandwidth over 512 MiB with the configured threads: the GEMV floor.
+fn membw(args: &Args) {
+    use rayon::prelude::*;
+    let words = (512usize << 20) / 8;
+    let buf: Vec<u64> = (0..words as u64).collect();
+    let us = median_us(args.min_time.max(0.5), |_| {
+        let s: u64 = buf
+            .par_chunks(1 << 16)
+            .map(|c| c.iter().fold(0u64, |a, &v| a ^ v))
+            .reduce(|| 0, |a, b| a ^ b);
+        black_box(s);
+    });
+    let gbps = (words * 8) as f64 / us / 1e3;
+    println!(
+        "{{\"op\":\"membw\",\"impl\":\"read\",\"bytes\":{},\"threads\":{},\"median_us\":{us:.1},\"gbps\":{gbps:.1}}}",
+        words * 8,
+        args.threads
+    );
+}

@@ -1,0 +1,75 @@
+//! Command-line parsing for `bitlinear-bench` (no dependency needed for a handful of flags).
+
+use bitlinear_core::Kernel;
+
+/// Usage text printed on a parse error.
+pub const USAGE: &str = "usage: bitlinear-bench [--m 1,64] [--k 4096] [--n 4096] [--threads N] \
+[--impl bitlinear-avx512vnni,f32-matmul,membw] [--cache cold|hot] [--min-time SECONDS]";
+
+/// Whether weights are re-read from DRAM (cold) or stay cache resident (hot).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cache {
+    /// Rotate over ≥ 128 MiB of distinct weight copies.
+    Cold,
+    /// One weight copy.
+    Hot,
+}
+
+/// Parsed flags.
+#[derive(Clone, Debug)]
+pub struct Args {
+    pub m: Vec<usize>,
+    pub k: Vec<usize>,
+    pub n: Vec<usize>,
+    pub threads: usize,
+    pub impls: Vec<String>,
+    pub cache: Cache,
+    pub min_time: f64,
+}
+
+fn list(v: &str) -> Result<Vec<usize>, String> {
+    v.split(',').map(|s| s.trim().parse::<usize>().map_err(|e| format!("`{s}`: {e}"))).collect()
+}
+
+impl Args {
+    /// Parses the flags (everything after the program name).
+    pub fn parse(mut it: impl Iterator<Item = String>) -> Result<Self, String> {
+        let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let mut a = Args {
+            m: vec![1],
+            k: vec![4096],
+            n: vec![4096],
+            threads,
+            impls: Vec::new(),
+            cache: Cache::Cold,
+            min_time: 1.0,
+        };
+        while let Some(flag) = it.next() {
+            let mut val = || it.next().ok_or_else(|| format!("{flag} needs a value"));
+            match flag.as_str() {
+                "--m" => a.m = list(&val()?)?,
+                "--k" => a.k = list(&val()?)?,
+                "--n" => a.n = list(&val()?)?,
+                "--threads" => a.threads = val()?.parse().map_err(|e| format!("--threads: {e}"))?,
+                "--impl" => a.impls = val()?.split(',').map(|s| s.trim().to_string()).collect(),
+                "--cache" => {
+                    a.cache = match val()?.as_str() {
+                        "cold" => Cache::Cold,
+                        "hot" => Cache::Hot,
+                        o => return Err(format!("--cache: `{o}` is not cold or hot")),
+                    }
+                }
+                "--min-time" => a.min_time = val()?.parse().map_err(|e| format!("--min-time: {e}"))?,
+                "-h" | "--help" => return Err("help".into()),
+                o => return Err(format!("unknown flag `{o}`")),
+            }
+        }
+        if a.threads == 0 || a.m.contains(&0) || a.k.contains(&0) || a.n.contains(&0) {
+            return Err("threads, m, k and n must be positive".into());
+        }
+        if a.impls.is_empty() {
+            a.impls = vec![format!("bitlinear-{}", Kernel::best().name()), "f32-matmul".into()];
+        }
+        Ok(a)
+    }
+}
