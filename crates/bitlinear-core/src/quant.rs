@@ -8,6 +8,8 @@
 use std::fmt;
 use std::str::FromStr;
 
+use rayon::prelude::*;
+
 use crate::error::{BitLinearError, Result};
 use crate::simd_quant;
 
@@ -402,32 +404,40 @@ pub fn quantize_activations_into(
     out.codes.resize(m * stride, 0);
     out.scales.clear();
     out.scales.resize(m, 0.0);
-    let row_absmax = |r: usize| simd_quant::absmax(&x[r * k..(r + 1) * k]);
+    let rows: Vec<&[f32]> = x.chunks_exact(k).collect();
+    // Large batches quantize rows in parallel; one row is too little work to split.
+    let parallel = m > 1 && m * k >= 1 << 15;
+    let absmax: Vec<f32> = if parallel {
+        rows.par_iter().map(|r| simd_quant::absmax(r)).collect()
+    } else {
+        rows.iter().map(|r| simd_quant::absmax(r)).collect()
+    };
     match granularity {
         ActivationGranularity::PerToken => {
-            for r in 0..m {
-                out.scales[r] = activation_scale(row_absmax(r), eps);
+            for (s, &a) in out.scales.iter_mut().zip(&absmax) {
+                *s = activation_scale(a, eps);
             }
         }
         ActivationGranularity::PerTensor => {
-            let mut max = 0f32;
-            for r in 0..m {
-                let a = row_absmax(r);
-                // NaN marks a non-finite row and must win over any finite maximum.
-                max = if a.is_nan() || max.is_nan() { f32::NAN } else { max.max(a) };
-            }
+            // NaN marks a non-finite row and must win over any finite maximum.
+            let max = absmax
+                .iter()
+                .fold(0f32, |m, &a| if a.is_nan() || m.is_nan() { f32::NAN } else { m.max(a) });
             out.scales.fill(activation_scale(max, eps));
         }
     }
-    for r in 0..m {
-        let s = out.scales[r];
-        if s.is_finite() {
-            simd_quant::quantize_row(
-                &x[r * k..(r + 1) * k],
-                s,
-                &mut out.codes[r * stride..r * stride + k],
-            );
+    let (all_codes, out_scales) = (&mut out.codes, &out.scales);
+    let quantize = |(r, codes): (usize, &mut [i8])| {
+        let s = out_scales[r];
+        // Non-finite rows keep zero codes; their NaN scale makes their outputs NaN.
+        if s.is_finite() && absmax[r].is_finite() {
+            simd_quant::quantize_row(rows[r], s, &mut codes[..k]);
         }
+    };
+    if parallel {
+        all_codes.par_chunks_mut(stride).enumerate().for_each(quantize);
+    } else {
+        all_codes.chunks_mut(stride).enumerate().for_each(quantize);
     }
     Ok(())
 }

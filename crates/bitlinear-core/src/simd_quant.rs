@@ -4,7 +4,6 @@
 //! `#[target_feature]` functions lets one binary use AVX-512/AVX2 (`vroundps` for
 //! round-half-to-even, wide compares) without `-C target-cpu=native`.
 
-use crate::quant::quantize_activation_value;
 
 /// Largest |v| of a slice; NaN if any element is NaN or ±Inf.
 pub(crate) fn absmax(x: &[f32]) -> f32 {
@@ -23,6 +22,8 @@ pub(crate) fn absmax(x: &[f32]) -> f32 {
 }
 
 /// Writes `clamp(round_ties_even(x / s), -128, 127)` into `out` (same length as `x`).
+///
+/// `x` must be finite and `s` finite and positive (the caller checked both via [`absmax`]).
 pub(crate) fn quantize_row(x: &[f32], s: f32, out: &mut [i8]) {
     assert_eq!(x.len(), out.len());
     #[cfg(target_arch = "x86_64")]
@@ -70,8 +71,13 @@ fn absmax_generic(x: &[f32]) -> f32 {
 
 #[inline(always)]
 fn quantize_row_generic(x: &[f32], s: f32, out: &mut [i8]) {
+    debug_assert!(s.is_finite() && s > 0.0);
     for (o, &v) in out.iter_mut().zip(x) {
-        *o = quantize_activation_value(v, s);
+        let q = (v / s).round_ties_even().clamp(-128.0, 127.0);
+        // SAFETY: callers only quantize rows whose values are finite and whose scale is
+        // finite and positive, so `q` is a finite integer in [-128, 127]. (The saturating
+        // `as` cast would block vectorization.)
+        *o = unsafe { q.to_int_unchecked::<i32>() } as i8;
     }
 }
 
