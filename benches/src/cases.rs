@@ -90,19 +90,22 @@ fn bitlinear(args: &Args, kernel: Kernel, x: &[f32], w: &[f32], m: usize, k: usi
 }
 
 fn f32_matmul(args: &Args, x: &[f32], w: &[f32], m: usize, k: usize, n: usize) -> f64 {
-    // w is [n, k] row-major; y = x · wᵀ is a GEMM with B strided as the transpose.
+    // w is [n, k] row-major; y = x · wᵀ. The `gemm` crate (faer's kernels) has fast GEMV and
+    // GEMM paths and runs on rayon with the same thread count as bitlinear.
     let ws: Vec<Vec<f32>> = (0..copies(args, n * k * 4)).map(|_| w.to_vec()).collect();
     let mut out = vec![0f32; m * n];
     median_us(args.min_time, |i| {
         let wi = &ws[i % ws.len()];
-        // SAFETY: pointers address m×k, n×k and m×n f32 buffers with the given strides.
+        // SAFETY: dst is m×n (row stride n), lhs m×k (row stride k), rhs k×n read as the
+        // transpose of the [n, k] weight (column stride k, row stride 1).
         unsafe {
-            matrixmultiply::sgemm(
-                m, k, n, 1.0,
-                x.as_ptr(), k as isize, 1,
-                wi.as_ptr(), 1, k as isize,
-                0.0,
-                out.as_mut_ptr(), n as isize, 1,
+            gemm::gemm(
+                m, n, k,
+                out.as_mut_ptr(), 1, n as isize, false,
+                x.as_ptr(), 1, k as isize,
+                wi.as_ptr(), k as isize, 1,
+                0.0, 1.0, false, false, false,
+                gemm::Parallelism::Rayon(args.threads),
             );
         }
         black_box(&out);

@@ -9,7 +9,7 @@
 //! `--cache cold|hot` (cold, the default, rotates over distinct weight copies totalling at least
 //! 128 MiB so weights stream from DRAM; hot keeps one copy), `--min-time` seconds per case.
 //! Impl names: `bitlinear-<kernel>` for any supported kernel (`bitlinear-avx512vnni`, ...),
-//! `f32-matmul` (matrixmultiply, threaded), `membw` (streaming read bandwidth, once).
+//! `f32-matmul` (the `gemm` crate on rayon), `membw` (streaming read bandwidth, once).
 
 mod cases;
 mod cli;
@@ -23,8 +23,6 @@ fn main() {
             std::process::exit(2);
         }
     };
-    // matrixmultiply reads its thread count from the environment at first use.
-    std::env::set_var("MATMUL_NUM_THREADS", args.threads.to_string());
     let pool = rayon::ThreadPoolBuilder::new().num_threads(args.threads).build().expect("pool");
     pool.install(|| cases::run_all(&args));
 }

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Runs every test of the workspace: x86-64 kernels natively, Wgpu kernels on Mesa lavapipe,
+# and the NEON kernels cross-compiled for aarch64 under qemu-user.
+# Installs what is missing when run as root (Debian/Ubuntu); otherwise says what to install.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_pkgs=()
+[ -e /usr/share/vulkan/icd.d/lvp_icd.x86_64.json ] || ls /usr/share/vulkan/icd.d/lvp_icd*.json >/dev/null 2>&1 || need_pkgs+=(mesa-vulkan-drivers)
+command -v qemu-aarch64 >/dev/null || need_pkgs+=(qemu-user)
+command -v aarch64-linux-gnu-gcc >/dev/null || need_pkgs+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross)
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "== installing ${need_pkgs[*]}"
+    apt-get update -qq || true
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}"
+  else
+    echo "missing system packages: ${need_pkgs[*]} (apt-get install -y ${need_pkgs[*]})" >&2
+    exit 1
+  fi
+fi
+rustup target list --installed | grep -q aarch64-unknown-linux-gnu || rustup target add aarch64-unknown-linux-gnu
+
+echo "== CPU kernels available here:"
+grep -o -w -E 'avx2|avx_vnni|avx512_vnni|avx512bw' /proc/cpuinfo 2>/dev/null | sort -u | tr '\n' ' '; echo
+
+echo "== workspace tests (x86-64 kernels, NdArray, Wgpu on lavapipe)"
+cargo test --workspace --release
+
+echo "== NEON and NEON-dotprod kernels (aarch64 under qemu-user)"
+cargo test --release -p bitlinear-core --target aarch64-unknown-linux-gnu
+
+echo "== all tests passed"
