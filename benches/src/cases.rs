@@ -41,6 +41,9 @@ pub fn run_all(args: &Args) {
     if args.impls.iter().any(|i| i == "membw") {
         membw(args);
     }
+    if args.impls.iter().any(|i| i == "int8-peak") {
+        crate::peak::int8_peak(args.threads);
+    }
     for &k in &args.k {
         for &n in &args.n {
             let w: Vec<f32> = (0..n * k).map(|_| rng.random_range(-1.0f32..1.0)).collect();
@@ -67,7 +70,7 @@ pub fn run_all(args: &Args) {
                         let ratio = base_us.map(|b| format!(",\"speedup_vs_f32\":{:.2}", b / us)).unwrap_or_default();
                         let extra = format!(",\"packed_bytes\":{packed_bytes},\"weight_gbps\":{gbps:.1}{ratio}");
                         emit("linear", imp, m, k, n, args, us, &extra);
-                    } else if imp != "f32-matmul" && imp != "membw" {
+                    } else if !["f32-matmul", "membw", "int8-peak"].contains(&imp.as_str()) {
                         eprintln!("skipping unknown impl `{imp}`");
                     }
                 }

@@ -4,7 +4,7 @@ use bitlinear_core::Kernel;
 
 /// Usage text printed on a parse error.
 pub const USAGE: &str = "usage: bitlinear-bench [--m 1,64] [--k 4096] [--n 4096] [--threads N] \
-[--impl bitlinear-avx512vnni,f32-matmul,membw] [--cache cold|hot] [--min-time SECONDS]";
+[--impl bitlinear-avx512vnni,f32-matmul,membw,int8-peak] [--cache cold|hot] [--min-time SECONDS]";
 
 /// Whether weights are re-read from DRAM (cold) or stay cache resident (hot).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

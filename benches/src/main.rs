@@ -9,10 +9,12 @@
 //! `--cache cold|hot` (cold, the default, rotates over distinct weight copies totalling at least
 //! 128 MiB so weights stream from DRAM; hot keeps one copy), `--min-time` seconds per case.
 //! Impl names: `bitlinear-<kernel>` for any supported kernel (`bitlinear-avx512vnni`, ...),
-//! `f32-matmul` (the `gemm` crate on rayon), `membw` (streaming read bandwidth, once).
+//! `f32-matmul` (the `gemm` crate on rayon), `membw` (streaming read bandwidth, once),
+//! `int8-peak` (the CPU's measured `vpdpbusd` rate: the GEMM ceiling).
 
 mod cases;
 mod cli;
+mod peak;
 mod timing;
 
 fn main() {

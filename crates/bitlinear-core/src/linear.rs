@@ -356,35 +356,56 @@ unsafe fn chunk<K: TileKernel, const MR: usize>(
             }
         }
     }
-    // Epilogue.
+    // Epilogue, 16 columns at a time in fixed-size arrays so it vectorizes.
     let s_x = plan.xq.scales();
     let scales = w.scales();
     for (ti, t) in tiles.clone().enumerate() {
+        let cols = TILE_N.min(n - t * TILE_N);
+        let col0 = t * TILE_N;
+        let mut s_w = [0f32; TILE_N];
+        let mut b = [0f32; TILE_N];
+        for j in 0..cols {
+            s_w[j] = match w.granularity() {
+                WeightGranularity::PerTensor => scales[0],
+                _ => scales[col0 + j],
+            };
+            b[j] = bias.map_or(0.0, |b| b[col0 + j]);
+        }
         for r in 0..MR {
             let row = r0 + r;
-            for j in 0..TILE_N.min(n.saturating_sub(t * TILE_N)) {
-                let i = (ti * MR + r) * TILE_N + j;
-                let col = t * TILE_N + j;
-                if !i_out.0.is_null() {
-                    // SAFETY: row < m, col < n, region owned by this task.
-                    unsafe { *i_out.0.add(row * n + col) = acc[i] - plan.row_sums[row] };
-                    continue;
+            let i0 = (ti * MR + r) * TILE_N;
+            let a: &[i32; TILE_N] = acc[i0..i0 + TILE_N].try_into().expect("16 accumulators");
+            let row_sum = plan.row_sums[row * plan.groups];
+            if !i_out.0.is_null() {
+                let mut y = [0i32; TILE_N];
+                for j in 0..TILE_N {
+                    y[j] = a[j] - row_sum;
                 }
-                let mut y = if plan.grouped {
-                    accf[i] * s_x[row]
-                } else {
-                    let s_w = match w.granularity() {
-                        WeightGranularity::PerTensor => scales[0],
-                        _ => scales[col],
-                    };
-                    ((acc[i] - plan.row_sums[row]) as f32 * s_x[row]) * s_w
+                // SAFETY: row < m and col0 + cols ≤ n; this region belongs to this task.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(y.as_ptr(), i_out.0.add(row * n + col0), cols)
                 };
-                if let Some(b) = bias {
-                    y += b[col];
-                }
-                // SAFETY: as above.
-                unsafe { *f_out.0.add(row * n + col) = y };
+                continue;
             }
+            let mut y = [0f32; TILE_N];
+            if plan.grouped {
+                let f: &[f32; TILE_N] = accf[i0..i0 + TILE_N].try_into().expect("16 sums");
+                for j in 0..TILE_N {
+                    y[j] = f[j] * s_x[row];
+                }
+            } else {
+                for j in 0..TILE_N {
+                    y[j] = ((a[j] - row_sum) as f32 * s_x[row]) * s_w[j];
+                }
+            }
+            // Without a bias nothing is added (adding 0.0 would turn -0.0 into +0.0).
+            if bias.is_some() {
+                for j in 0..TILE_N {
+                    y[j] += b[j];
+                }
+            }
+            // SAFETY: as above.
+            unsafe { std::ptr::copy_nonoverlapping(y.as_ptr(), f_out.0.add(row * n + col0), cols) };
         }
     }
 }
