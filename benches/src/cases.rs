@@ -67,8 +67,12 @@ pub fn run_all(args: &Args) {
                         };
                         let (us, packed_bytes) = bitlinear(args, kernel, &x, &w, m, k, n);
                         let gbps = packed_bytes as f64 / us / 1e3;
-                        let ratio = base_us.map(|b| format!(",\"speedup_vs_f32\":{:.2}", b / us)).unwrap_or_default();
-                        let extra = format!(",\"packed_bytes\":{packed_bytes},\"weight_gbps\":{gbps:.1}{ratio}");
+                        let ratio = base_us
+                            .map(|b| format!(",\"speedup_vs_f32\":{:.2}", b / us))
+                            .unwrap_or_default();
+                        let extra = format!(
+                            ",\"packed_bytes\":{packed_bytes},\"weight_gbps\":{gbps:.1}{ratio}"
+                        );
                         emit("linear", imp, m, k, n, args, us, &extra);
                     } else if !["f32-matmul", "membw", "int8-peak"].contains(&imp.as_str()) {
                         eprintln!("skipping unknown impl `{imp}`");
@@ -79,11 +83,23 @@ pub fn run_all(args: &Args) {
     }
 }
 
-fn bitlinear(args: &Args, kernel: Kernel, x: &[f32], w: &[f32], m: usize, k: usize, n: usize) -> (f64, usize) {
-    let base = PackedTernary::quantize(w, n, k, WeightGranularity::PerTensor, 1e-6).expect("quantize");
+fn bitlinear(
+    args: &Args,
+    kernel: Kernel,
+    x: &[f32],
+    w: &[f32],
+    m: usize,
+    k: usize,
+    n: usize,
+) -> (f64, usize) {
+    let base =
+        PackedTernary::quantize(w, n, k, WeightGranularity::PerTensor, 1e-6).expect("quantize");
     let bytes = base.total_bytes();
     let ws: Vec<PackedTernary> = (0..copies(args, bytes)).map(|_| base.clone()).collect();
-    let opts = LinearOptions { kernel: Some(kernel), ..Default::default() };
+    let opts = LinearOptions {
+        kernel: Some(kernel),
+        ..Default::default()
+    };
     let mut out = vec![0f32; m * n];
     let us = median_us(args.min_time, |i| {
         linear_into(black_box(x), m, &ws[i % ws.len()], None, &opts, &mut out).expect("linear");
@@ -103,11 +119,24 @@ fn f32_matmul(args: &Args, x: &[f32], w: &[f32], m: usize, k: usize, n: usize) -
         // transpose of the [n, k] weight (column stride k, row stride 1).
         unsafe {
             gemm::gemm(
-                m, n, k,
-                out.as_mut_ptr(), 1, n as isize, false,
-                x.as_ptr(), 1, k as isize,
-                wi.as_ptr(), k as isize, 1,
-                0.0, 1.0, false, false, false,
+                m,
+                n,
+                k,
+                out.as_mut_ptr(),
+                1,
+                n as isize,
+                false,
+                x.as_ptr(),
+                1,
+                k as isize,
+                wi.as_ptr(),
+                k as isize,
+                1,
+                0.0,
+                1.0,
+                false,
+                false,
+                false,
                 gemm::Parallelism::Rayon(args.threads),
             );
         }

@@ -28,13 +28,17 @@ pub struct Args {
 }
 
 fn list(v: &str) -> Result<Vec<usize>, String> {
-    v.split(',').map(|s| s.trim().parse::<usize>().map_err(|e| format!("`{s}`: {e}"))).collect()
+    v.split(',')
+        .map(|s| s.trim().parse::<usize>().map_err(|e| format!("`{s}`: {e}")))
+        .collect()
 }
 
 impl Args {
     /// Parses the flags (everything after the program name).
     pub fn parse(mut it: impl Iterator<Item = String>) -> Result<Self, String> {
-        let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let threads = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
         let mut a = Args {
             m: vec![1],
             k: vec![4096],
@@ -59,7 +63,9 @@ impl Args {
                         o => return Err(format!("--cache: `{o}` is not cold or hot")),
                     }
                 }
-                "--min-time" => a.min_time = val()?.parse().map_err(|e| format!("--min-time: {e}"))?,
+                "--min-time" => {
+                    a.min_time = val()?.parse().map_err(|e| format!("--min-time: {e}"))?
+                }
                 "-h" | "--help" => return Err("help".into()),
                 o => return Err(format!("unknown flag `{o}`")),
             }
@@ -68,7 +74,10 @@ impl Args {
             return Err("threads, m, k and n must be positive".into());
         }
         if a.impls.is_empty() {
-            a.impls = vec![format!("bitlinear-{}", Kernel::best().name()), "f32-matmul".into()];
+            a.impls = vec![
+                format!("bitlinear-{}", Kernel::best().name()),
+                "f32-matmul".into(),
+            ];
         }
         Ok(a)
     }

@@ -25,6 +25,9 @@ fn main() {
             std::process::exit(2);
         }
     };
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(args.threads).build().expect("pool");
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(args.threads)
+        .build()
+        .expect("pool");
     pool.install(|| cases::run_all(&args));
 }

@@ -9,7 +9,9 @@ use std::time::Instant;
 pub fn int8_peak(threads: usize) {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx512vnni") && std::arch::is_x86_feature_detected!("avx512bw") {
+        if std::arch::is_x86_feature_detected!("avx512vnni")
+            && std::arch::is_x86_feature_detected!("avx512bw")
+        {
             let iters = 50_000_000usize;
             let start = Instant::now();
             std::thread::scope(|s| {

@@ -13,7 +13,9 @@ pub fn median_us(min_time: f64, mut f: impl FnMut(usize)) -> f64 {
     }
     let mut samples = Vec::new();
     let start = Instant::now();
-    while samples.len() < 10 || (start.elapsed().as_secs_f64() < min_time && samples.len() < 100_000) {
+    while samples.len() < 10
+        || (start.elapsed().as_secs_f64() < min_time && samples.len() < 100_000)
+    {
         let t = Instant::now();
         f(i);
         samples.push(t.elapsed().as_secs_f64() * 1e6);

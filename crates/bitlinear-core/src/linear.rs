@@ -29,7 +29,11 @@ pub struct LinearOptions {
 
 impl Default for LinearOptions {
     fn default() -> Self {
-        Self { activations: ActivationGranularity::PerToken, eps: DEFAULT_EPS, kernel: None }
+        Self {
+            activations: ActivationGranularity::PerToken,
+            eps: DEFAULT_EPS,
+            kernel: None,
+        }
     }
 }
 
@@ -114,14 +118,23 @@ fn resolve(kernel: Option<Kernel>) -> Result<Kernel> {
 
 fn check_out(actual: usize, expected: usize) -> Result<()> {
     if actual != expected {
-        return Err(BitLinearError::LengthMismatch { name: "output", expected, actual });
+        return Err(BitLinearError::LengthMismatch {
+            name: "output",
+            expected,
+            actual,
+        });
     }
     Ok(())
 }
 
 enum Output<'a> {
-    Float { bias: Option<&'a [f32]>, out: &'a mut [f32] },
-    Int { out: &'a mut [i32] },
+    Float {
+        bias: Option<&'a [f32]>,
+        out: &'a mut [f32],
+    },
+    Int {
+        out: &'a mut [i32],
+    },
 }
 
 fn run(kernel: Kernel, xq: &QuantizedActivations, w: &PackedTernary, output: Output) -> Result<()> {
@@ -206,7 +219,11 @@ fn drive<K: TileKernel>(xq: &QuantizedActivations, w: &PackedTernary, output: Ou
     };
     let mr_max = K::MAX_ROWS.min(m.next_power_of_two());
     // Keep the MR activation rows of one slice within ~16 KiB of L1.
-    let kc = if mr_max >= 4 { (16384 / (mr_max * BLOCK_K)).max(16) } else { usize::MAX };
+    let kc = if mr_max >= 4 {
+        (16384 / (mr_max * BLOCK_K)).max(16)
+    } else {
+        usize::MAX
+    };
     let mut slices = Vec::new();
     for g in 0..groups {
         let g0 = g * group_blocks;
@@ -214,7 +231,12 @@ fn drive<K: TileKernel>(xq: &QuantizedActivations, w: &PackedTernary, output: Ou
         let mut kb = g0;
         while kb < g1 {
             let nkb = kc.min(g1 - kb);
-            slices.push(Slice { kb0: kb, nkb, group: g, ends_group: kb + nkb == g1 });
+            slices.push(Slice {
+                kb0: kb,
+                nkb,
+                group: g,
+                ends_group: kb + nkb == g1,
+            });
             kb += nkb;
         }
     }
@@ -228,7 +250,14 @@ fn drive<K: TileKernel>(xq: &QuantizedActivations, w: &PackedTernary, output: Ou
             row_sums[r * groups + g] = codes[lo..hi].iter().map(|&c| c as i32).sum();
         }
     }
-    let plan = Plan { xq, w, slices, groups, row_sums, grouped };
+    let plan = Plan {
+        xq,
+        w,
+        slices,
+        groups,
+        row_sums,
+        grouped,
+    };
 
     // Task grid: row groups of ≤ 64 × runs of tiles, about 4 tasks per thread.
     let tiles = w.tiles_n();
@@ -251,8 +280,16 @@ fn drive<K: TileKernel>(xq: &QuantizedActivations, w: &PackedTernary, output: Ou
     let tasks = row_groups * tile_runs;
 
     let (f_out, i_out, bias) = match output {
-        Output::Float { bias, out } => (SharedOut(out.as_mut_ptr()), SharedOut(std::ptr::null_mut()), bias),
-        Output::Int { out } => (SharedOut(std::ptr::null_mut()), SharedOut(out.as_mut_ptr()), None),
+        Output::Float { bias, out } => (
+            SharedOut(out.as_mut_ptr()),
+            SharedOut(std::ptr::null_mut()),
+            bias,
+        ),
+        Output::Int { out } => (
+            SharedOut(std::ptr::null_mut()),
+            SharedOut(out.as_mut_ptr()),
+            None,
+        ),
     };
     let task = |t: usize| {
         let (rg, tr) = (t / tile_runs, t % tile_runs);
@@ -285,17 +322,22 @@ unsafe fn run_task<K: TileKernel>(
     let mut accf = vec![0f32; if plan.grouped { acc.len() } else { 0 }];
     let mut r = rows.start;
     while r < rows.end {
-        // Largest power of two ≤ remaining rows and ≤ the kernel's maximum.
+        // The kernel's maximum if that many rows are left, else the largest power of two.
         let left = rows.end - r;
-        let mr = if left >= mr_max { mr_max } else { 1 << (usize::BITS - 1 - left.leading_zeros()) };
-        // SAFETY: forwarded; mr is a power of two ≤ K::MAX_ROWS.
+        let mr = if left >= mr_max {
+            mr_max
+        } else {
+            1 << (usize::BITS - 1 - left.leading_zeros())
+        };
+        // SAFETY: forwarded; mr is K::MAX_ROWS or a power of two below it.
         unsafe {
             match mr {
                 1 => chunk::<K, 1>(plan, r, &tiles, &mut acc, &mut accf, bias, f_out, i_out),
                 2 => chunk::<K, 2>(plan, r, &tiles, &mut acc, &mut accf, bias, f_out, i_out),
                 4 => chunk::<K, 4>(plan, r, &tiles, &mut acc, &mut accf, bias, f_out, i_out),
                 8 => chunk::<K, 8>(plan, r, &tiles, &mut acc, &mut accf, bias, f_out, i_out),
-                _ => chunk::<K, 16>(plan, r, &tiles, &mut acc, &mut accf, bias, f_out, i_out),
+                16 => chunk::<K, 16>(plan, r, &tiles, &mut acc, &mut accf, bias, f_out, i_out),
+                _ => chunk::<K, 24>(plan, r, &tiles, &mut acc, &mut accf, bias, f_out, i_out),
             }
         }
         r += mr;

@@ -67,7 +67,13 @@ impl PackedTernary {
                 *byte = (*byte & !(3 << (2 * s))) | (code << (2 * s));
             }
         }
-        Self { n: w.n, k: w.k, granularity: w.granularity, scales: w.scales.clone(), blocks }
+        Self {
+            n: w.n,
+            k: w.k,
+            granularity: w.granularity,
+            scales: w.scales.clone(),
+            blocks,
+        }
     }
 
     /// Rebuilds packed weights from their raw bytes (e.g. a checkpoint), validating everything:
@@ -112,7 +118,13 @@ impl PackedTernary {
             .chunks_exact(BLOCK_BYTES)
             .map(|c| PackedBlock(c.try_into().expect("chunk of 64")))
             .collect();
-        let p = Self { n, k, granularity, scales, blocks };
+        let p = Self {
+            n,
+            k,
+            granularity,
+            scales,
+            blocks,
+        };
         p.validate_codes()?;
         Ok(p)
     }

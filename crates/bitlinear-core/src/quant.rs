@@ -113,19 +113,30 @@ impl QuantType {
     /// Creates a quantization type, validating the group size.
     pub fn new(activations: ActivationGranularity, weights: WeightGranularity) -> Result<Self> {
         weights.validate()?;
-        Ok(Self { activations, weights })
+        Ok(Self {
+            activations,
+            weights,
+        })
     }
 
     /// Every supported combination, with the default group size for per-group weights.
     pub fn all() -> Vec<QuantType> {
-        let acts = [ActivationGranularity::PerToken, ActivationGranularity::PerTensor];
+        let acts = [
+            ActivationGranularity::PerToken,
+            ActivationGranularity::PerTensor,
+        ];
         let weights = [
             WeightGranularity::PerTensor,
             WeightGranularity::PerChannel,
             WeightGranularity::PerGroup(DEFAULT_GROUP_SIZE),
         ];
         acts.iter()
-            .flat_map(|&a| weights.iter().map(move |&w| QuantType { activations: a, weights: w }))
+            .flat_map(|&a| {
+                weights.iter().map(move |&w| QuantType {
+                    activations: a,
+                    weights: w,
+                })
+            })
             .collect()
     }
 }
@@ -213,7 +224,11 @@ pub(crate) fn check_dims(m: usize, k: usize, len: usize, name: &'static str) -> 
         reason: "shape overflows usize".into(),
     })?;
     if len != expected {
-        return Err(BitLinearError::LengthMismatch { name, expected, actual: len });
+        return Err(BitLinearError::LengthMismatch {
+            name,
+            expected,
+            actual: len,
+        });
     }
     Ok(())
 }
@@ -269,7 +284,13 @@ pub fn quantize_weights(
             codes[row * k + col] = ternarize(w[row * k + col], s);
         }
     }
-    Ok(TernaryWeights { n, k, codes, scales, granularity })
+    Ok(TernaryWeights {
+        n,
+        k,
+        codes,
+        scales,
+        granularity,
+    })
 }
 
 /// `clamp(round_ties_even(v / s), -1, 1)`.
@@ -313,7 +334,14 @@ pub(crate) fn row_stride(k: usize) -> usize {
 impl QuantizedActivations {
     /// An empty buffer to be filled by [`quantize_activations_into`].
     pub fn empty() -> Self {
-        Self { m: 0, k: 0, k_padded: 0, stride: 0, codes: Vec::new(), scales: Vec::new() }
+        Self {
+            m: 0,
+            k: 0,
+            k_padded: 0,
+            stride: 0,
+            codes: Vec::new(),
+            scales: Vec::new(),
+        }
     }
 
     /// Wraps pre-quantized activations: row-major `[m, k]` int8 codes and one scale per row.
@@ -332,7 +360,14 @@ impl QuantizedActivations {
         for row in 0..m {
             padded[row * stride..row * stride + k].copy_from_slice(&codes[row * k..][..k]);
         }
-        Ok(Self { m, k, k_padded, stride, codes: padded, scales: scales.to_vec() })
+        Ok(Self {
+            m,
+            k,
+            k_padded,
+            stride,
+            codes: padded,
+            scales: scales.to_vec(),
+        })
     }
 
     /// Rows.
@@ -420,9 +455,13 @@ pub fn quantize_activations_into(
         }
         ActivationGranularity::PerTensor => {
             // NaN marks a non-finite row and must win over any finite maximum.
-            let max = absmax
-                .iter()
-                .fold(0f32, |m, &a| if a.is_nan() || m.is_nan() { f32::NAN } else { m.max(a) });
+            let max = absmax.iter().fold(0f32, |m, &a| {
+                if a.is_nan() || m.is_nan() {
+                    f32::NAN
+                } else {
+                    m.max(a)
+                }
+            });
             out.scales.fill(activation_scale(max, eps));
         }
     }
@@ -435,7 +474,10 @@ pub fn quantize_activations_into(
         }
     };
     if parallel {
-        all_codes.par_chunks_mut(stride).enumerate().for_each(quantize);
+        all_codes
+            .par_chunks_mut(stride)
+            .enumerate()
+            .for_each(quantize);
     } else {
         all_codes.chunks_mut(stride).enumerate().for_each(quantize);
     }

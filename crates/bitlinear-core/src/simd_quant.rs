@@ -4,7 +4,6 @@
 //! `#[target_feature]` functions lets one binary use AVX-512/AVX2 (`vroundps` for
 //! round-half-to-even, wide compares) without `-C target-cpu=native`.
 
-
 /// Largest |v| of a slice; NaN if any element is NaN or ±Inf.
 pub(crate) fn absmax(x: &[f32]) -> f32 {
     #[cfg(target_arch = "x86_64")]

@@ -21,7 +21,9 @@ fn shapes(rng: &mut StdRng) -> Vec<(usize, usize, usize)> {
         (1, 2560, 129),
     ];
     for _ in 0..12 {
-        let m = *[1usize, 2, 3, 7, 17, 33, 64, 80].get(rng.random_range(0..8)).unwrap();
+        let m = *[1usize, 2, 3, 7, 17, 33, 64, 80]
+            .get(rng.random_range(0..8))
+            .unwrap();
         v.push((m, rng.random_range(1..700), rng.random_range(1..90)));
     }
     v
@@ -30,10 +32,10 @@ fn shapes(rng: &mut StdRng) -> Vec<(usize, usize, usize)> {
 fn random_weights(rng: &mut StdRng, n: usize, k: usize, style: usize) -> Vec<f32> {
     (0..n * k)
         .map(|_| match style {
-            0 => 1.0,                                        // all +1
-            1 => -1.0,                                       // all -1
-            2 => 0.0,                                        // all zero (scale = eps)
-            _ => rng.random_range(-1.0f32..1.0) * 0.05,      // mixed
+            0 => 1.0,                                   // all +1
+            1 => -1.0,                                  // all -1
+            2 => 0.0,                                   // all zero (scale = eps)
+            _ => rng.random_range(-1.0f32..1.0) * 0.05, // mixed
         })
         .collect()
 }
@@ -72,7 +74,11 @@ fn every_supported_kernel_matches_reference() {
         let w = random_weights(&mut rng, n, k, style.min(3));
         let tw = quantize_weights(&w, n, k, gran, DEFAULT_EPS).unwrap();
         let packed = PackedTernary::pack(&tw);
-        let act = if case % 3 == 0 { ActivationGranularity::PerTensor } else { ActivationGranularity::PerToken };
+        let act = if case % 3 == 0 {
+            ActivationGranularity::PerTensor
+        } else {
+            ActivationGranularity::PerToken
+        };
         let x = random_activations(&mut rng, m, k);
         let xq = quantize_activations(&x, m, k, act, DEFAULT_EPS).unwrap();
         let bias: Vec<f32> = (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect();
@@ -80,13 +86,26 @@ fn every_supported_kernel_matches_reference() {
         let want = reference::linear(&xq, &tw, Some(&bias));
         for &kern in &kernels {
             let got_int = int_matmul(&xq, &packed, Some(kern)).unwrap();
-            assert_eq!(got_int, want_int, "int mismatch: kernel {kern}, m={m} k={k} n={n}");
+            assert_eq!(
+                got_int, want_int,
+                "int mismatch: kernel {kern}, m={m} k={k} n={n}"
+            );
             let mut got = vec![f32::NAN; m * n];
             linear_quantized_into(&xq, &packed, Some(&bias), Some(kern), &mut got).unwrap();
-            assert_eq!(got, want, "float mismatch: kernel {kern}, m={m} k={k} n={n} {gran:?}");
-            let opts = LinearOptions { activations: act, eps: DEFAULT_EPS, kernel: Some(kern) };
+            assert_eq!(
+                got, want,
+                "float mismatch: kernel {kern}, m={m} k={k} n={n} {gran:?}"
+            );
+            let opts = LinearOptions {
+                activations: act,
+                eps: DEFAULT_EPS,
+                kernel: Some(kern),
+            };
             let fused = linear(&x, m, &packed, Some(&bias), &opts).unwrap();
-            assert_eq!(fused, want, "fused mismatch: kernel {kern}, m={m} k={k} n={n}");
+            assert_eq!(
+                fused, want,
+                "fused mismatch: kernel {kern}, m={m} k={k} n={n}"
+            );
         }
     }
 }
@@ -109,7 +128,11 @@ fn extreme_activation_codes_do_not_overflow() {
         let want = reference::int_matmul(&xq, &tw);
         assert_eq!(want[0], -128 * k as i32 * sign as i32);
         for kern in Kernel::supported() {
-            assert_eq!(int_matmul(&xq, &packed, Some(kern)).unwrap(), want, "kernel {kern}");
+            assert_eq!(
+                int_matmul(&xq, &packed, Some(kern)).unwrap(),
+                want,
+                "kernel {kern}"
+            );
         }
     }
 }
@@ -119,10 +142,17 @@ fn results_do_not_depend_on_thread_count() {
     let mut rng = StdRng::seed_from_u64(7);
     let (m, k, n) = (70, 1000, 333);
     let w = random_weights(&mut rng, n, k, 3);
-    let packed = PackedTernary::quantize(&w, n, k, WeightGranularity::PerTensor, DEFAULT_EPS).unwrap();
+    let packed =
+        PackedTernary::quantize(&w, n, k, WeightGranularity::PerTensor, DEFAULT_EPS).unwrap();
     let x = random_activations(&mut rng, m, k);
-    let one = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
-    let three = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
+    let one = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
+    let three = rayon::ThreadPoolBuilder::new()
+        .num_threads(3)
+        .build()
+        .unwrap();
     let opts = LinearOptions::default();
     let a = one.install(|| linear(&x, m, &packed, None, &opts).unwrap());
     let b = three.install(|| linear(&x, m, &packed, None, &opts).unwrap());
@@ -133,13 +163,17 @@ fn results_do_not_depend_on_thread_count() {
 fn forcing_an_unsupported_kernel_is_an_error() {
     let tw = quantize_weights(&[0.5; 32], 2, 16, WeightGranularity::PerTensor, 1e-6).unwrap();
     let packed = PackedTernary::pack(&tw);
-    let xq = quantize_activations(&[1.0; 16], 1, 16, ActivationGranularity::PerToken, 1e-6).unwrap();
+    let xq =
+        quantize_activations(&[1.0; 16], 1, 16, ActivationGranularity::PerToken, 1e-6).unwrap();
     for kern in Kernel::ALL {
         let r = int_matmul(&xq, &packed, Some(kern));
         if kern.is_supported() {
             assert!(r.is_ok());
         } else {
-            assert!(matches!(r, Err(BitLinearError::UnsupportedKernel(_))), "{kern}: {r:?}");
+            assert!(
+                matches!(r, Err(BitLinearError::UnsupportedKernel(_))),
+                "{kern}: {r:?}"
+            );
         }
     }
 }

@@ -6,7 +6,16 @@ use rand::{rngs::StdRng, Rng, SeedableRng};
 #[test]
 fn pack_unpack_roundtrip_any_shape() {
     let mut rng = StdRng::seed_from_u64(1);
-    for &(n, k) in &[(1, 1), (1, 17), (15, 3), (16, 16), (17, 33), (33, 255), (64, 257), (7, 1000)] {
+    for &(n, k) in &[
+        (1, 1),
+        (1, 17),
+        (15, 3),
+        (16, 16),
+        (17, 33),
+        (33, 255),
+        (64, 257),
+        (7, 1000),
+    ] {
         let codes: Vec<i8> = (0..n * k).map(|_| rng.random_range(-1i8..=1)).collect();
         let tw = TernaryWeights {
             n,
@@ -17,27 +26,52 @@ fn pack_unpack_roundtrip_any_shape() {
         };
         let p = PackedTernary::pack(&tw);
         assert_eq!(p.unpack(), tw);
-        let q = PackedTernary::from_u32_words(n, k, tw.granularity, tw.scales.clone(), &p.to_u32_words())
-            .unwrap();
+        let q = PackedTernary::from_u32_words(
+            n,
+            k,
+            tw.granularity,
+            tw.scales.clone(),
+            &p.to_u32_words(),
+        )
+        .unwrap();
         assert_eq!(q, p);
     }
 }
 
 #[test]
 fn bytes_per_weight_is_a_quarter_plus_scales() {
-    let p = PackedTernary::quantize(&vec![0.3; 4096 * 4096], 4096, 4096, WeightGranularity::PerTensor, 1e-6)
-        .unwrap();
+    let p = PackedTernary::quantize(
+        &vec![0.3; 4096 * 4096],
+        4096,
+        4096,
+        WeightGranularity::PerTensor,
+        1e-6,
+    )
+    .unwrap();
     assert_eq!(p.code_bytes(), 4096 * 4096 / 4);
     assert!((p.bytes_per_weight() - 0.25).abs() < 1e-6);
-    let p = PackedTernary::quantize(&vec![0.3; 5 * 17], 5, 17, WeightGranularity::PerTensor, 1e-6).unwrap();
+    let p = PackedTernary::quantize(
+        &vec![0.3; 5 * 17],
+        5,
+        17,
+        WeightGranularity::PerTensor,
+        1e-6,
+    )
+    .unwrap();
     // Padded to one 16×32 tile pair: 2 blocks of 64 bytes + one scale.
     assert_eq!(p.total_bytes(), 2 * 64 + 4);
 }
 
 #[test]
 fn corrupt_bytes_are_rejected() {
-    let p = PackedTernary::quantize(&[0.3, -0.5, 0.0, 0.9, 0.1], 1, 5, WeightGranularity::PerTensor, 1e-6)
-        .unwrap();
+    let p = PackedTernary::quantize(
+        &[0.3, -0.5, 0.0, 0.9, 0.1],
+        1,
+        5,
+        WeightGranularity::PerTensor,
+        1e-6,
+    )
+    .unwrap();
     let good = p.as_bytes().to_vec();
     let sc = p.scales().to_vec();
     let g = WeightGranularity::PerTensor;
@@ -92,7 +126,10 @@ fn bad_inputs_give_typed_errors() {
     assert!(matches!(e, BitLinearError::ShapeMismatch(_)), "{e}");
     // Wrong bias length.
     let e = linear(&[1.0; 8], 2, &w, Some(&[0.0; 3]), &opts).unwrap_err();
-    assert!(matches!(e, BitLinearError::LengthMismatch { name: "bias", .. }), "{e}");
+    assert!(
+        matches!(e, BitLinearError::LengthMismatch { name: "bias", .. }),
+        "{e}"
+    );
     // Empty batch: an empty result, not an error.
     assert!(linear(&[], 0, &w, None, &opts).unwrap().is_empty());
     // Output buffer of the wrong size.

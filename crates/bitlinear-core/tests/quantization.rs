@@ -76,7 +76,17 @@ fn activations_per_tensor_share_one_scale() {
 
 #[test]
 fn non_finite_activations_give_nan_rows() {
-    let x = [1.0f32, f32::NAN, 2.0, 3.0, 1.0, 1.0, f32::INFINITY, 0.0, 1.0];
+    let x = [
+        1.0f32,
+        f32::NAN,
+        2.0,
+        3.0,
+        1.0,
+        1.0,
+        f32::INFINITY,
+        0.0,
+        1.0,
+    ];
     let q = quantize_activations(&x, 3, 3, ActivationGranularity::PerToken, 1e-6).unwrap();
     assert!(q.scales()[0].is_nan());
     assert!(q.scales()[1].is_finite());
@@ -87,7 +97,10 @@ fn non_finite_activations_give_nan_rows() {
     assert!(y[2].is_finite() && y[3].is_finite());
     assert!(y[4].is_nan() && y[5].is_nan());
     // Per tensor, one bad value poisons every row.
-    let opts = LinearOptions { activations: ActivationGranularity::PerTensor, ..Default::default() };
+    let opts = LinearOptions {
+        activations: ActivationGranularity::PerTensor,
+        ..Default::default()
+    };
     let y = linear(&x, 3, &w, None, &opts).unwrap();
     assert!(y.iter().all(|v| v.is_nan()));
 }
@@ -95,7 +108,9 @@ fn non_finite_activations_give_nan_rows() {
 #[test]
 fn long_rows_quantize_like_the_scalar_formula() {
     // Exercises the vectorized absmax/round paths (length not a multiple of the lane count).
-    let x: Vec<f32> = (0..1001).map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.37).collect();
+    let x: Vec<f32> = (0..1001)
+        .map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.37)
+        .collect();
     let q = quantize_activations(&x, 1, 1001, ActivationGranularity::PerToken, 1e-6).unwrap();
     let absmax = x.iter().fold(0f32, |a, v| a.max(v.abs()));
     let s = absmax / 127.0;
@@ -114,9 +129,23 @@ fn quant_type_strings() {
     let t: QuantType = "AI8PT_WPC".parse().unwrap();
     assert_eq!(t.activations, ActivationGranularity::PerTensor);
     assert_eq!(t.weights, WeightGranularity::PerChannel);
-    assert_eq!("ai8ptk_wpg".parse::<QuantType>().unwrap().weights, WeightGranularity::PerGroup(128));
-    assert_eq!("ai8pc_wpg64".parse::<QuantType>().unwrap().weights, WeightGranularity::PerGroup(64));
-    for bad in ["", "ai8pc", "ai4pc_wpt", "ai8pc_wxx", "ai8pc_wpg0", "ai8pc_wpg10", "ai8pc_wpgx"] {
+    assert_eq!(
+        "ai8ptk_wpg".parse::<QuantType>().unwrap().weights,
+        WeightGranularity::PerGroup(128)
+    );
+    assert_eq!(
+        "ai8pc_wpg64".parse::<QuantType>().unwrap().weights,
+        WeightGranularity::PerGroup(64)
+    );
+    for bad in [
+        "",
+        "ai8pc",
+        "ai4pc_wpt",
+        "ai8pc_wxx",
+        "ai8pc_wpg0",
+        "ai8pc_wpg10",
+        "ai8pc_wpgx",
+    ] {
         assert!(bad.parse::<QuantType>().is_err(), "{bad} should not parse");
     }
     for t in QuantType::all() {

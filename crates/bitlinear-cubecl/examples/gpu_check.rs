@@ -1,1 +1,500 @@
-fn main() {}
+//! CUDA check: correctness of every kernel (including the forced tensor-core path) against the
+//! CPU reference, then timings as JSON lines. Build with
+//! `cargo build --release -p bitlinear-cubecl --features cuda --example gpu_check`;
+//! run through `scripts/gpu-check.sh` on the GPU machine.
+//!
+//! Output: one JSON object per line. `{"op":"check",...}` lines carry `"ok"`; timing lines carry
+//! `median_us` (median over batches of the per-iteration time of a synchronized batch).
+//! Environment: `GPU_CHECK_QUICK=1` shortens the timings; `GPU_CHECK_SKIP_BENCH=1` skips them;
+//! `GPU_CHECK_WGPU=1` runs on Wgpu instead of CUDA and `GPU_CHECK_TINY=1` uses tiny benchmark
+//! sizes (both to validate the harness on lavapipe).
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::time::Instant;
+
+use bitlinear_cubecl::*;
+use cubecl::cuda::{CudaDevice, CudaRuntime};
+use cubecl::prelude::*;
+use cubecl::server::Handle;
+use support::Gran;
+
+const EPS: f32 = DEFAULT_EPS;
+
+/// Small deterministic generator (xorshift64*), so the binary needs no RNG crate.
+struct Rng(u64);
+
+impl Rng {
+    fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn uniform(&mut self) -> f32 {
+        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+    }
+    fn vec(&mut self, len: usize, scale: f32) -> Vec<f32> {
+        (0..len).map(|_| self.uniform() * scale).collect()
+    }
+    fn ternary(&mut self, len: usize) -> Vec<i8> {
+        (0..len).map(|_| (self.next_u64() % 3) as i8 - 1).collect()
+    }
+}
+
+fn upload_f32<R: Runtime>(c: &ComputeClient<R>, v: &[f32]) -> Handle {
+    c.create_from_slice(f32::as_bytes(v))
+}
+fn read_f32<R: Runtime>(c: &ComputeClient<R>, h: Handle) -> Vec<f32> {
+    f32::from_bytes(&c.read_one(h).unwrap()).to_vec()
+}
+fn read_i32<R: Runtime>(c: &ComputeClient<R>, h: Handle) -> Vec<i32> {
+    i32::from_bytes(&c.read_one(h).unwrap()).to_vec()
+}
+fn read_u32<R: Runtime>(c: &ComputeClient<R>, h: Handle) -> Vec<u32> {
+    u32::from_bytes(&c.read_one(h).unwrap()).to_vec()
+}
+fn sync<R: Runtime>(c: &ComputeClient<R>) {
+    cubecl::future::block_on(c.sync()).expect("device sync failed");
+}
+fn to_api(g: Gran) -> WeightGranularity {
+    match g {
+        Gran::Tensor => WeightGranularity::PerTensor,
+        Gran::Channel => WeightGranularity::PerChannel,
+        Gran::Group(s) => WeightGranularity::PerGroup(s),
+    }
+}
+
+fn report(name: &str, result: std::result::Result<(), String>) -> bool {
+    match &result {
+        Ok(()) => println!(r#"{{"op":"check","name":"{name}","ok":true}}"#),
+        Err(e) => println!(
+            r#"{{"op":"check","name":"{name}","ok":false,"detail":"{}"}}"#,
+            e.replace('"', "'")
+        ),
+    }
+    result.is_ok()
+}
+
+fn activation_codes<R: Runtime>(c: &ComputeClient<R>, acts: &QuantizedActivations) -> Vec<i8> {
+    let words = read_u32(c, acts.codes.clone());
+    let wpr = acts.words_per_row();
+    let mut out = vec![0i8; acts.m * acts.k];
+    for r in 0..acts.m {
+        for kk in 0..acts.k {
+            out[r * acts.k + kk] = words[r * wpr + kk / 4].to_le_bytes()[kk % 4] as i8;
+        }
+    }
+    out
+}
+
+fn check_activations<R: Runtime>(
+    c: &ComputeClient<R>,
+    rng: &mut Rng,
+) -> std::result::Result<(), String> {
+    for &(m, k) in &[(1, 1), (3, 15), (16, 17), (33, 100), (130, 300), (7, 4096)] {
+        for per_tensor in [false, true] {
+            let x = rng.vec(m * k, 3.0);
+            let g = if per_tensor {
+                ActivationGranularity::PerTensor
+            } else {
+                ActivationGranularity::PerToken
+            };
+            let acts = quantize_activations(c, &upload_f32(c, &x), m, k, g, EPS)
+                .map_err(|e| e.to_string())?;
+            let (codes, scales) = support::quantize_acts(&x, m, k, per_tensor, EPS);
+            if read_f32(c, acts.scales.clone()) != scales {
+                return Err(format!("scales differ m={m} k={k} pt={per_tensor}"));
+            }
+            if activation_codes(c, &acts) != codes {
+                return Err(format!("codes differ m={m} k={k} pt={per_tensor}"));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_packing<R: Runtime>(
+    c: &ComputeClient<R>,
+    rng: &mut Rng,
+) -> std::result::Result<(), String> {
+    for &(k, n) in &[(1, 1), (15, 7), (17, 33), (300, 65), (1000, 130)] {
+        for gran in [Gran::Tensor, Gran::Channel, Gran::Group(32)] {
+            let w_nk = rng.vec(n * k, 0.05);
+            let w_kn: Vec<f32> = (0..k * n).map(|i| w_nk[(i % n) * k + i / n]).collect();
+            let pw = pack_weights(
+                c,
+                &upload_f32(c, &w_kn),
+                k,
+                n,
+                WeightLayout::InputMajor,
+                to_api(gran),
+                EPS,
+            )
+            .map_err(|e| e.to_string())?;
+            let s = read_f32(c, pw.scales.clone());
+            let want_s = support::absmean_scales(&w_nk, n, k, gran, EPS);
+            if s.iter().zip(&want_s).any(|(a, b)| (a - b).abs() > 1e-5 * b) {
+                return Err(format!("scales differ k={k} n={n} {gran:?}"));
+            }
+            let t = support::ternarize(&w_nk, n, k, gran, &s);
+            if read_u32(c, pw.packed.clone()) != support::pack(&t, n, k) {
+                return Err(format!("packed words differ k={k} n={n} {gran:?}"));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn random_packed<R: Runtime>(
+    c: &ComputeClient<R>,
+    rng: &mut Rng,
+    n: usize,
+    k: usize,
+    gran: Gran,
+) -> (Vec<i8>, Vec<f32>, PackedWeights) {
+    let t = rng.ternary(n * k);
+    let sw: Vec<f32> = (0..gran.count(n, k))
+        .map(|_| 0.01 + 0.1 * rng.uniform().abs())
+        .collect();
+    let packed = c.create_from_slice(u32::as_bytes(&support::pack(&t, n, k)));
+    let w = PackedWeights::from_handles(packed, upload_f32(c, &sw), k, n, to_api(gran)).unwrap();
+    (t, sw, w)
+}
+
+#[allow(clippy::needless_range_loop)]
+fn check_matmul<R: Runtime>(
+    c: &ComputeClient<R>,
+    rng: &mut Rng,
+    path: MatmulPath,
+) -> std::result::Result<(), String> {
+    let ms: &[usize] = if path == MatmulPath::Gemv {
+        &[1, 3, 16]
+    } else {
+        &[1, 3, 16, 33, 130, 257]
+    };
+    let mut case = 0;
+    for &m in ms {
+        for &k in &[1usize, 15, 17, 100, 300, 1040] {
+            for &n in &[1usize, 7, 33, 65, 200] {
+                case += 1;
+                let gran = [
+                    Gran::Tensor,
+                    Gran::Channel,
+                    Gran::Group(16),
+                    Gran::Group(32),
+                    Gran::Group(64),
+                ][case % 5];
+                let per_tensor = case % 3 == 0;
+                let x = rng.vec(m * k, 1.5);
+                let xh = upload_f32(c, &x);
+                let (t, sw, w) = random_packed(c, rng, n, k, gran);
+                let bias = rng.vec(n, 0.5);
+                let ag = if per_tensor {
+                    ActivationGranularity::PerTensor
+                } else {
+                    ActivationGranularity::PerToken
+                };
+                let acts =
+                    quantize_activations(c, &xh, m, k, ag, EPS).map_err(|e| e.to_string())?;
+                let (xq, sx) = support::quantize_acts(&x, m, k, per_tensor, EPS);
+                let acc = read_i32(
+                    c,
+                    ternary_matmul_i32(c, &acts, &w, path).map_err(|e| e.to_string())?,
+                );
+                for i in 0..m * n {
+                    if acc[i] != support::acc_range(&xq, &t, k, i / n, i % n, 0, k) {
+                        return Err(format!("i32 accumulator differs m={m} k={k} n={n} at {i}"));
+                    }
+                }
+                let bh = upload_f32(c, &bias);
+                let y = read_f32(
+                    c,
+                    ternary_matmul(c, &acts, &w, Some(&bh), path).map_err(|e| e.to_string())?,
+                );
+                let (want, mag) = support::linear(&xq, &sx, &t, &sw, Some(&bias), m, n, k, gran);
+                for i in 0..m * n {
+                    if (y[i] - want[i]).abs() > 2e-5 * mag[i] + 1e-6 {
+                        return Err(format!(
+                            "output differs m={m} k={k} n={n} {gran:?} at {i}: {} vs {}",
+                            y[i], want[i]
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_grad_input<R: Runtime>(
+    c: &ComputeClient<R>,
+    rng: &mut Rng,
+) -> std::result::Result<(), String> {
+    for &(m, k, n) in &[(1, 1, 1), (3, 17, 7), (33, 300, 65), (130, 100, 200)] {
+        for gran in [Gran::Tensor, Gran::Group(32)] {
+            let (t, sw, w) = random_packed(c, rng, n, k, gran);
+            let dy = rng.vec(m * n, 1.0);
+            let dx = read_f32(
+                c,
+                ternary_grad_input(c, &upload_f32(c, &dy), m, &w).map_err(|e| e.to_string())?,
+            );
+            for mm in 0..m {
+                for kk in 0..k {
+                    let (mut want, mut mag) = (0f64, 0f64);
+                    for nn in 0..n {
+                        let term = dy[mm * n + nn] as f64
+                            * t[nn * k + kk] as f64
+                            * sw[gran.index(nn, kk, k)] as f64;
+                        want += term;
+                        mag += term.abs();
+                    }
+                    if (dx[mm * k + kk] as f64 - want).abs() > 1e-5 * mag + 1e-7 {
+                        return Err(format!(
+                            "dx differs m={m} k={k} n={n} {gran:?} at [{mm},{kk}]"
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Large-buffer copy, 16 bytes per unit, for the device's practical bandwidth.
+#[cube(launch_unchecked)]
+fn copy_kernel<NV: Size>(
+    input: &Array<Vector<u32, NV>>,
+    output: &mut Array<Vector<u32, NV>>,
+    len: usize,
+) {
+    let pos = (CUBE_POS_Y as usize * CUBE_COUNT_X as usize + CUBE_POS_X as usize)
+        * CUBE_DIM as usize
+        + UNIT_POS as usize;
+    if pos < len {
+        output[pos] = input[pos];
+    }
+}
+
+/// Median per-iteration microseconds: `batches` synchronized batches sized to ~`target_ms`.
+fn time_us<R: Runtime>(c: &ComputeClient<R>, quick: bool, mut f: impl FnMut(usize)) -> f64 {
+    for i in 0..3 {
+        f(i);
+    }
+    sync(c);
+    let t0 = Instant::now();
+    f(3);
+    sync(c);
+    let one = t0.elapsed().as_secs_f64().max(1e-6);
+    let target = if quick { 0.01 } else { 0.03 };
+    let iters = ((target / one) as usize).clamp(1, 2000);
+    let batches = if quick { 5 } else { 11 };
+    let mut per_iter = Vec::with_capacity(batches);
+    let mut counter = 4;
+    for _ in 0..batches {
+        let t = Instant::now();
+        for _ in 0..iters {
+            f(counter);
+            counter += 1;
+        }
+        sync(c);
+        per_iter.push(t.elapsed().as_secs_f64() / iters as f64 * 1e6);
+    }
+    per_iter.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    per_iter[per_iter.len() / 2]
+}
+
+/// Random valid packed words (codes 0..=2) for timing.
+fn random_words(rng: &mut Rng, count: usize) -> Vec<u32> {
+    (0..count)
+        .map(|_| {
+            let r = rng.next_u64();
+            let mut w = 0u32;
+            for i in 0..16 {
+                w |= ((((r >> (4 * i)) & 0xF) % 3) as u32) << (2 * i);
+            }
+            w
+        })
+        .collect()
+}
+
+fn bench<R: Runtime>(
+    c: &ComputeClient<R>,
+    rng: &mut Rng,
+    quick: bool,
+    cmma_ok: bool,
+    backend: &str,
+) {
+    // Device copy bandwidth: 512 MiB read + 512 MiB written per iteration.
+    // GPU_CHECK_TINY=1: tiny sizes, to exercise this harness on lavapipe.
+    let tiny = std::env::var("GPU_CHECK_TINY").is_ok();
+    let bytes = if tiny { 4usize << 20 } else { 512usize << 20 };
+    let src = c.empty(bytes);
+    let dst = c.empty(bytes);
+    let vecs = bytes / 16;
+    let us = time_us(c, quick, |_| unsafe {
+        copy_kernel::launch_unchecked::<R>(
+            c,
+            {
+                let cubes = vecs / 256;
+                CubeCount::Static(cubes.min(65_535) as u32, cubes.div_ceil(65_535) as u32, 1)
+            },
+            CubeDim::new_1d(256),
+            4usize,
+            ArrayArg::from_raw_parts(src.clone(), bytes / 4),
+            ArrayArg::from_raw_parts(dst.clone(), bytes / 4),
+            vecs,
+        )
+    });
+    let copy_gbps = 2.0 * bytes as f64 / us / 1e3;
+    println!(
+        r#"{{"op":"copy","impl":"cubecl-copy","backend":"{backend}","bytes":{bytes},"median_us":{us:.2},"gbps":{copy_gbps:.1}}}"#
+    );
+    drop((src, dst));
+
+    let shapes: &[(usize, usize)] = if tiny {
+        &[(256, 512)]
+    } else {
+        &[(4096, 4096), (4096, 11008), (8192, 28672), (2560, 6912)]
+    };
+    let ms: &[usize] = if tiny { &[1, 64] } else { &[1, 512, 2048] };
+    for &(k, n) in shapes {
+        let words = packed_word_count(k, n);
+        let packed_bytes = words * 4;
+        // Rotate weight copies so GEMV reads from DRAM, not L2 (≥ 256 MiB in rotation).
+        let copies = if tiny {
+            2
+        } else {
+            ((256usize << 20) / packed_bytes).clamp(2, 64)
+        };
+        let host = random_words(rng, words);
+        let weights: Vec<PackedWeights> = (0..copies)
+            .map(|_| {
+                PackedWeights::from_handles(
+                    c.create_from_slice(u32::as_bytes(&host)),
+                    upload_f32(c, &[0.05]),
+                    k,
+                    n,
+                    WeightGranularity::PerTensor,
+                )
+                .unwrap()
+            })
+            .collect();
+        for &m in ms {
+            let x = upload_f32(c, &rng.vec(m * k, 1.0));
+            let acts =
+                quantize_activations(c, &x, m, k, ActivationGranularity::PerToken, EPS).unwrap();
+            let mut paths = vec![];
+            if m <= GEMV_MAX_M {
+                paths.push((MatmulPath::Gemv, format!("bitlinear-{backend}-gemv")));
+            } else {
+                if cmma_ok {
+                    paths.push((MatmulPath::CmmaGemm, format!("bitlinear-{backend}-cmma")));
+                }
+                paths.push((MatmulPath::TiledGemm, format!("bitlinear-{backend}-tiled")));
+            }
+            for (path, name) in paths {
+                // Kernel only (pre-quantized activations) and the full layer (with quantization).
+                for (op, full) in [("matmul", false), ("linear", true)] {
+                    let us = time_us(c, quick, |i| {
+                        let w = &weights[i % copies];
+                        let _ = if full {
+                            ternary_linear(
+                                c,
+                                &x,
+                                m,
+                                k,
+                                w,
+                                None,
+                                ActivationGranularity::PerToken,
+                                EPS,
+                                path,
+                            )
+                        } else {
+                            ternary_matmul(c, &acts, w, None, path)
+                        }
+                        .unwrap();
+                    });
+                    let gbps = packed_bytes as f64 / us / 1e3;
+                    let tops = 2.0 * (m * k * n) as f64 / us / 1e6;
+                    println!(
+                        r#"{{"op":"{op}","impl":"{name}","backend":"{backend}","m":{m},"k":{k},"n":{n},"median_us":{us:.2},"gbps":{gbps:.1},"copy_frac":{:.3},"tops":{tops:.2},"weight_copies":{copies}}}"#,
+                        gbps / copy_gbps
+                    );
+                }
+            }
+        }
+    }
+}
+
+fn main() {
+    // GPU_CHECK_WGPU=1 runs the checks on Wgpu (lavapipe) to validate this harness without a GPU.
+    if std::env::var("GPU_CHECK_WGPU").is_ok() {
+        run::<cubecl::wgpu::WgpuRuntime>(&Default::default(), "wgpu");
+    } else {
+        run::<CudaRuntime>(&CudaDevice::default(), "cuda");
+    }
+}
+
+fn run<R: Runtime>(device: &R::Device, backend: &str) {
+    let c = R::client(device);
+    let props = c.properties();
+    let cmma_ok = cmma_available(&c);
+    println!(
+        r#"{{"op":"device","backend":"{backend}","plane_size":{},"sms":{},"max_shared":{},"cmma_i8":{cmma_ok},"plane_ops":{}}}"#,
+        props.hardware.plane_size_max,
+        props.hardware.num_streaming_multiprocessors.unwrap_or(0),
+        props.hardware.max_shared_memory_size,
+        plane_ops_available(&c)
+    );
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let mut ok = true;
+    // GPU_CHECK_ONLY=<name> runs one check (a kernel that fails to JIT-compile poisons the
+    // CubeCL server, so the script runs each check in its own process); GPU_CHECK_SKIP_CHECKS=1
+    // runs none. GPU_CHECK_NO_CMMA=1 keeps the tensor-core path out of the timings.
+    let only = std::env::var("GPU_CHECK_ONLY").ok();
+    let skip_checks = std::env::var("GPU_CHECK_SKIP_CHECKS").is_ok();
+    let want = |name: &str| !skip_checks && only.as_deref().is_none_or(|o| o == name);
+    if want("quantize_activations") {
+        ok &= report("quantize_activations", check_activations(&c, &mut rng));
+    }
+    if want("pack_weights") {
+        ok &= report("pack_weights", check_packing(&c, &mut rng));
+    }
+    if want("gemv") {
+        ok &= report("gemv", check_matmul(&c, &mut rng, MatmulPath::Gemv));
+    }
+    if want("tiled_gemm") {
+        ok &= report(
+            "tiled_gemm",
+            check_matmul(&c, &mut rng, MatmulPath::TiledGemm),
+        );
+    }
+    if want("cmma_gemm") {
+        let r = if cmma_ok {
+            check_matmul(&c, &mut rng, MatmulPath::CmmaGemm)
+        } else {
+            Err("cmma i8 not available on this device".into())
+        };
+        ok &= report("cmma_gemm", r);
+    }
+    if want("grad_input") {
+        ok &= report("grad_input", check_grad_input(&c, &mut rng));
+    }
+    let cmma_ok = cmma_ok && std::env::var("GPU_CHECK_NO_CMMA").is_err();
+    let _ = c.flush();
+    if std::env::var("GPU_CHECK_SKIP_BENCH").is_err() && only.is_none() {
+        bench(
+            &c,
+            &mut rng,
+            std::env::var("GPU_CHECK_QUICK").is_ok(),
+            cmma_ok,
+            backend,
+        );
+    }
+    println!(r#"{{"op":"summary","all_checks_ok":{ok}}}"#);
+    if !ok {
+        std::process::exit(1);
+    }
+}

@@ -1,1 +1,38 @@
-//! placeholder
+//! CubeCL GPU kernels for ternary (BitNet b1.58) linear layers, generic over the CubeCL runtime.
+//!
+//! - [`quantize_activations`]: f32 `[M, K]` → int8 codes (per token or per tensor, absmax).
+//! - [`pack_weights`]: f32 weight (`[K, N]` Burn layout or `[N, K]`) → ternary 2-bit packed
+//!   blocks + absmean scales, on the device, in the layout shared with bitlinear-core.
+//! - [`ternary_linear`] / [`ternary_matmul`]: packed GEMV (M ≤ 16), int8 tensor-core GEMM
+//!   (`cmma`, CUDA), or a portable tiled GEMM, with a fused scale/bias epilogue, f32 output.
+//! - [`ternary_grad_input`]: `dx = dy · (s_w ⊙ Wq)` from packed codes for training.
+//!
+//! Every function works on a [`cubecl::prelude::ComputeClient`] and raw
+//! [`cubecl::server::Handle`]s (contiguous, row-major), so Burn's `CubeTensor`s can be passed
+//! through. Shapes are checked; bad input returns an [`Error`] and launches nothing.
+
+mod activations;
+mod device;
+mod error;
+mod grad;
+pub mod kernels;
+mod linear;
+mod types;
+mod validate;
+mod weights;
+
+pub use activations::{dequantize_activations, quantize_activations};
+pub use device::{cmma_available, plane_ops_available};
+pub use error::{Error, Result};
+pub use grad::ternary_grad_input;
+pub use linear::{
+    resolve_path, ternary_linear, ternary_matmul, ternary_matmul_i32, FORCE_PLANE_ENV, GEMV_MAX_M,
+};
+pub use types::{
+    packed_word_count, words_per_row, ActivationGranularity, MatmulPath, PackedWeights,
+    QuantizedActivations, WeightGranularity, WeightLayout,
+};
+pub use weights::{pack_weights, unpack_weights};
+
+/// Default `eps` of the activation and weight scales.
+pub const DEFAULT_EPS: f32 = 1e-6;

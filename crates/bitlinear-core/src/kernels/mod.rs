@@ -11,11 +11,11 @@ use std::sync::OnceLock;
 use crate::error::{BitLinearError, Result};
 use crate::packed::PackedBlock;
 
+#[cfg(target_arch = "aarch64")]
+pub(crate) mod aarch64;
 pub(crate) mod scalar;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod x86;
-#[cfg(target_arch = "aarch64")]
-pub(crate) mod aarch64;
 
 /// Environment variable that forces a kernel for the whole process (e.g. `BITLINEAR_KERNEL=avx2`).
 pub const KERNEL_ENV: &str = "BITLINEAR_KERNEL";
@@ -91,7 +91,10 @@ impl Kernel {
 
     /// Kernels this CPU supports, fastest first.
     pub fn supported() -> Vec<Kernel> {
-        Kernel::ALL.into_iter().filter(|k| k.is_supported()).collect()
+        Kernel::ALL
+            .into_iter()
+            .filter(|k| k.is_supported())
+            .collect()
     }
 
     /// The fastest kernel this CPU supports.
@@ -149,7 +152,7 @@ impl FromStr for Kernel {
 /// subtracts `Σ_k x_r[k]` to obtain `Σ_k w · x`. (Unsigned codes let x86 use `vpdpbusd`, whose
 /// first operand is unsigned.)
 pub(crate) trait TileKernel {
-    /// Largest row count the driver may pass as `MR` (a power of two).
+    /// Largest row count the driver may pass as `MR` (a power of two, or 24).
     const MAX_ROWS: usize;
 
     /// # Safety
@@ -157,7 +160,7 @@ pub(crate) trait TileKernel {
     /// - `w` points to `nblocks` readable, 64-byte aligned blocks;
     /// - for each r < MR, `x + r * x_stride` points to `16 * nblocks` readable bytes;
     /// - `acc` points to `MR * 16` writable i32;
-    /// - `MR` is 1, 2, 4, 8 or 16 and at most `MAX_ROWS`.
+    /// - `MR` is 1, 2, 4, 8, 16 or 24 and at most `MAX_ROWS`.
     unsafe fn dot_tile<const MR: usize>(
         w: *const PackedBlock,
         nblocks: usize,

@@ -9,9 +9,17 @@ use super::common::{linear_cube_pos, round_ties_even};
 const F32_MAX: f32 = 3.402_823_5e38;
 
 /// Max of |x| over one row, reduced across the cube in shared memory. Non-finite values become
-/// `+inf` so that the caller can spot them (NaN would not survive comparisons).
+/// `inf` (+infinity, passed in at run time: CubeCL's CUDA backend prints an infinite literal as
+/// the undefined identifier `inf`) so that the caller can spot them (NaN would not survive
+/// comparisons).
 #[cube]
-fn row_absmax(x: &Array<f32>, base: usize, k: usize, #[comptime] cube_size: usize) -> f32 {
+fn row_absmax(
+    x: &Array<f32>,
+    base: usize,
+    k: usize,
+    inf: f32,
+    #[comptime] cube_size: usize,
+) -> f32 {
     let unit = UNIT_POS as usize;
     let mut local = 0.0f32;
     let mut i = unit;
@@ -19,7 +27,7 @@ fn row_absmax(x: &Array<f32>, base: usize, k: usize, #[comptime] cube_size: usiz
         let a = f32::abs(x[base + i]);
         let mut a_or_inf = a;
         if !(a <= F32_MAX) {
-            a_or_inf = f32::INFINITY;
+            a_or_inf = inf;
         }
         if a_or_inf > local {
             local = a_or_inf;
@@ -29,7 +37,7 @@ fn row_absmax(x: &Array<f32>, base: usize, k: usize, #[comptime] cube_size: usiz
     let mut smem = SharedMemory::<f32>::new(cube_size);
     smem[unit] = local;
     sync_cube();
-    let mut stride = cube_size / 2;
+    let mut stride = (cube_size / 2).runtime();
     while stride > 0 {
         if unit < stride {
             let other = smem[unit + stride];
@@ -53,13 +61,14 @@ pub fn row_absmax_kernel(
     out: &mut Array<f32>,
     m: usize,
     k: usize,
+    inf: f32,
     #[comptime] cube_size: usize,
 ) {
     let row = linear_cube_pos();
     if row >= m {
         terminate!();
     }
-    let amax = row_absmax(x, row * k, k, cube_size);
+    let amax = row_absmax(x, row * k, k, inf, cube_size);
     if UNIT_POS == 0 {
         out[row] = amax;
     }
@@ -71,9 +80,10 @@ pub fn max_reduce_kernel(
     values: &Array<f32>,
     out: &mut Array<f32>,
     len: usize,
+    inf: f32,
     #[comptime] cube_size: usize,
 ) {
-    let amax = row_absmax(values, 0, len, cube_size);
+    let amax = row_absmax(values, 0, len, inf, cube_size);
     if UNIT_POS == 0 {
         out[0] = amax;
     }
@@ -95,6 +105,7 @@ pub fn quantize_rows_kernel(
     words_per_row: usize,
     eps: f32,
     nonfinite: f32,
+    inf: f32,
     #[comptime] per_tensor: bool,
     #[comptime] cube_size: usize,
 ) {
@@ -104,12 +115,11 @@ pub fn quantize_rows_kernel(
     }
     let unit = UNIT_POS as usize;
     let base = row * k;
-    let mut amax = 0.0f32;
-    if per_tensor {
-        amax = tensor_absmax[0];
+    let amax = if per_tensor {
+        tensor_absmax[0]
     } else {
-        amax = row_absmax(x, base, k, cube_size);
-    }
+        row_absmax(x, base, k, inf, cube_size)
+    };
     let finite = amax <= F32_MAX;
     let mut clamped = amax;
     if amax < eps {

@@ -8,8 +8,6 @@ use super::common::{signed_byte, ternary_at, GRAN_CHANNEL, GRAN_GROUP};
 
 /// Shared tile row stride (16 + 1 to spread banks).
 const LDS: usize = 17;
-/// Packed word of 16 zero weights (code 1 everywhere).
-pub const ZERO_WORD: u32 = 0x5555_5555;
 
 /// Tiled GEMM kernel: `out[m, n] = epilogue(Σ_k xq[m, k] · wq[n, k])`. Launch with
 /// `CubeDim::new_2d(16, 16)` and `CubeCount::Static(ceil(N/64), ceil(M/64), 1)`.
@@ -65,7 +63,8 @@ pub fn gemm_tiled_kernel(
         }
         // B: 64 output rows × 1 word; unit → (row, s), the 4 codes k = 4s + j.
         let nn = n0 + load_row;
-        let mut ww = ZERO_WORD;
+        // 0x5555_5555: 16 zero weights (code 1), for rows past N.
+        let mut ww = 0x5555_5555u32;
         if nn < n {
             ww = packed[((nn / 16) * blocks_k + kb) * 16 + nn % 16];
         }
@@ -126,10 +125,8 @@ pub fn gemm_tiled_kernel(
                 if raw {
                     out_raw[mi * n + nj] = acc_i[i * 4 + j];
                 } else {
-                    let mut y = 0.0f32;
-                    if per_group {
-                        y = acc_f[i * 4 + j] * x_scales[mi];
-                    } else {
+                    let mut y = acc_f[i * 4 + j] * x_scales[mi];
+                    if !per_group {
                         let mut sw = w_scales[0];
                         if gran == GRAN_CHANNEL {
                             sw = w_scales[nj];

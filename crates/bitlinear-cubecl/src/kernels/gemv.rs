@@ -36,10 +36,11 @@ fn reduce_over_lanes<E: Numeric>(
     }
     smem[slot * k_lanes + kl] = v;
     sync_cube();
-    let mut stride = k_lanes / 2;
+    let mut stride = (k_lanes / 2).runtime();
     while stride >= kl_per_plane && stride > 0 {
         if kl < stride && kl % kl_per_plane == 0 {
-            smem[slot * k_lanes + kl] = smem[slot * k_lanes + kl] + smem[slot * k_lanes + kl + stride];
+            smem[slot * k_lanes + kl] =
+                smem[slot * k_lanes + kl] + smem[slot * k_lanes + kl + stride];
         }
         sync_cube();
         stride /= 2;
@@ -139,7 +140,14 @@ pub fn gemv_kernel<NV: Size>(
         for mi in 0..rows_m {
             #[unroll]
             for r in 0..4usize {
-                reduce_over_lanes::<f32>(&mut smem, acc_f[mi * 4 + r], q * 4 + r, kl, k_lanes, use_plane);
+                reduce_over_lanes::<f32>(
+                    &mut smem,
+                    acc_f[mi * 4 + r],
+                    q * 4 + r,
+                    kl,
+                    k_lanes,
+                    use_plane,
+                );
             }
             if row_in_tile < 16 && nn_out < n {
                 let mut y = smem[row_in_tile * k_lanes] * x_scales[mi];
@@ -156,7 +164,14 @@ pub fn gemv_kernel<NV: Size>(
         for mi in 0..rows_m {
             #[unroll]
             for r in 0..4usize {
-                reduce_over_lanes::<i32>(&mut smem, acc_i[mi * 4 + r], q * 4 + r, kl, k_lanes, use_plane);
+                reduce_over_lanes::<i32>(
+                    &mut smem,
+                    acc_i[mi * 4 + r],
+                    q * 4 + r,
+                    kl,
+                    k_lanes,
+                    use_plane,
+                );
             }
             if row_in_tile < 16 && nn_out < n {
                 let total = smem[row_in_tile * k_lanes];

@@ -2,6 +2,14 @@
 //! in the crate's `launch` module. Kernels only import the CubeCL prelude (see the notes on Burn's
 //! `Tensor` name clash).
 
+// Kernel bodies are CubeCL DSL: only the operators it expands are usable (no `clamp`,
+// `is_multiple_of`, `partial_cmp`), and `!(a <= b)` is deliberate to catch NaN.
+#![allow(
+    clippy::manual_clamp,
+    clippy::manual_is_multiple_of,
+    clippy::neg_cmp_op_on_partial_ord
+)]
+
 pub mod activation_quant;
 pub mod backward;
 pub mod common;

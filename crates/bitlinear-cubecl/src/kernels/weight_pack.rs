@@ -84,7 +84,7 @@ pub fn mean_reduce_kernel(
     let mut smem = SharedMemory::<f32>::new(cube_size);
     smem[unit] = local;
     sync_cube();
-    let mut stride = cube_size / 2;
+    let mut stride = (cube_size / 2).runtime();
     while stride > 0 {
         if unit < stride {
             smem[unit] = smem[unit] + smem[unit + stride];

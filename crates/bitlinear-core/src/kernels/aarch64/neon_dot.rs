@@ -58,7 +58,14 @@ unsafe fn inner<const MR: usize>(
     for b in 0..nblocks {
         // SAFETY: block b < nblocks is readable (contract).
         let p = unsafe { w.add(b) } as *const u8;
-        let v = unsafe { [vld1q_u8(p), vld1q_u8(p.add(16)), vld1q_u8(p.add(32)), vld1q_u8(p.add(48))] };
+        let v = unsafe {
+            [
+                vld1q_u8(p),
+                vld1q_u8(p.add(16)),
+                vld1q_u8(p.add(32)),
+                vld1q_u8(p.add(48)),
+            ]
+        };
         let mut xv = [vdupq_n_s8(0); MR];
         for (r, xr) in xv.iter_mut().enumerate() {
             // SAFETY: row r has 16 * nblocks readable bytes (contract).

@@ -32,9 +32,8 @@ impl TileKernel for Avx512Vnni {
                 _ => unreachable!("MR must be 1, 2, 4, 8 or 16"),
             }
         }
+    }
 }
-}
-
 
 /// Adds block `b`'s products to one set of accumulators.
 ///
@@ -100,7 +99,10 @@ unsafe fn inner<const MR: usize, const A: usize, const U: usize>(
         // SAFETY: acc holds MR * 16 i32 (contract).
         unsafe {
             let p = acc.add(r * 16) as *mut __m512i;
-            _mm512_storeu_si512(p as *mut _, _mm512_add_epi32(_mm512_loadu_si512(p as *const _), t));
+            _mm512_storeu_si512(
+                p as *mut _,
+                _mm512_add_epi32(_mm512_loadu_si512(p as *const _), t),
+            );
         }
     }
 }

@@ -1,0 +1,245 @@
+//! BitLinear on NdArray with bitlinear-core's CPU kernels (SIMD, rayon).
+//!
+//! Contiguous f32 inputs are read in place (zero-copy); other layouts (a transposed view, a
+//! slice) are first copied to row-major, so results never depend on strides. Tensors of
+//! another dtype go through the generic fallback.
+
+use std::sync::{Arc, Mutex};
+
+use bitlinear_core::{
+    linear, linear_quantized_into, quantize_activations, quantize_weights, BitLinearError,
+    LinearOptions, PackedTernary,
+};
+use burn::tensor::ops::{FloatTensor, IntTensor};
+use burn::tensor::TensorData;
+use burn_ndarray::{NdArray, NdArrayTensor};
+
+use super::fallback::primitive as fallback;
+use crate::ops::{BitLinearBackend, BitLinearGrads, PackedShape, QuantSpec, SavedQuant};
+
+/// Concrete backend: `burn::backend::NdArray` (f32 floats, i64 ints).
+type Nd = NdArray;
+
+/// Row-major `f32` values of a 2-D NdArray tensor, or `None` for another dtype.
+fn with_f32<T>(t: &NdArrayTensor, f: impl FnOnce(&[f32], &[usize]) -> T) -> Option<T> {
+    let NdArrayTensor::F32(storage) = t else {
+        return None;
+    };
+    let view = storage.view();
+    // Borrows when already row-major, copies otherwise (transposed or strided views).
+    let standard = view.as_standard_layout();
+    let slice = standard.as_slice().expect("standard layout is contiguous");
+    Some(f(slice, view.shape()))
+}
+
+fn from_vec<E: burn::tensor::Element>(values: Vec<E>, shape: [usize; 2]) -> NdArrayTensor {
+    NdArrayTensor::from_data(TensorData::new(values, shape))
+}
+
+fn core_error(what: &str, e: BitLinearError) -> ! {
+    panic!("BitLinear (NdArray): {what}: {e}")
+}
+
+/// Training forward with core: quantize and pack W, quantize x once, run the integer kernel.
+fn forward_core(
+    x: &NdArrayTensor,
+    weight: &NdArrayTensor,
+    bias: Option<&NdArrayTensor>,
+    spec: QuantSpec,
+    save: bool,
+) -> Option<(FloatTensor<Nd>, Option<SavedQuant<Nd>>)> {
+    // Core's weight layout is [N, K]: read Burn's [K, N] parameter transposed.
+    let NdArrayTensor::F32(w_storage) = weight else {
+        return None;
+    };
+    let w_view = w_storage.view().reversed_axes();
+    let w_nk = w_view.as_standard_layout();
+    let (n, k) = (w_view.shape()[0], w_view.shape()[1]);
+    let w_nk = w_nk.as_slice().expect("standard layout is contiguous");
+    let bias_values = match bias {
+        Some(b) => Some(with_f32(b, |v, _| v.to_vec())?),
+        None => None,
+    };
+    with_f32(x, |xs, shape| {
+        let m = shape[0];
+        let ternary = quantize_weights(w_nk, n, k, spec.quant.weights, spec.eps)
+            .unwrap_or_else(|e| core_error("cannot quantize the weight", e));
+        let packed = PackedTernary::pack(&ternary);
+        let xq = quantize_activations(xs, m, k, spec.quant.activations, spec.eps)
+            .unwrap_or_else(|e| core_error("cannot quantize the input", e));
+        let mut out = vec![0f32; m * n];
+        linear_quantized_into(&xq, &packed, bias_values.as_deref(), None, &mut out)
+            .unwrap_or_else(|e| core_error("kernel failed", e));
+        let saved = save.then(|| {
+            let x_codes: Vec<i8> = (0..m).flat_map(|r| xq.row(r).iter().copied()).collect();
+            SavedQuant {
+                x_codes: from_vec(x_codes, [m, k]),
+                x_scales: from_vec(xq.scales().to_vec(), [m, 1]),
+                w_codes: from_vec(ternary.codes, [n, k]),
+                w_scales: from_vec(ternary.scales, spec.weight_scale_shape(n, k)),
+            }
+        });
+        (from_vec(out, [m, n]), saved)
+    })
+}
+
+impl BitLinearBackend for Nd {
+    fn bitlinear_forward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: Option<FloatTensor<Self>>,
+        spec: QuantSpec,
+    ) -> FloatTensor<Self> {
+        match forward_core(&x, &weight, bias.as_ref(), spec, false) {
+            Some((y, _)) => y,
+            None => fallback::forward::<Self>(x, weight, bias, spec),
+        }
+    }
+
+    fn bitlinear_forward_saving(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: Option<FloatTensor<Self>>,
+        spec: QuantSpec,
+    ) -> (FloatTensor<Self>, SavedQuant<Self>) {
+        match forward_core(&x, &weight, bias.as_ref(), spec, true) {
+            Some((y, saved)) => (y, saved.expect("saving forward")),
+            None => fallback::forward_saving::<Self>(x, weight, bias, spec),
+        }
+    }
+
+    fn bitlinear_backward(
+        grad: FloatTensor<Self>,
+        saved: SavedQuant<Self>,
+        spec: QuantSpec,
+        need_x: bool,
+        need_weight: bool,
+    ) -> BitLinearGrads<Self> {
+        // Two float matmuls (burn-ndarray's threaded GEMM), as for `Linear`.
+        fallback::backward::<Self>(grad, saved, spec, need_x, need_weight)
+    }
+
+    fn bitlinear_pack(
+        weight: FloatTensor<Self>,
+        spec: QuantSpec,
+    ) -> Result<(IntTensor<Self>, FloatTensor<Self>), BitLinearError> {
+        fallback::pack::<Self>(weight, spec)
+    }
+
+    fn bitlinear_deployed_forward(
+        x: FloatTensor<Self>,
+        packed: IntTensor<Self>,
+        scales: FloatTensor<Self>,
+        bias: Option<FloatTensor<Self>>,
+        shape: PackedShape,
+        spec: QuantSpec,
+    ) -> FloatTensor<Self> {
+        let Some(weights) = cached_packed(&packed, &scales, shape, spec) else {
+            return fallback::deployed_forward::<Self>(x, packed, scales, bias, shape, spec);
+        };
+        let bias_values = bias.as_ref().and_then(|b| with_f32(b, |v, _| v.to_vec()));
+        if bias.is_some() && bias_values.is_none() {
+            return fallback::deployed_forward::<Self>(x, packed, scales, bias, shape, spec);
+        }
+        let opts = LinearOptions {
+            activations: spec.quant.activations,
+            eps: spec.eps,
+            kernel: None,
+        };
+        let y = with_f32(&x, |xs, dims| {
+            let out = linear(xs, dims[0], &weights, bias_values.as_deref(), &opts)
+                .unwrap_or_else(|e| core_error("kernel failed", e));
+            from_vec(out, [dims[0], shape.n])
+        });
+        match y {
+            Some(y) => y,
+            None => fallback::deployed_forward::<Self>(x, packed, scales, bias, shape, spec),
+        }
+    }
+
+    fn bitlinear_deployed_input_grad(
+        grad: FloatTensor<Self>,
+        packed: IntTensor<Self>,
+        scales: FloatTensor<Self>,
+        shape: PackedShape,
+        spec: QuantSpec,
+    ) -> FloatTensor<Self> {
+        fallback::deployed_input_grad::<Self>(grad, packed, scales, shape, spec)
+    }
+}
+
+/// A validated [`PackedTernary`] built from a packed word tensor.
+///
+/// Rebuilding it on every call would copy and validate all the weights (far slower than the
+/// kernel at M = 1), so it is cached per word buffer. The entry holds a clone of the tensor:
+/// that keeps the buffer alive (its address cannot be reused by other data) and shared (NdArray
+/// never mutates shared storage in place), so address + length identify the same words.
+struct CacheEntry {
+    words: NdArrayTensor,
+    address: usize,
+    len: usize,
+    weights: Arc<PackedTernary>,
+}
+
+/// Entries are dropped once their tensor is owned by the cache alone; the bound covers
+/// borrowed (memory-mapped) storage, whose sharing cannot be observed.
+const CACHE_CAPACITY: usize = 64;
+
+static CACHE: Mutex<Vec<CacheEntry>> = Mutex::new(Vec::new());
+
+/// The packed weights for `words` and `scales`, or `None` when they are not u32 / f32.
+///
+/// Panics with the validation error when the words are corrupt (invalid code, nonzero padding)
+/// or the scales are not positive and finite.
+fn cached_packed(
+    words: &NdArrayTensor,
+    scales: &NdArrayTensor,
+    shape: PackedShape,
+    spec: QuantSpec,
+) -> Option<Arc<PackedTernary>> {
+    let NdArrayTensor::U32(storage) = words else {
+        return None;
+    };
+    let scale_values = with_f32(scales, |v, _| v.to_vec())?;
+    let view = storage.view();
+    let contiguous = view.is_standard_layout();
+    let (address, len) = (view.as_ptr() as usize, view.len());
+    let matches = |e: &CacheEntry| {
+        e.address == address
+            && e.len == len
+            && e.weights.n() == shape.n
+            && e.weights.k() == shape.k
+            && e.weights.granularity() == spec.quant.weights
+            && e.weights.scales() == scale_values.as_slice()
+    };
+    let mut cache = CACHE
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if contiguous {
+        if let Some(e) = cache.iter().find(|e| matches(e)) {
+            return Some(e.weights.clone());
+        }
+    }
+    let standard = view.as_standard_layout();
+    let values = standard.as_slice().expect("standard layout is contiguous");
+    let weights =
+        PackedTernary::from_u32_words(shape.n, shape.k, spec.quant.weights, scale_values, values)
+            .unwrap_or_else(|e| core_error("invalid deployed weights", e));
+    let weights = Arc::new(weights);
+    if contiguous {
+        cache.retain(|e| match &e.words {
+            NdArrayTensor::U32(s) => !s.is_unique(),
+            _ => false,
+        });
+        if cache.len() >= CACHE_CAPACITY {
+            cache.remove(0);
+        }
+        cache.push(CacheEntry {
+            words: words.clone(),
+            address,
+            len,
+            weights: weights.clone(),
+        });
+    }
+    Some(weights)
+}

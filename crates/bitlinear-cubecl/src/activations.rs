@@ -1,0 +1,130 @@
+//! Host API for int8 activation quantization and dequantization.
+
+use cubecl::prelude::*;
+use cubecl::server::Handle;
+
+use crate::device::{grid_1d, grid_for_elements};
+use crate::error::Result;
+use crate::kernels::activation_quant::{
+    max_reduce_kernel, quantize_rows_kernel, row_absmax_kernel,
+};
+use crate::kernels::dequant::dequant_activations_kernel;
+use crate::types::{words_per_row, ActivationGranularity, QuantizedActivations};
+use crate::validate;
+
+/// Units per cube of the row kernels.
+const ROW_CUBE: usize = 256;
+
+/// Quantizes f32 activations `x` (row-major `[M, K]`, contiguous) to int8 by absmax:
+/// `s = max(absmax, eps) / 127`, `q = clamp(round_ties_even(x / s), -128, 127)`, per row or per
+/// tensor. One pass over `x` per token (per tensor: one extra absmax pass).
+/// Rows with NaN/Inf get a NaN scale (per tensor: every row) and zero codes, so their outputs
+/// are NaN. `M = 0` returns empty buffers.
+pub fn quantize_activations<R: Runtime>(
+    client: &ComputeClient<R>,
+    x: &Handle,
+    m: usize,
+    k: usize,
+    granularity: ActivationGranularity,
+    eps: f32,
+) -> Result<QuantizedActivations> {
+    validate::positive("k", k)?;
+    let elems = validate::mul(m, k, "M·K")?;
+    validate::bytes("x", x, elems * 4)?;
+    let wpr = words_per_row(k);
+    let codes = client.empty((m * wpr * 4).max(4));
+    let scales = client.empty((m * 4).max(4));
+    if m == 0 {
+        return Ok(QuantizedActivations {
+            codes,
+            scales,
+            m,
+            k,
+        });
+    }
+    let per_tensor = granularity == ActivationGranularity::PerTensor;
+    let absmax = client.empty(4);
+    if per_tensor {
+        let row_max = client.empty(m * 4);
+        unsafe {
+            row_absmax_kernel::launch_unchecked::<R>(
+                client,
+                grid_1d(m),
+                CubeDim::new_1d(ROW_CUBE as u32),
+                ArrayArg::from_raw_parts(x.clone(), elems),
+                ArrayArg::from_raw_parts(row_max.clone(), m),
+                m,
+                k,
+                f32::INFINITY,
+                ROW_CUBE,
+            );
+            max_reduce_kernel::launch_unchecked::<R>(
+                client,
+                CubeCount::Static(1, 1, 1),
+                CubeDim::new_1d(ROW_CUBE as u32),
+                ArrayArg::from_raw_parts(row_max, m),
+                ArrayArg::from_raw_parts(absmax.clone(), 1),
+                m,
+                f32::INFINITY,
+                ROW_CUBE,
+            );
+        }
+    }
+    unsafe {
+        quantize_rows_kernel::launch_unchecked::<R>(
+            client,
+            grid_1d(m),
+            CubeDim::new_1d(ROW_CUBE as u32),
+            ArrayArg::from_raw_parts(x.clone(), elems),
+            ArrayArg::from_raw_parts(absmax, 1),
+            ArrayArg::from_raw_parts(codes.clone(), m * wpr),
+            ArrayArg::from_raw_parts(scales.clone(), m),
+            m,
+            k,
+            wpr,
+            eps,
+            f32::NAN,
+            f32::INFINITY,
+            per_tensor,
+            ROW_CUBE,
+        );
+    }
+    Ok(QuantizedActivations {
+        codes,
+        scales,
+        m,
+        k,
+    })
+}
+
+/// Dequantizes int8 activations to f32 `[M, K]` (`s_x[m] · xq[m, k]`), e.g. for the weight
+/// gradient `dW = dyᵀ · (s_x·xq)`, which the caller computes with a float matmul.
+pub fn dequantize_activations<R: Runtime>(
+    client: &ComputeClient<R>,
+    acts: &QuantizedActivations,
+) -> Result<Handle> {
+    validate::positive("k", acts.k)?;
+    let (m, k) = (acts.m, acts.k);
+    let elems = validate::mul(m, k, "M·K")?;
+    let wpr = acts.words_per_row();
+    validate::bytes("codes", &acts.codes, m * wpr * 4)?;
+    validate::bytes("activation scales", &acts.scales, m * 4)?;
+    let out = client.empty((elems * 4).max(4));
+    if elems == 0 {
+        return Ok(out);
+    }
+    unsafe {
+        dequant_activations_kernel::launch_unchecked::<R>(
+            client,
+            grid_for_elements(elems, 256),
+            CubeDim::new_1d(256),
+            ArrayArg::from_raw_parts(acts.codes.clone(), m * wpr),
+            ArrayArg::from_raw_parts(acts.scales.clone(), m),
+            ArrayArg::from_raw_parts(out.clone(), elems),
+            m,
+            k,
+            wpr,
+        );
+    }
+    Ok(out)
+}

@@ -1,0 +1,243 @@
+//! Host API for the ternary linear layer: path selection and launch of GEMV / tiled GEMM / cmma
+//! GEMM with the fused epilogue `y = ((acc · s_x) · s_w) + b`.
+
+use cubecl::prelude::*;
+use cubecl::server::Handle;
+
+use crate::activations::quantize_activations;
+use crate::device::{cmma_available, grid_1d, plane_ops_available};
+use crate::error::{Error, Result};
+use crate::kernels::gemm_cmma::gemm_cmma_kernel;
+use crate::kernels::gemm_tiled::gemm_tiled_kernel;
+use crate::kernels::gemv::gemv_kernel;
+use crate::types::{
+    ActivationGranularity, MatmulPath, PackedWeights, QuantizedActivations, WeightGranularity,
+};
+use crate::validate;
+
+/// Largest batch (rows of `x`) the GEMV kernel takes.
+pub const GEMV_MAX_M: usize = 16;
+
+/// k-block lanes per GEMV cube (the cube has `4 · GEMV_K_LANES` units).
+const GEMV_K_LANES: usize = 64;
+
+/// Environment variable that forces the plane-shuffle reduction of the GEMV kernel even where the
+/// runtime does not report plane ops (testing only: lavapipe runs them but does not report them).
+pub const FORCE_PLANE_ENV: &str = "BITLINEAR_CUBECL_FORCE_PLANE_OPS";
+
+fn use_plane_reduction<R: Runtime>(client: &ComputeClient<R>) -> bool {
+    plane_ops_available(client) || std::env::var_os(FORCE_PLANE_ENV).is_some()
+}
+
+/// The concrete kernel [`MatmulPath::Auto`] (or a forced path) resolves to for `m` rows, or why a
+/// forced path cannot run here.
+pub fn resolve_path<R: Runtime>(
+    client: &ComputeClient<R>,
+    m: usize,
+    path: MatmulPath,
+) -> Result<MatmulPath> {
+    match path {
+        MatmulPath::Auto if m <= GEMV_MAX_M => Ok(MatmulPath::Gemv),
+        MatmulPath::Auto if cmma_available(client) => Ok(MatmulPath::CmmaGemm),
+        MatmulPath::Auto => Ok(MatmulPath::TiledGemm),
+        MatmulPath::Gemv if m > GEMV_MAX_M => Err(Error::PathUnavailable {
+            path: path.name(),
+            reason: format!("M = {m} exceeds GEMV_MAX_M = {GEMV_MAX_M}"),
+        }),
+        MatmulPath::CmmaGemm if !cmma_available(client) => Err(Error::PathUnavailable {
+            path: path.name(),
+            reason: "the runtime reports no i8×i8→i32 16×16×16 cmma with 32-wide planes".into(),
+        }),
+        p => Ok(p),
+    }
+}
+
+/// Full forward of a deployed ternary layer: quantizes `x` (row-major f32 `[M, K]`) to int8 and
+/// returns f32 `[M, N]` = `((acc · s_x) · s_w) + b` (per-group: `(Σ_g acc_g · s_w[n][g]) · s_x + b`)
+/// with `acc` the exact i32 dot products. `bias`, if any, is `N` f32. `M = 0` gives an empty
+/// output; `K`, `N` must match `weights`.
+#[allow(clippy::too_many_arguments)]
+pub fn ternary_linear<R: Runtime>(
+    client: &ComputeClient<R>,
+    x: &Handle,
+    m: usize,
+    k: usize,
+    weights: &PackedWeights,
+    bias: Option<&Handle>,
+    act_granularity: ActivationGranularity,
+    eps: f32,
+    path: MatmulPath,
+) -> Result<Handle> {
+    weights.validate()?;
+    if k != weights.k {
+        return Err(Error::ShapeMismatch(format!(
+            "x has K = {k}, weights have K = {}",
+            weights.k
+        )));
+    }
+    let acts = quantize_activations(client, x, m, k, act_granularity, eps)?;
+    ternary_matmul(client, &acts, weights, bias, path)
+}
+
+/// `y = epilogue(xq · Wqᵀ)` from already-quantized activations; f32 `[M, N]`.
+pub fn ternary_matmul<R: Runtime>(
+    client: &ComputeClient<R>,
+    acts: &QuantizedActivations,
+    weights: &PackedWeights,
+    bias: Option<&Handle>,
+    path: MatmulPath,
+) -> Result<Handle> {
+    launch_matmul(client, acts, weights, bias, path, false)
+}
+
+/// The exact i32 accumulators `acc[m, n] = Σ_k xq[m, k] · wq[n, k]` as i32 `[M, N]` (scales and
+/// bias ignored, groups summed). Exposes the integer core of every path for testing.
+pub fn ternary_matmul_i32<R: Runtime>(
+    client: &ComputeClient<R>,
+    acts: &QuantizedActivations,
+    weights: &PackedWeights,
+    path: MatmulPath,
+) -> Result<Handle> {
+    launch_matmul(client, acts, weights, None, path, true)
+}
+
+fn launch_matmul<R: Runtime>(
+    client: &ComputeClient<R>,
+    acts: &QuantizedActivations,
+    weights: &PackedWeights,
+    bias: Option<&Handle>,
+    path: MatmulPath,
+    raw: bool,
+) -> Result<Handle> {
+    weights.validate()?;
+    validate::positive("k", acts.k)?;
+    if acts.k != weights.k {
+        return Err(Error::ShapeMismatch(format!(
+            "activations have K = {}, weights have K = {}",
+            acts.k, weights.k
+        )));
+    }
+    let (m, k, n) = (acts.m, weights.k, weights.n);
+    let wpr = acts.words_per_row();
+    validate::bytes("codes", &acts.codes, validate::mul(m, wpr * 4, "M·K")?)?;
+    validate::bytes("activation scales", &acts.scales, m * 4)?;
+    if let Some(b) = bias {
+        validate::bytes("bias", b, n * 4)?;
+    }
+    let out_elems = validate::mul(m, n, "M·N")?;
+    let path = resolve_path(client, m, path)?;
+    if m == 0 {
+        return Ok(client.empty(0));
+    }
+
+    let out = client.empty(out_elems * 4);
+    let dummy = || client.empty(4);
+    let (f_out, raw_out) = if raw {
+        (dummy(), out.clone())
+    } else {
+        (out.clone(), dummy())
+    };
+    let bias_h = bias.cloned().unwrap_or_else(dummy);
+    let has_bias = bias.is_some() && !raw;
+    let blocks_k = k.div_ceil(16);
+    let tiles_n = n.div_ceil(16);
+    let words = weights.word_count();
+    let (group_size, groups_per_row) = weights.granularity.groups(k);
+    let blocks_per_group = group_size.div_ceil(16);
+    let gran = weights.granularity.tag();
+    let n_scales = weights.granularity.scale_count(k, n);
+
+    let codes_arg = || unsafe { ArrayArg::from_raw_parts(acts.codes.clone(), m * wpr) };
+    let packed_arg = || unsafe { ArrayArg::from_raw_parts(weights.packed.clone(), words) };
+    let xs_arg = || unsafe { ArrayArg::from_raw_parts(acts.scales.clone(), m) };
+    let ws_arg = || unsafe { ArrayArg::from_raw_parts(weights.scales.clone(), n_scales) };
+    let bias_arg =
+        || unsafe { ArrayArg::from_raw_parts(bias_h.clone(), if has_bias { n } else { 1 }) };
+    let out_arg =
+        || unsafe { ArrayArg::from_raw_parts(f_out.clone(), if raw { 1 } else { out_elems }) };
+    let raw_arg =
+        || unsafe { ArrayArg::from_raw_parts(raw_out.clone(), if raw { out_elems } else { 1 }) };
+    let tiles_grid = CubeCount::Static(n.div_ceil(64) as u32, m.div_ceil(64) as u32, 1);
+
+    match path {
+        MatmulPath::Gemv => unsafe {
+            gemv_kernel::launch_unchecked::<R>(
+                client,
+                grid_1d(tiles_n),
+                CubeDim::new_1d((4 * GEMV_K_LANES) as u32),
+                4usize,
+                codes_arg(),
+                packed_arg(),
+                xs_arg(),
+                ws_arg(),
+                bias_arg(),
+                out_arg(),
+                raw_arg(),
+                n,
+                blocks_k,
+                groups_per_row,
+                blocks_per_group,
+                m,
+                GEMV_K_LANES,
+                gran,
+                has_bias,
+                raw,
+                use_plane_reduction(client),
+            );
+        },
+        MatmulPath::TiledGemm => unsafe {
+            gemm_tiled_kernel::launch_unchecked::<R>(
+                client,
+                tiles_grid,
+                CubeDim::new_2d(16, 16),
+                codes_arg(),
+                packed_arg(),
+                xs_arg(),
+                ws_arg(),
+                bias_arg(),
+                out_arg(),
+                raw_arg(),
+                m,
+                n,
+                blocks_k,
+                groups_per_row,
+                blocks_per_group,
+                gran,
+                has_bias,
+                raw,
+            );
+        },
+        MatmulPath::CmmaGemm => {
+            // Two k-blocks per step unless a group would straddle a step.
+            let kbs = match weights.granularity {
+                WeightGranularity::PerGroup(_) if blocks_per_group % 2 != 0 => 1usize,
+                _ => 2usize,
+            };
+            unsafe {
+                gemm_cmma_kernel::launch_unchecked::<R>(
+                    client,
+                    tiles_grid,
+                    CubeDim::new_2d(32, 4),
+                    codes_arg(),
+                    packed_arg(),
+                    xs_arg(),
+                    ws_arg(),
+                    bias_arg(),
+                    out_arg(),
+                    raw_arg(),
+                    m,
+                    n,
+                    blocks_k,
+                    groups_per_row,
+                    blocks_per_group,
+                    kbs,
+                    gran,
+                    has_bias,
+                    raw,
+                );
+            }
+        }
+        MatmulPath::Auto => unreachable!("resolve_path never returns Auto"),
+    }
+    Ok(out)
+}

@@ -1,0 +1,194 @@
+//! Configuration enums and the device-resident quantized tensors exchanged by the API.
+
+use cubecl::server::Handle;
+
+use crate::error::{Error, Result};
+
+/// Granularity of the activation scale.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ActivationGranularity {
+    /// One scale per row (token): `s_x[m] = max(max|x[m, :]|, eps) / 127`.
+    #[default]
+    PerToken,
+    /// One scale for the whole `[M, K]` tensor (still stored once per row, all equal).
+    PerTensor,
+}
+
+/// Granularity of the weight scale.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WeightGranularity {
+    /// One scale: `s_w = max(mean|W|, eps)`.
+    #[default]
+    PerTensor,
+    /// One scale per output channel (`N` values).
+    PerChannel,
+    /// One scale per group of `G` consecutive inputs of each output, `N × ceil(K/G)` values,
+    /// row-major `[n][g]`; `G` must be a positive multiple of 16. The last group of a row may be
+    /// partial; its mean is over the inputs present.
+    PerGroup(usize),
+}
+
+impl WeightGranularity {
+    /// Number of f32 scales for a `K → N` layer.
+    pub fn scale_count(self, k: usize, n: usize) -> usize {
+        match self {
+            Self::PerTensor => 1,
+            Self::PerChannel => n,
+            Self::PerGroup(g) => n * k.div_ceil(g.max(1)),
+        }
+    }
+
+    /// Checks the group size (positive multiple of 16).
+    pub fn validate(self) -> Result<()> {
+        match self {
+            Self::PerGroup(g) if g == 0 || g % 16 != 0 => Err(Error::BadGroupSize(g)),
+            _ => Ok(()),
+        }
+    }
+
+    pub(crate) fn tag(self) -> u32 {
+        match self {
+            Self::PerTensor => crate::kernels::common::GRAN_TENSOR,
+            Self::PerChannel => crate::kernels::common::GRAN_CHANNEL,
+            Self::PerGroup(_) => crate::kernels::common::GRAN_GROUP,
+        }
+    }
+
+    /// `(group_size, groups_per_row)` as the kernels see them (`K` and 1 unless per group).
+    pub(crate) fn groups(self, k: usize) -> (usize, usize) {
+        match self {
+            Self::PerGroup(g) => (g, k.div_ceil(g)),
+            _ => (k.max(1), 1),
+        }
+    }
+}
+
+/// Memory layout of a dense f32 weight matrix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WeightLayout {
+    /// `[K, N]` = `[d_input, d_output]`, row-major: Burn's `Linear` layout (`y = x · W`).
+    #[default]
+    InputMajor,
+    /// `[N, K]` = `[d_output, d_input]`, row-major: PyTorch's layout (`y = x · Wᵀ`).
+    OutputMajor,
+}
+
+/// Which matmul kernel runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MatmulPath {
+    /// GEMV for `M ≤ 16`, else tensor-core GEMM where available, else the tiled GEMM.
+    #[default]
+    Auto,
+    /// Force the GEMV kernel (`M ≤` [`crate::GEMV_MAX_M`]).
+    Gemv,
+    /// Force the portable shared-memory tiled GEMM.
+    TiledGemm,
+    /// Force the int8 tensor-core (`cmma`) GEMM; an error where unsupported.
+    CmmaGemm,
+}
+
+impl MatmulPath {
+    /// Short stable name, used in errors and benchmark output.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Gemv => "gemv",
+            Self::TiledGemm => "tiled-gemm",
+            Self::CmmaGemm => "cmma-gemm",
+        }
+    }
+}
+
+/// Int8 activations on the device.
+///
+/// `codes`: `M × words_per_row` little-endian `u32` words, 4 int8 codes per word (byte `j` of
+/// word `w` is column `4w + j`), each row zero-padded to `16 · ceil(K/16)` codes. Byte for byte
+/// this is a row-major `i8` array `[M, 16·ceil(K/16)]`. `scales`: `M` f32 (per-tensor scales
+/// are repeated on every row). A row containing NaN/Inf has scale NaN and zero codes.
+#[derive(Debug, Clone)]
+pub struct QuantizedActivations {
+    /// Packed int8 codes (see the type docs).
+    pub codes: Handle,
+    /// One f32 scale per row.
+    pub scales: Handle,
+    /// Rows.
+    pub m: usize,
+    /// Columns (inputs).
+    pub k: usize,
+}
+
+impl QuantizedActivations {
+    /// `u32` words per row: `4 · ceil(K/16)`.
+    pub fn words_per_row(&self) -> usize {
+        words_per_row(self.k)
+    }
+}
+
+/// `u32` words per activation row for `k` inputs.
+pub fn words_per_row(k: usize) -> usize {
+    k.div_ceil(16) * 4
+}
+
+/// Packed ternary weights on the device, in the layout shared with bitlinear-core.
+///
+/// `packed`: `ceil(N/16) · ceil(K/16)` blocks of 16 `u32` words; block `(t, kb)` starts at word
+/// `(t · ceil(K/16) + kb) · 16`; word `w` of a block is output row `16t + w`; bits `8j+2s..8j+2s+1`
+/// hold `code = w + 1` for input `16kb + 4s + j`; padding holds code 1 (weight 0).
+/// `scales`: see [`WeightGranularity`].
+#[derive(Debug, Clone)]
+pub struct PackedWeights {
+    /// Packed 2-bit codes.
+    pub packed: Handle,
+    /// f32 scales.
+    pub scales: Handle,
+    /// Inputs.
+    pub k: usize,
+    /// Outputs.
+    pub n: usize,
+    /// Scale granularity.
+    pub granularity: WeightGranularity,
+}
+
+impl PackedWeights {
+    /// Wraps existing handles (e.g. loaded from a checkpoint), checking shapes and byte sizes.
+    pub fn from_handles(
+        packed: Handle,
+        scales: Handle,
+        k: usize,
+        n: usize,
+        granularity: WeightGranularity,
+    ) -> Result<Self> {
+        let w = Self {
+            packed,
+            scales,
+            k,
+            n,
+            granularity,
+        };
+        w.validate()?;
+        Ok(w)
+    }
+
+    /// Number of packed `u32` words: `ceil(N/16) · ceil(K/16) · 16`.
+    pub fn word_count(&self) -> usize {
+        packed_word_count(self.k, self.n)
+    }
+
+    /// Checks dimensions, group size and buffer sizes.
+    pub fn validate(&self) -> Result<()> {
+        crate::validate::positive("k", self.k)?;
+        crate::validate::positive("n", self.n)?;
+        self.granularity.validate()?;
+        crate::validate::bytes("packed", &self.packed, self.word_count() * 4)?;
+        crate::validate::bytes(
+            "weight scales",
+            &self.scales,
+            self.granularity.scale_count(self.k, self.n) * 4,
+        )
+    }
+}
+
+/// Number of packed `u32` words for a `K → N` layer.
+pub fn packed_word_count(k: usize, n: usize) -> usize {
+    n.div_ceil(16) * k.div_ceil(16) * 16
+}
