@@ -31,6 +31,7 @@ pub mod packed;
 pub mod quant;
 pub mod reference;
 mod simd_quant;
+mod weight_pack;
 
 pub use error::{BitLinearError, Result};
 pub use kernels::{Kernel, KERNEL_ENV};

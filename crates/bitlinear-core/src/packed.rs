@@ -76,6 +76,23 @@ impl PackedTernary {
         }
     }
 
+    /// Assembles validated parts (crate-internal constructors only).
+    pub(crate) fn from_parts(
+        n: usize,
+        k: usize,
+        granularity: WeightGranularity,
+        scales: Vec<f32>,
+        blocks: Vec<PackedBlock>,
+    ) -> Self {
+        Self {
+            n,
+            k,
+            granularity,
+            scales,
+            blocks,
+        }
+    }
+
     /// Rebuilds packed weights from their raw bytes (e.g. a checkpoint), validating everything:
     /// dimensions, lengths, scale values, code values and padding.
     pub fn from_bytes(

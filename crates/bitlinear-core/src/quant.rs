@@ -262,7 +262,7 @@ pub fn quantize_weights(
     match granularity {
         WeightGranularity::PerTensor => {
             // f64 sum: the mean over millions of weights must not drift with the order.
-            let sum: f64 = w.iter().map(|v| v.abs() as f64).sum();
+            let sum = crate::weight_pack::abs_sum(w);
             scales[0] = ((sum / w.len() as f64) as f32).max(eps);
         }
         _ => {
@@ -299,7 +299,7 @@ pub fn ternarize(v: f32, s: f32) -> i8 {
     (v / s).round_ties_even().clamp(-1.0, 1.0) as i8
 }
 
-fn check_eps(eps: f32) -> Result<()> {
+pub(crate) fn check_eps(eps: f32) -> Result<()> {
     if !(eps.is_finite() && eps > 0.0) {
         return Err(BitLinearError::OutOfRange {
             name: "eps",

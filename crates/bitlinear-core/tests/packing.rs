@@ -142,3 +142,66 @@ fn bad_inputs_give_typed_errors() {
     assert!("avx9000".parse::<Kernel>().is_err());
     assert_eq!("avx512vnni".parse::<Kernel>().unwrap(), Kernel::Avx512Vnni);
 }
+
+#[test]
+fn input_major_packing_matches_transpose_then_pack() {
+    let mut rng = StdRng::seed_from_u64(9);
+    for &(k, n) in &[(1, 1), (17, 5), (64, 33), (100, 16), (300, 47), (1024, 257)] {
+        for gran in [
+            WeightGranularity::PerTensor,
+            WeightGranularity::PerChannel,
+            WeightGranularity::PerGroup(32),
+        ] {
+            let w_kn: Vec<f32> = (0..k * n).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+            let mut w_nk = vec![0f32; n * k];
+            for r in 0..k {
+                for c in 0..n {
+                    w_nk[c * k + r] = w_kn[r * n + c];
+                }
+            }
+            let want = quantize_weights(&w_nk, n, k, gran, 1e-6).unwrap();
+            let mut codes = vec![7i8; n * k];
+            let got =
+                PackedTernary::quantize_input_major(&w_kn, k, n, gran, 1e-6, Some(&mut codes))
+                    .unwrap();
+            if gran == WeightGranularity::PerTensor {
+                // Summed in another order: equal to f64 rounding, so equal as f32 here.
+                let rel = (got.scales()[0] - want.scales[0]).abs() / want.scales[0];
+                assert!(rel <= f32::EPSILON, "{rel}");
+            }
+            if got.scales() == want.scales.as_slice() {
+                assert_eq!(got, PackedTernary::pack(&want), "k={k} n={n} {gran:?}");
+                assert_eq!(codes, want.codes);
+            }
+            assert_eq!(got.unpack().codes, codes);
+        }
+    }
+    // Errors as quantize_weights.
+    assert!(PackedTernary::quantize_input_major(
+        &[1.0, f32::NAN],
+        2,
+        1,
+        WeightGranularity::PerTensor,
+        1e-6,
+        None
+    )
+    .is_err());
+    assert!(PackedTernary::quantize_input_major(
+        &[1.0; 3],
+        2,
+        2,
+        WeightGranularity::PerTensor,
+        1e-6,
+        None
+    )
+    .is_err());
+    assert!(PackedTernary::quantize_input_major(
+        &[1.0; 4],
+        2,
+        2,
+        WeightGranularity::PerTensor,
+        1e-6,
+        Some(&mut [0i8; 3])
+    )
+    .is_err());
+}

@@ -226,11 +226,14 @@ pub fn pack<B: Backend>(
 ) -> Result<(Tensor<B, 2, Int>, Tensor<B, 1>), BitLinearError> {
     let [k, n] = weight.dims();
     let device = weight.device();
-    let data = weight.transpose().into_data().convert::<f32>();
+    let data = weight.into_data().convert::<f32>();
     let values = data
         .as_slice::<f32>()
         .map_err(|e| BitLinearError::ShapeMismatch(format!("weight data: {e:?}")))?;
-    let packed = PackedTernary::quantize(values, n, k, spec.quant.weights, spec.eps)?;
+    // Straight from the [K, N] layout: the same routine as NdArray's training forward, so a
+    // deployed layer reproduces its eval output exactly.
+    let packed =
+        PackedTernary::quantize_input_major(values, k, n, spec.quant.weights, spec.eps, None)?;
     Ok(packed_to_tensors(&packed, &device))
 }
 

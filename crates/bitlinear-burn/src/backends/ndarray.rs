@@ -7,8 +7,8 @@
 use std::sync::{Arc, Mutex};
 
 use bitlinear_core::{
-    linear, linear_quantized_into, quantize_activations, quantize_weights, BitLinearError,
-    LinearOptions, PackedTernary,
+    linear, linear_quantized_into, quantize_activations, BitLinearError, LinearOptions,
+    PackedTernary,
 };
 use burn::tensor::ops::{FloatTensor, IntTensor};
 use burn::tensor::TensorData;
@@ -40,7 +40,8 @@ fn core_error(what: &str, e: BitLinearError) -> ! {
     panic!("BitLinear (NdArray): {what}: {e}")
 }
 
-/// Training forward with core: quantize and pack W, quantize x once, run the integer kernel.
+/// Training forward with core: ternarize and pack W straight from Burn's `[K, N]` layout
+/// (parallel, no transpose copy), quantize x once, run the integer kernel.
 fn forward_core(
     x: &NdArrayTensor,
     weight: &NdArrayTensor,
@@ -48,23 +49,27 @@ fn forward_core(
     spec: QuantSpec,
     save: bool,
 ) -> Option<(FloatTensor<Nd>, Option<SavedQuant<Nd>>)> {
-    // Core's weight layout is [N, K]: read Burn's [K, N] parameter transposed.
-    let NdArrayTensor::F32(w_storage) = weight else {
-        return None;
-    };
-    let w_view = w_storage.view().reversed_axes();
-    let w_nk = w_view.as_standard_layout();
-    let (n, k) = (w_view.shape()[0], w_view.shape()[1]);
-    let w_nk = w_nk.as_slice().expect("standard layout is contiguous");
     let bias_values = match bias {
         Some(b) => Some(with_f32(b, |v, _| v.to_vec())?),
         None => None,
     };
+    let (packed, w_codes) = with_f32(weight, |w_kn, shape| {
+        let (k, n) = (shape[0], shape[1]);
+        let mut codes = if save { vec![0i8; n * k] } else { Vec::new() };
+        let packed = PackedTernary::quantize_input_major(
+            w_kn,
+            k,
+            n,
+            spec.quant.weights,
+            spec.eps,
+            save.then_some(codes.as_mut_slice()),
+        )
+        .unwrap_or_else(|e| core_error("cannot quantize the weight", e));
+        (packed, codes)
+    })?;
+    let (n, k) = (packed.n(), packed.k());
     with_f32(x, |xs, shape| {
         let m = shape[0];
-        let ternary = quantize_weights(w_nk, n, k, spec.quant.weights, spec.eps)
-            .unwrap_or_else(|e| core_error("cannot quantize the weight", e));
-        let packed = PackedTernary::pack(&ternary);
         let xq = quantize_activations(xs, m, k, spec.quant.activations, spec.eps)
             .unwrap_or_else(|e| core_error("cannot quantize the input", e));
         let mut out = vec![0f32; m * n];
@@ -75,8 +80,8 @@ fn forward_core(
             SavedQuant {
                 x_codes: from_vec(x_codes, [m, k]),
                 x_scales: from_vec(xq.scales().to_vec(), [m, 1]),
-                w_codes: from_vec(ternary.codes, [n, k]),
-                w_scales: from_vec(ternary.scales, spec.weight_scale_shape(n, k)),
+                w_codes: from_vec(w_codes, [n, k]),
+                w_scales: from_vec(packed.scales().to_vec(), spec.weight_scale_shape(n, k)),
             }
         });
         (from_vec(out, [m, n]), saved)
