@@ -88,6 +88,73 @@ fn forward_core(
     })
 }
 
+/// Row-major `i8` values of a 2-D NdArray tensor, or `None` for another dtype.
+fn with_i8<T>(t: &NdArrayTensor, f: impl FnOnce(&[i8], &[usize]) -> T) -> Option<T> {
+    let NdArrayTensor::I8(storage) = t else {
+        return None;
+    };
+    let view = storage.view();
+    let standard = view.as_standard_layout();
+    let slice = standard.as_slice().expect("standard layout is contiguous");
+    Some(f(slice, view.shape()))
+}
+
+/// `codes[r, c] · scale(r, c)` as a row-major f32 tensor, rows in parallel.
+fn dequantize(
+    codes: &[i8],
+    rows: usize,
+    cols: usize,
+    scale: impl Fn(usize, usize) -> f32 + Sync,
+) -> NdArrayTensor {
+    use rayon::prelude::*;
+    let mut out = vec![0f32; rows * cols];
+    out.par_chunks_mut(cols.max(1))
+        .enumerate()
+        .for_each(|(r, row)| {
+            for (c, (o, &q)) in row
+                .iter_mut()
+                .zip(&codes[r * cols..(r + 1) * cols])
+                .enumerate()
+            {
+                *o = q as f32 * scale(r, c);
+            }
+        });
+    from_vec(out, [rows, cols])
+}
+
+/// Straight-through backward from the saved int8 codes: `dx = dy · (s_w·Wq)`,
+/// `dW = (s_x·xq)ᵀ · dy`. `None` when the saved tensors are not the expected dtypes.
+fn backward_core(
+    grad: &NdArrayTensor,
+    saved: &SavedQuant<Nd>,
+    spec: QuantSpec,
+    need_x: bool,
+    need_weight: bool,
+) -> Option<BitLinearGrads<Nd>> {
+    use burn::tensor::ops::FloatTensorOps;
+    let x_scales = with_f32(&saved.x_scales, |v, _| v.to_vec())?;
+    let w_scales = with_f32(&saved.w_scales, |v, _| v.to_vec())?;
+    let x_dq = if need_weight {
+        Some(with_i8(&saved.x_codes, |c, shape| {
+            dequantize(c, shape[0], shape[1], |r, _| x_scales[r])
+        })?)
+    } else {
+        None
+    };
+    let w_dq = if need_x {
+        Some(with_i8(&saved.w_codes, |c, shape| {
+            let (n, k) = (shape[0], shape[1]);
+            let gran = spec.quant.weights;
+            dequantize(c, n, k, |r, col| w_scales[gran.scale_index(r, col, k)])
+        })?)
+    } else {
+        None
+    };
+    let weight = x_dq.map(|x| Nd::float_matmul(Nd::float_transpose(x), grad.clone()));
+    let x = w_dq.map(|w| Nd::float_matmul(grad.clone(), w));
+    Some(BitLinearGrads { x, weight })
+}
+
 impl BitLinearBackend for Nd {
     fn bitlinear_forward(
         x: FloatTensor<Self>,
@@ -120,8 +187,12 @@ impl BitLinearBackend for Nd {
         need_x: bool,
         need_weight: bool,
     ) -> BitLinearGrads<Self> {
-        // Two float matmuls (burn-ndarray's threaded GEMM), as for `Linear`.
-        fallback::backward::<Self>(grad, saved, spec, need_x, need_weight)
+        // Dequantize the int8 codes in parallel here (burn-ndarray's element-wise cast is
+        // single-threaded), then two float matmuls on burn-ndarray's threaded GEMM, as `Linear`.
+        match backward_core(&grad, &saved, spec, need_x, need_weight) {
+            Some(grads) => grads,
+            None => fallback::backward::<Self>(grad, saved, spec, need_x, need_weight),
+        }
     }
 
     fn bitlinear_pack(
