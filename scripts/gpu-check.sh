@@ -28,13 +28,16 @@ if [ -x "$BIN" ]; then
   # Each correctness check in its own process: a kernel that fails to compile poisons the
   # CubeCL server for everything after it in the same process.
   no_cmma=""
-  for check in quantize_activations pack_weights gemv tiled_gemm cmma_gemm grad_input; do
+  for check in quantize_activations pack_weights gemv gemv_plane gemv_stream tiled_gemm cmma_gemm cmma_gemm_k4 grad_input; do
     GPU_CHECK_ONLY=$check timeout 120 "$BIN" 2>> .gpu/gpu_check.stderr | grep -v '"op":"device"' | tee -a "$RESULTS"
     rc=${PIPESTATUS[0]}
     if [ "$rc" -ne 0 ]; then
       echo "{\"op\":\"error\",\"what\":\"check $check exited with $rc\"}" | tee -a "$RESULTS"
       status=1
       [ "$check" = cmma_gemm ] && no_cmma=1
+      # A streaming GEMV that fails would poison the timing process: time the plane GEMV only.
+      { [ "$check" = gemv ] || [ "$check" = gemv_stream ]; } && export GPU_CHECK_NO_STREAM=1
+      [ "$check" = cmma_gemm_k4 ] && echo '{"op":"note","what":"cmma-k4 failed: ignore its timings"}' | tee -a "$RESULTS"
     fi
   done
   if [ -n "$no_cmma" ]; then export GPU_CHECK_NO_CMMA=1; fi
@@ -45,6 +48,57 @@ if [ -x "$BIN" ]; then
     status=1
   fi
   grep -h -A3 "error:" .gpu/gpu_check.stderr | head -40 >&2
+
+  # Generated CUDA source of the GEMV and tensor-core kernels (look for local arrays / spills).
+  CUBECL_DEBUG_LOG=.gpu/cubecl_kernels.log GPU_CHECK_ONLY=gemv_stream timeout 120 "$BIN" > /dev/null 2>&1
+  [ -z "$no_cmma" ] && CUBECL_DEBUG_LOG=.gpu/cubecl_kernels.log GPU_CHECK_ONLY=cmma_gemm timeout 120 "$BIN" > /dev/null 2>&1
+
+  # Device-side kernel durations through Nsight Compute (cold caches: ncu flushes them before
+  # each kernel), free of CubeCL's host launch cost. Optional: skipped where ncu is missing or
+  # cannot read the GPU (seen failing under gVisor).
+  if command -v ncu >/dev/null 2>&1 && [ -z "${GPU_CHECK_NO_NCU:-}" ]; then
+    GPU_CHECK_PROFILE=1 GPU_CHECK_SKIP_CHECKS=1 timeout 150 ncu --clock-control none \
+      --metrics gpu__time_duration.sum --csv --log-file .gpu/ncu.csv "$BIN" \
+      > .gpu/profile_launches.jsonl 2>> .gpu/gpu_check.stderr
+    echo "{\"op\":\"note\",\"what\":\"ncu exited with $?\"}" | tee -a "$RESULTS"
+    python3 - <<'PY' | tee -a "$RESULTS"
+import csv, json, statistics
+launches = []
+for line in open(".gpu/profile_launches.jsonl"):
+    try:
+        o = json.loads(line)
+    except ValueError:
+        continue
+    if o.get("op") == "launch":
+        launches.append(o)
+rows = {}
+try:
+    lines = [l for l in open(".gpu/ncu.csv") if l.startswith('"')]
+    for r in csv.DictReader(lines):
+        if r.get("Metric Name") != "gpu__time_duration.sum":
+            continue
+        v = float(r["Metric Value"].replace(",", ""))
+        unit = r.get("Metric Unit", "")
+        scale = {"nsecond": 1e-3, "usecond": 1.0, "msecond": 1e3, "second": 1e6}.get(unit, 1.0)
+        rows[int(r["ID"])] = (v * scale, r.get("Kernel Name", "")[:40], r.get("Grid Size", ""), r.get("Block Size", ""))
+except Exception as e:
+    print(json.dumps({"op": "error", "what": f"ncu parse: {e}"}))
+ids = sorted(rows)
+if len(ids) != len(launches):
+    print(json.dumps({"op": "note", "what": f"ncu rows {len(ids)} vs launches {len(launches)}: join by order may be off"}))
+groups = {}
+for i, l in zip(ids, launches):
+    key = (l["what"], l["m"], l["k"], l["n"])
+    groups.setdefault(key, []).append(rows[i])
+for (what, m, k, n), rs in groups.items():
+    us = statistics.median(r[0] for r in rs)
+    packed = -(-n // 16) * -(-k // 16) * 64
+    print(json.dumps({"op": "device_time", "impl": what, "m": m, "k": k, "n": n,
+                      "kernel_us": round(us, 2), "packed_gbps": round(packed / us / 1e3, 1),
+                      "tops": round(2 * m * k * n / us / 1e6, 2), "kernel": rs[0][1],
+                      "grid": rs[0][2], "block": rs[0][3]}))
+PY
+  fi
 else
   echo "{\"op\":\"error\",\"what\":\"$BIN not found or not executable\"}" | tee -a "$RESULTS"
   status=1

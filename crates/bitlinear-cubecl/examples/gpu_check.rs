@@ -7,7 +7,11 @@
 //! `median_us` (median over batches of the per-iteration time of a synchronized batch).
 //! Environment: `GPU_CHECK_QUICK=1` shortens the timings; `GPU_CHECK_SKIP_BENCH=1` skips them;
 //! `GPU_CHECK_WGPU=1` runs on Wgpu instead of CUDA and `GPU_CHECK_TINY=1` uses tiny benchmark
-//! sizes (both to validate the harness on lavapipe).
+//! sizes (both to validate the harness on lavapipe). `GPU_CHECK_PROFILE=1` (with
+//! `GPU_CHECK_SKIP_CHECKS=1`) launches each variant twice with labels, for `ncu`.
+//! Timing lines also carry `enqueue_us`, the host time to issue one call (no sync): where it is
+//! close to `median_us` the figure is bound by CubeCL's launch path, not by the kernel; the
+//! device-side kernel time then comes from the `ncu` step of scripts/gpu-check.sh.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -170,6 +174,8 @@ fn check_matmul<R: Runtime>(
     path: MatmulPath,
 ) -> std::result::Result<(), String> {
     let ms: &[usize] = if path == MatmulPath::Gemv {
+        &[1, 2, 3, 4, 16]
+    } else if path == MatmulPath::GemvPlane {
         &[1, 3, 16]
     } else {
         &[1, 3, 16, 33, 130, 257]
@@ -277,8 +283,11 @@ fn copy_kernel<NV: Size>(
     }
 }
 
-/// Median per-iteration microseconds: `batches` synchronized batches sized to ~`target_ms`.
-fn time_us<R: Runtime>(c: &ComputeClient<R>, quick: bool, mut f: impl FnMut(usize)) -> f64 {
+/// Median per-iteration microseconds of `batches` synchronized batches sized to ~`target_ms`:
+/// `(wall, enqueue)`. `wall` runs from the first call of a batch to the end of its sync;
+/// `enqueue` only until the last call returned (host launch cost). When `wall ≈ enqueue`, the
+/// host launch path, not the kernel, bounds the figure.
+fn time_us<R: Runtime>(c: &ComputeClient<R>, quick: bool, mut f: impl FnMut(usize)) -> (f64, f64) {
     for i in 0..3 {
         f(i);
     }
@@ -290,7 +299,8 @@ fn time_us<R: Runtime>(c: &ComputeClient<R>, quick: bool, mut f: impl FnMut(usiz
     let target = if quick { 0.01 } else { 0.03 };
     let iters = ((target / one) as usize).clamp(1, 2000);
     let batches = if quick { 5 } else { 11 };
-    let mut per_iter = Vec::with_capacity(batches);
+    let mut wall = Vec::with_capacity(batches);
+    let mut enqueue = Vec::with_capacity(batches);
     let mut counter = 4;
     for _ in 0..batches {
         let t = Instant::now();
@@ -298,11 +308,16 @@ fn time_us<R: Runtime>(c: &ComputeClient<R>, quick: bool, mut f: impl FnMut(usiz
             f(counter);
             counter += 1;
         }
+        let e = t.elapsed().as_secs_f64();
         sync(c);
-        per_iter.push(t.elapsed().as_secs_f64() / iters as f64 * 1e6);
+        wall.push(t.elapsed().as_secs_f64() / iters as f64 * 1e6);
+        enqueue.push(e / iters as f64 * 1e6);
     }
-    per_iter.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    per_iter[per_iter.len() / 2]
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        v[v.len() / 2]
+    };
+    (median(wall), median(enqueue))
 }
 
 /// Random valid packed words (codes 0..=2) for timing.
@@ -319,6 +334,189 @@ fn random_words(rng: &mut Rng, count: usize) -> Vec<u32> {
         .collect()
 }
 
+/// One kernel configuration to time (path plus the hidden tuning overrides).
+struct Variant {
+    name: &'static str,
+    path: MatmulPath,
+    /// Streaming-GEMV cube size (0: heuristic).
+    units: usize,
+    /// Tensor-core GEMM k-blocks per step (0: default).
+    k_blocks: usize,
+    linear_too: bool,
+}
+
+impl Variant {
+    const fn new(name: &'static str, path: MatmulPath, units: usize, k_blocks: usize) -> Self {
+        Self {
+            name,
+            path,
+            units,
+            k_blocks,
+            linear_too: false,
+        }
+    }
+    fn apply(&self) {
+        gemv_stream_units_override(self.units);
+        cmma_k_blocks_override(self.k_blocks);
+    }
+    fn reset() {
+        gemv_stream_units_override(0);
+        cmma_k_blocks_override(0);
+    }
+}
+
+/// Variants timed side by side for `m` rows: the default first (also timed with activation
+/// quantization), then the previous kernel and tuning alternatives.
+fn variants(m: usize, cmma_ok: bool) -> Vec<Variant> {
+    let main = |mut v: Variant| {
+        v.linear_too = true;
+        v
+    };
+    if m <= GEMV_MAX_M && std::env::var("GPU_CHECK_NO_STREAM").is_ok() {
+        vec![main(Variant::new(
+            "gemv-plane",
+            MatmulPath::GemvPlane,
+            0,
+            0,
+        ))]
+    } else if m <= GEMV_MAX_M {
+        vec![
+            main(Variant::new("gemv", MatmulPath::Gemv, 0, 0)),
+            main(Variant::new("gemv-plane", MatmulPath::GemvPlane, 0, 0)),
+            Variant::new("gemv-u64", MatmulPath::Gemv, 64, 0),
+            Variant::new("gemv-u128", MatmulPath::Gemv, 128, 0),
+            Variant::new("gemv-u256", MatmulPath::Gemv, 256, 0),
+        ]
+    } else {
+        let mut v = vec![];
+        if cmma_ok {
+            v.push(main(Variant::new("cmma", MatmulPath::CmmaGemm, 0, 0)));
+            v.push(Variant::new("cmma-k4", MatmulPath::CmmaGemm, 0, 4));
+        }
+        v.push(Variant::new("tiled", MatmulPath::TiledGemm, 0, 0));
+        v
+    }
+}
+
+/// `GPU_CHECK_PROFILE=1`: a few launches of every variant, each kernel launch announced by a
+/// `{"op":"launch",...}` line in launch order, for `ncu` (device-side kernel durations; see
+/// scripts/gpu-check.sh, which joins ncu's rows to these lines by order).
+fn profile<R: Runtime>(c: &ComputeClient<R>, rng: &mut Rng, cmma_ok: bool) {
+    let mut index = 0usize;
+    let mut announce = |what: &str, m: usize, k: usize, n: usize| {
+        println!(r#"{{"op":"launch","index":{index},"what":"{what}","m":{m},"k":{k},"n":{n}}}"#);
+        index += 1;
+    };
+    for &(k, n) in &[
+        (4096usize, 4096usize),
+        (4096, 11008),
+        (8192, 28672),
+        (2560, 6912),
+    ] {
+        let words = packed_word_count(k, n);
+        let host = random_words(rng, words);
+        let w = PackedWeights::from_handles(
+            c.create_from_slice(u32::as_bytes(&host)),
+            upload_f32(c, &[0.05]),
+            k,
+            n,
+            WeightGranularity::PerTensor,
+        )
+        .unwrap();
+        for &m in &[1usize, 512, 2048] {
+            let x = upload_f32(c, &rng.vec(m * k, 1.0));
+            announce("quantize", m, k, n);
+            let acts =
+                quantize_activations(c, &x, m, k, ActivationGranularity::PerToken, EPS).unwrap();
+            sync(c);
+            for v in variants(m, cmma_ok) {
+                if v.path == MatmulPath::TiledGemm && m > 512 {
+                    continue;
+                }
+                v.apply();
+                for _ in 0..2 {
+                    announce(v.name, m, k, n);
+                    let _ = ternary_matmul(c, &acts, &w, None, v.path).unwrap();
+                    sync(c);
+                }
+                Variant::reset();
+            }
+        }
+    }
+}
+
+/// The streaming GEMV at every forced cube size, long rows (several accumulator flushes per
+/// unit), extreme values (largest partial sums) and a realistic 4096 → 4096 layer: exact i32.
+fn check_gemv_stream<R: Runtime>(
+    c: &ComputeClient<R>,
+    rng: &mut Rng,
+) -> std::result::Result<(), String> {
+    let cases: &[(usize, usize, bool)] = &[
+        (4096, 4096, false),
+        (20000, 33, false),
+        (20000, 33, true),
+        (8192, 300, true),
+    ];
+    for units in [0usize, 64, 128, 256] {
+        gemv_stream_units_override(units);
+        for m in 1..=GEMV_STREAM_MAX_M {
+            for &(k, n, extreme) in cases {
+                if m > 1 && k * n > 1 << 22 {
+                    continue;
+                }
+                let x: Vec<f32> = if extreme {
+                    (0..m * k)
+                        .map(|i| if i % 5 == 0 { -1.0 } else { 1.0 })
+                        .collect()
+                } else {
+                    rng.vec(m * k, 1.0)
+                };
+                let t: Vec<i8> = if extreme {
+                    (0..n * k)
+                        .map(|i| if i % 7 == 0 { -1 } else { 1 })
+                        .collect()
+                } else {
+                    rng.ternary(n * k)
+                };
+                let acts = quantize_activations(
+                    c,
+                    &upload_f32(c, &x),
+                    m,
+                    k,
+                    ActivationGranularity::PerToken,
+                    EPS,
+                )
+                .map_err(|e| e.to_string())?;
+                let (xq, _) = support::quantize_acts(&x, m, k, false, EPS);
+                let packed = c.create_from_slice(u32::as_bytes(&support::pack(&t, n, k)));
+                let w = PackedWeights::from_handles(
+                    packed,
+                    upload_f32(c, &[1.0]),
+                    k,
+                    n,
+                    WeightGranularity::PerTensor,
+                )
+                .map_err(|e| e.to_string())?;
+                let acc = read_i32(
+                    c,
+                    ternary_matmul_i32(c, &acts, &w, MatmulPath::Gemv)
+                        .map_err(|e| e.to_string())?,
+                );
+                for i in 0..m * n {
+                    if acc[i] != support::acc_range(&xq, &t, k, i / n, i % n, 0, k) {
+                        gemv_stream_units_override(0);
+                        return Err(format!(
+                            "units={units} m={m} k={k} n={n} extreme={extreme}: differs at {i}"
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    gemv_stream_units_override(0);
+    Ok(())
+}
+
 fn bench<R: Runtime>(
     c: &ComputeClient<R>,
     rng: &mut Rng,
@@ -333,7 +531,7 @@ fn bench<R: Runtime>(
     let src = c.empty(bytes);
     let dst = c.empty(bytes);
     let vecs = bytes / 16;
-    let us = time_us(c, quick, |_| unsafe {
+    let (us, _) = time_us(c, quick, |_| unsafe {
         copy_kernel::launch_unchecked::<R>(
             c,
             {
@@ -385,19 +583,17 @@ fn bench<R: Runtime>(
             let x = upload_f32(c, &rng.vec(m * k, 1.0));
             let acts =
                 quantize_activations(c, &x, m, k, ActivationGranularity::PerToken, EPS).unwrap();
-            let mut paths = vec![];
-            if m <= GEMV_MAX_M {
-                paths.push((MatmulPath::Gemv, format!("bitlinear-{backend}-gemv")));
-            } else {
-                if cmma_ok {
-                    paths.push((MatmulPath::CmmaGemm, format!("bitlinear-{backend}-cmma")));
-                }
-                paths.push((MatmulPath::TiledGemm, format!("bitlinear-{backend}-tiled")));
-            }
-            for (path, name) in paths {
-                // Kernel only (pre-quantized activations) and the full layer (with quantization).
-                for (op, full) in [("matmul", false), ("linear", true)] {
-                    let us = time_us(c, quick, |i| {
+            for v in variants(m, cmma_ok) {
+                v.apply();
+                // Kernel only (pre-quantized activations) and, for the main variants, the full
+                // layer (with the activation-quantization launch).
+                let ops: &[(&str, bool)] = if v.linear_too {
+                    &[("matmul", false), ("linear", true)]
+                } else {
+                    &[("matmul", false)]
+                };
+                for &(op, full) in ops {
+                    let (us, enqueue_us) = time_us(c, quick, |i| {
                         let w = &weights[i % copies];
                         let _ = if full {
                             ternary_linear(
@@ -409,20 +605,23 @@ fn bench<R: Runtime>(
                                 None,
                                 ActivationGranularity::PerToken,
                                 EPS,
-                                path,
+                                v.path,
                             )
                         } else {
-                            ternary_matmul(c, &acts, w, None, path)
+                            ternary_matmul(c, &acts, w, None, v.path)
                         }
                         .unwrap();
                     });
                     let gbps = packed_bytes as f64 / us / 1e3;
                     let tops = 2.0 * (m * k * n) as f64 / us / 1e6;
                     println!(
-                        r#"{{"op":"{op}","impl":"{name}","backend":"{backend}","m":{m},"k":{k},"n":{n},"median_us":{us:.2},"gbps":{gbps:.1},"copy_frac":{:.3},"tops":{tops:.2},"weight_copies":{copies}}}"#,
+                        r#"{{"op":"{op}","impl":"bitlinear-{backend}-{}","backend":"{backend}","m":{m},"k":{k},"n":{n},"median_us":{us:.2},"enqueue_us":{enqueue_us:.2},"host_bound":{},"gbps":{gbps:.1},"copy_frac":{:.3},"tops":{tops:.2},"weight_copies":{copies}}}"#,
+                        v.name,
+                        enqueue_us > 0.9 * us,
                         gbps / copy_gbps
                     );
                 }
+                Variant::reset();
             }
         }
     }
@@ -465,6 +664,15 @@ fn run<R: Runtime>(device: &R::Device, backend: &str) {
     if want("gemv") {
         ok &= report("gemv", check_matmul(&c, &mut rng, MatmulPath::Gemv));
     }
+    if want("gemv_plane") {
+        ok &= report(
+            "gemv_plane",
+            check_matmul(&c, &mut rng, MatmulPath::GemvPlane),
+        );
+    }
+    if want("gemv_stream") {
+        ok &= report("gemv_stream", check_gemv_stream(&c, &mut rng));
+    }
     if want("tiled_gemm") {
         ok &= report(
             "tiled_gemm",
@@ -479,12 +687,28 @@ fn run<R: Runtime>(device: &R::Device, backend: &str) {
         };
         ok &= report("cmma_gemm", r);
     }
+    if want("cmma_gemm_k4") {
+        // The same checks with 4 and 1 k-blocks per step (per-group falls back where needed).
+        let r = if cmma_ok {
+            cmma_k_blocks_override(4);
+            let r4 = check_matmul(&c, &mut rng, MatmulPath::CmmaGemm);
+            cmma_k_blocks_override(1);
+            let r1 = check_matmul(&c, &mut rng, MatmulPath::CmmaGemm);
+            cmma_k_blocks_override(0);
+            r4.and(r1)
+        } else {
+            Err("cmma i8 not available on this device".into())
+        };
+        ok &= report("cmma_gemm_k4", r);
+    }
     if want("grad_input") {
         ok &= report("grad_input", check_grad_input(&c, &mut rng));
     }
     let cmma_ok = cmma_ok && std::env::var("GPU_CHECK_NO_CMMA").is_err();
     let _ = c.flush();
-    if std::env::var("GPU_CHECK_SKIP_BENCH").is_err() && only.is_none() {
+    if std::env::var("GPU_CHECK_PROFILE").is_ok() {
+        profile(&c, &mut rng, cmma_ok);
+    } else if std::env::var("GPU_CHECK_SKIP_BENCH").is_err() && only.is_none() {
         bench(
             &c,
             &mut rng,

@@ -1,6 +1,8 @@
 //! Host API for the ternary linear layer: path selection and launch of GEMV / tiled GEMM / cmma
 //! GEMM with the fused epilogue `y = ((acc · s_x) · s_w) + b`.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use cubecl::prelude::*;
 use cubecl::server::Handle;
 
@@ -8,8 +10,10 @@ use crate::activations::quantize_activations;
 use crate::device::{cmma_available, grid_1d, plane_ops_available};
 use crate::error::{Error, Result};
 use crate::kernels::gemm_cmma::gemm_cmma_kernel;
+use crate::kernels::gemm_cmma_tiled::{gemm_cmma_tiled_kernel, TILE_M, TILE_N, UNITS};
 use crate::kernels::gemm_tiled::gemm_tiled_kernel;
 use crate::kernels::gemv::gemv_kernel;
+use crate::kernels::gemv_stream::gemv_stream_kernel;
 use crate::types::{
     ActivationGranularity, MatmulPath, PackedWeights, QuantizedActivations, WeightGranularity,
 };
@@ -17,6 +21,9 @@ use crate::validate;
 
 /// Largest batch (rows of `x`) the GEMV kernel takes.
 pub const GEMV_MAX_M: usize = 16;
+
+/// Largest batch the streaming GEMV kernel takes (more rows would spill its accumulators).
+pub const GEMV_STREAM_MAX_M: usize = 4;
 
 /// k-block lanes per GEMV cube (the cube has `4 · GEMV_K_LANES` units).
 const GEMV_K_LANES: usize = 64;
@@ -40,11 +47,11 @@ pub fn resolve_path<R: Runtime>(
         MatmulPath::Auto if m <= GEMV_MAX_M => Ok(MatmulPath::Gemv),
         MatmulPath::Auto if cmma_available(client) => Ok(MatmulPath::CmmaGemm),
         MatmulPath::Auto => Ok(MatmulPath::TiledGemm),
-        MatmulPath::Gemv if m > GEMV_MAX_M => Err(Error::PathUnavailable {
+        MatmulPath::Gemv | MatmulPath::GemvPlane if m > GEMV_MAX_M => Err(Error::PathUnavailable {
             path: path.name(),
             reason: format!("M = {m} exceeds GEMV_MAX_M = {GEMV_MAX_M}"),
         }),
-        MatmulPath::CmmaGemm if !cmma_available(client) => Err(Error::PathUnavailable {
+        MatmulPath::CmmaGemm | MatmulPath::CmmaTiledGemm if !cmma_available(client) => Err(Error::PathUnavailable {
             path: path.name(),
             reason: "the runtime reports no i8×i8→i32 16×16×16 cmma with 32-wide planes".into(),
         }),
@@ -99,6 +106,77 @@ pub fn ternary_matmul_i32<R: Runtime>(
     path: MatmulPath,
 ) -> Result<Handle> {
     launch_matmul(client, acts, weights, None, path, true)
+}
+
+static CMMA_K_BLOCKS: AtomicUsize = AtomicUsize::new(0);
+
+/// Forces the k-blocks of 16 per step of the tensor-core GEMM (1, 2 or 4; 0 restores the
+/// default 2). For benchmarks: every valid value computes the same result.
+#[doc(hidden)]
+pub fn cmma_k_blocks_override(k_blocks: usize) {
+    let k_blocks = match k_blocks {
+        1 | 2 | 4 => k_blocks,
+        _ => 0,
+    };
+    CMMA_K_BLOCKS.store(k_blocks, Ordering::Relaxed);
+}
+
+static CMMA_TILED_K_BLOCKS: AtomicUsize = AtomicUsize::new(0);
+
+/// Forces the k-blocks of 16 per stage of the large-tile tensor-core GEMM
+/// ([`MatmulPath::CmmaTiledGemm`]: 2, 4 or 8; 0 restores the default 4). For benchmarks and
+/// tests: every valid value computes the same result.
+#[doc(hidden)]
+pub fn cmma_tiled_k_blocks_override(k_blocks: usize) {
+    let k_blocks = match k_blocks {
+        2 | 4 | 8 => k_blocks,
+        _ => 0,
+    };
+    CMMA_TILED_K_BLOCKS.store(k_blocks, Ordering::Relaxed);
+}
+
+static GEMV_STREAM_UNITS: AtomicUsize = AtomicUsize::new(0);
+
+/// Forces the cube size of the streaming GEMV (64, 128 or 256; 0 restores the heuristic).
+/// For tests and benchmarks: every valid size computes the same result.
+#[doc(hidden)]
+pub fn gemv_stream_units_override(units: usize) {
+    let units = match units {
+        64 | 128 | 256 => units,
+        _ => 0,
+    };
+    GEMV_STREAM_UNITS.store(units, Ordering::Relaxed);
+}
+
+/// `(units per block, cube size)` of the streaming GEMV for `m` rows: units read 64/`lpb` bytes
+/// per block; the cube is sized so that the grid fills the device about once (split-K inside the
+/// cube when there are few tiles), but never larger than the blocks available to it.
+fn gemv_stream_shape<R: Runtime>(
+    client: &ComputeClient<R>,
+    m: usize,
+    tiles: usize,
+    blocks_k: usize,
+) -> (usize, usize) {
+    let lpb = match m {
+        1 => 1,
+        2 => 2,
+        _ => 4,
+    };
+    let sms = client
+        .properties()
+        .hardware
+        .num_streaming_multiprocessors
+        .unwrap_or(16) as usize;
+    // About 1024 resident units per SM at this kernel's register use.
+    let want = (sms * 1024 / tiles.max(1)).max(1);
+    let mut units = 64usize;
+    while units < 256 && units * 2 <= want && units * 2 <= (blocks_k * lpb).next_power_of_two() {
+        units *= 2;
+    }
+    match GEMV_STREAM_UNITS.load(Ordering::Relaxed) {
+        0 => (lpb, units),
+        forced => (lpb, forced),
+    }
 }
 
 fn launch_matmul<R: Runtime>(
@@ -159,8 +237,44 @@ fn launch_matmul<R: Runtime>(
         || unsafe { ArrayArg::from_raw_parts(raw_out.clone(), if raw { out_elems } else { 1 }) };
     let tiles_grid = CubeCount::Static(n.div_ceil(64) as u32, m.div_ceil(64) as u32, 1);
 
+    let path = match path {
+        MatmulPath::Gemv if m > GEMV_STREAM_MAX_M => MatmulPath::GemvPlane,
+        // The large-tile kernel has no per-group accumulation: the 64×64 kernel does it.
+        MatmulPath::CmmaTiledGemm if gran == crate::kernels::common::GRAN_GROUP && !raw => {
+            MatmulPath::CmmaGemm
+        }
+        p => p,
+    };
     match path {
-        MatmulPath::Gemv => unsafe {
+        MatmulPath::Gemv => {
+            let (lpb, units) = gemv_stream_shape(client, m, tiles_n, blocks_k);
+            unsafe {
+                gemv_stream_kernel::launch_unchecked::<R>(
+                    client,
+                    grid_1d(tiles_n),
+                    CubeDim::new_1d(units as u32),
+                    4usize,
+                    codes_arg(),
+                    packed_arg(),
+                    xs_arg(),
+                    ws_arg(),
+                    bias_arg(),
+                    out_arg(),
+                    raw_arg(),
+                    n,
+                    blocks_k,
+                    groups_per_row,
+                    blocks_per_group,
+                    m,
+                    lpb,
+                    units,
+                    gran,
+                    has_bias,
+                    raw,
+                );
+            }
+        }
+        MatmulPath::GemvPlane => unsafe {
             gemv_kernel::launch_unchecked::<R>(
                 client,
                 grid_1d(tiles_n),
@@ -208,11 +322,17 @@ fn launch_matmul<R: Runtime>(
             );
         },
         MatmulPath::CmmaGemm => {
-            // Two k-blocks per step unless a group would straddle a step.
-            let kbs = match weights.granularity {
-                WeightGranularity::PerGroup(_) if blocks_per_group % 2 != 0 => 1usize,
-                _ => 2usize,
+            // k-blocks of 16 per step (default 2, or the override), fewer where a weight group
+            // would straddle a step.
+            let mut kbs = match CMMA_K_BLOCKS.load(Ordering::Relaxed) {
+                0 => 2usize,
+                forced => forced,
             };
+            if let WeightGranularity::PerGroup(_) = weights.granularity {
+                while blocks_per_group % kbs != 0 {
+                    kbs /= 2;
+                }
+            }
             unsafe {
                 gemm_cmma_kernel::launch_unchecked::<R>(
                     client,
@@ -230,6 +350,35 @@ fn launch_matmul<R: Runtime>(
                     blocks_k,
                     groups_per_row,
                     blocks_per_group,
+                    kbs,
+                    gran,
+                    has_bias,
+                    raw,
+                );
+            }
+        }
+        MatmulPath::CmmaTiledGemm => {
+            let kbs = match CMMA_TILED_K_BLOCKS.load(Ordering::Relaxed) {
+                0 => 4usize,
+                forced => forced,
+            };
+            // Activations as 16-byte vectors: one per row and k-block.
+            let codes_vec_arg = unsafe { ArrayArg::from_raw_parts(acts.codes.clone(), m * wpr * 4) };
+            unsafe {
+                gemm_cmma_tiled_kernel::launch_unchecked::<R>(
+                    client,
+                    CubeCount::Static(n.div_ceil(TILE_N) as u32, m.div_ceil(TILE_M) as u32, 1),
+                    CubeDim::new_2d(32, (UNITS / 32) as u32),
+                    codes_vec_arg,
+                    packed_arg(),
+                    xs_arg(),
+                    ws_arg(),
+                    bias_arg(),
+                    out_arg(),
+                    raw_arg(),
+                    m,
+                    n,
+                    blocks_k,
                     kbs,
                     gran,
                     has_bias,

@@ -79,12 +79,20 @@ pub enum MatmulPath {
     /// GEMV for `M ≤ 16`, else tensor-core GEMM where available, else the tiled GEMM.
     #[default]
     Auto,
-    /// Force the GEMV kernel (`M ≤` [`crate::GEMV_MAX_M`]).
+    /// Force the GEMV kernels (`M ≤` [`crate::GEMV_MAX_M`]): the streaming kernel for
+    /// `M ≤` [`crate::GEMV_STREAM_MAX_M`], else the plane-reduction kernel.
     Gemv,
+    /// Force the original plane-reduction GEMV (4 rows per unit) for any `M ≤`
+    /// [`crate::GEMV_MAX_M`]; kept to compare against the streaming kernel.
+    GemvPlane,
     /// Force the portable shared-memory tiled GEMM.
     TiledGemm,
     /// Force the int8 tensor-core (`cmma`) GEMM; an error where unsupported.
     CmmaGemm,
+    /// Force the large-tile int8 tensor-core GEMM (128×128 block tile, 8 planes, double-buffered
+    /// shared memory); an error where `cmma` is unsupported. Per-group weight scales run the
+    /// [`MatmulPath::CmmaGemm`] kernel instead. Not chosen by `Auto` yet.
+    CmmaTiledGemm,
 }
 
 impl MatmulPath {
@@ -93,8 +101,10 @@ impl MatmulPath {
         match self {
             Self::Auto => "auto",
             Self::Gemv => "gemv",
+            Self::GemvPlane => "gemv-plane",
             Self::TiledGemm => "tiled-gemm",
             Self::CmmaGemm => "cmma-gemm",
+            Self::CmmaTiledGemm => "cmma-tiled-gemm",
         }
     }
 }

@@ -332,6 +332,7 @@ fn integer_accumulation_is_exact_on_every_path() {
                 let mut paths = vec![MatmulPath::TiledGemm, MatmulPath::Auto];
                 if m <= GEMV_MAX_M {
                     paths.push(MatmulPath::Gemv);
+                    paths.push(MatmulPath::GemvPlane);
                 }
                 for path in paths {
                     let got = read_i32(&c, ternary_matmul_i32(&c, &acts, &w, path).unwrap());
@@ -375,7 +376,11 @@ fn extreme_codes_accumulate_exactly() {
     let want: Vec<i32> = (0..m * n)
         .map(|i| support::acc_range(&xq, &t, k, i / n, i % n, 0, k))
         .collect();
-    for path in [MatmulPath::Gemv, MatmulPath::TiledGemm] {
+    for path in [
+        MatmulPath::Gemv,
+        MatmulPath::GemvPlane,
+        MatmulPath::TiledGemm,
+    ] {
         assert_eq!(
             read_i32(&c, ternary_matmul_i32(&c, &acts, &w, path).unwrap()),
             want,
@@ -428,6 +433,7 @@ fn linear_outputs_match_reference() {
                 let mut paths = vec![MatmulPath::Auto, MatmulPath::TiledGemm];
                 if m <= GEMV_MAX_M {
                     paths.push(MatmulPath::Gemv);
+                    paths.push(MatmulPath::GemvPlane);
                 }
                 for path in paths {
                     let y =
@@ -625,4 +631,90 @@ fn empty_batch_gives_empty_output() {
     }
     let dx = ternary_grad_input(&c, &x, 0, &w).unwrap();
     assert_eq!(dx.size_in_used(), 0);
+}
+
+#[test]
+fn streaming_gemv_is_exact_for_every_batch_and_long_rows() {
+    // The streaming GEMV for M = 1..=4 (1, 2 and 4 units per block), K long enough for several
+    // accumulator flushes per unit (and a split over few and many k slots), all granularities;
+    // extreme activations (±127/-128) with all-±1 weights give the largest partial sums.
+    let c = client();
+    let mut rng = StdRng::seed_from_u64(12);
+    // Cube size 64 forces many blocks (several flushes) per unit; 0 restores the heuristic. Any
+    // valid size gives exact results, so other tests running meanwhile are unaffected.
+    for units in [64usize, 0] {
+        gemv_stream_units_override(units);
+        for m in 1..=GEMV_STREAM_MAX_M {
+            for &(k, n) in &[(16usize, 16usize), (33, 5), (4100, 17), (20000, 17)] {
+                for extreme in [false, true] {
+                    let x: Vec<f32> = if extreme {
+                        (0..m * k)
+                            .map(|i| if i % 5 == 0 { -1.0 } else { 1.0 })
+                            .collect()
+                    } else {
+                        random_vec(&mut rng, m * k, 1.0)
+                    };
+                    let acts = quantize_activations(
+                        &c,
+                        &upload_f32(&c, &x),
+                        m,
+                        k,
+                        ActivationGranularity::PerToken,
+                        EPS,
+                    )
+                    .unwrap();
+                    let xq = activation_codes(&c, &acts);
+                    let t: Vec<i8> = if extreme {
+                        (0..n * k)
+                            .map(|i| if i % 7 == 0 { -1 } else { 1 })
+                            .collect()
+                    } else {
+                        (0..n * k).map(|_| rng.random_range(-1i8..=1)).collect()
+                    };
+                    let w = PackedWeights::from_handles(
+                        c.create_from_slice(u32::as_bytes(&support::pack(&t, n, k))),
+                        upload_f32(&c, &[1.0]),
+                        k,
+                        n,
+                        WeightGranularity::PerTensor,
+                    )
+                    .unwrap();
+                    let want: Vec<i32> = (0..m * n)
+                        .map(|i| support::acc_range(&xq, &t, k, i / n, i % n, 0, k))
+                        .collect();
+                    let got = read_i32(
+                        &c,
+                        ternary_matmul_i32(&c, &acts, &w, MatmulPath::Gemv).unwrap(),
+                    );
+                    assert_eq!(got, want, "m={m} k={k} n={n} extreme={extreme}");
+                }
+                for gran in [Gran::Channel, Gran::Group(16), Gran::Group(48)] {
+                    let x = random_vec(&mut rng, m * k, 1.0);
+                    let (t, sw, w) = random_packed(&c, &mut rng, n, k, gran);
+                    let bias = random_vec(&mut rng, n, 0.5);
+                    let (xq, sx) = support::quantize_acts(&x, m, k, false, EPS);
+                    let (want, mag) =
+                        support::linear(&xq, &sx, &t, &sw, Some(&bias[..]), m, n, k, gran);
+                    let y = ternary_linear(
+                        &c,
+                        &upload_f32(&c, &x),
+                        m,
+                        k,
+                        &w,
+                        Some(&upload_f32(&c, &bias)),
+                        ActivationGranularity::PerToken,
+                        EPS,
+                        MatmulPath::Gemv,
+                    )
+                    .unwrap();
+                    assert_close(
+                        &read_f32(&c, y),
+                        &want,
+                        &mag,
+                        &format!("m={m} k={k} n={n} {gran:?}"),
+                    );
+                }
+            }
+        }
+    }
 }

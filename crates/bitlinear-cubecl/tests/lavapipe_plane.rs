@@ -39,7 +39,7 @@ fn gemv_with_plane_reduction_is_exact() {
                 )
                 .unwrap();
                 let got = i32::from_bytes(
-                    &c.read_one(ternary_matmul_i32(&c, &acts, &w, MatmulPath::Gemv).unwrap())
+                    &c.read_one(ternary_matmul_i32(&c, &acts, &w, MatmulPath::GemvPlane).unwrap())
                         .unwrap(),
                 )
                 .to_vec();

@@ -15,6 +15,8 @@ pub mod backward;
 pub mod common;
 pub mod dequant;
 pub mod gemm_cmma;
+pub mod gemm_cmma_tiled;
 pub mod gemm_tiled;
 pub mod gemv;
+pub mod gemv_stream;
 pub mod weight_pack;
