@@ -11,7 +11,8 @@ use crate::timing::median_us;
 /// Bytes of distinct weights a cold run rotates over, so no copy stays in the 32 MiB L3.
 const COLD_BYTES: usize = 128 << 20;
 
-fn copies(args: &Args, bytes_per_copy: usize) -> usize {
+/// How many distinct weight copies a case rotates over (see [`Cache`]).
+pub(crate) fn copies(args: &Args, bytes_per_copy: usize) -> usize {
     match args.cache {
         Cache::Hot => 1,
         Cache::Cold => COLD_BYTES.div_ceil(bytes_per_copy).max(2),
@@ -25,9 +26,21 @@ fn cache_name(c: Cache) -> &'static str {
     }
 }
 
-/// Prints one result line.
-fn emit(op: &str, imp: &str, m: usize, k: usize, n: usize, args: &Args, us: f64, extra: &str) {
-    let gops = 2.0 * (m * k * n) as f64 / us / 1e3;
+/// Prints one result line. `gops` counts `2·m·k·n` operations per call for `op = "linear"` and
+/// `6·m·k·n` for `op = "train-step"` (forward, `dx` and `dW` products).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn emit(
+    op: &str,
+    imp: &str,
+    m: usize,
+    k: usize,
+    n: usize,
+    args: &Args,
+    us: f64,
+    extra: &str,
+) {
+    let products = if op == "train-step" { 3.0 } else { 1.0 };
+    let gops = products * 2.0 * (m * k * n) as f64 / us / 1e3;
     println!(
         "{{\"op\":\"{op}\",\"impl\":\"{imp}\",\"m\":{m},\"k\":{k},\"n\":{n},\"threads\":{},\"cache\":\"{}\",\"median_us\":{us:.2},\"gops\":{gops:.1}{extra}}}",
         args.threads,
@@ -50,6 +63,7 @@ pub fn run_all(args: &Args) {
             for &m in &args.m {
                 let x: Vec<f32> = (0..m * k).map(|_| rng.random_range(-2.0f32..2.0)).collect();
                 let mut base_us = None;
+                let mut core_us = None;
                 // Baseline first so every other line can carry its ratio.
                 if args.impls.iter().any(|i| i == "f32-matmul") {
                     let us = f32_matmul(args, &x, &w, m, k, n);
@@ -66,6 +80,7 @@ pub fn run_all(args: &Args) {
                             }
                         };
                         let (us, packed_bytes) = bitlinear(args, kernel, &x, &w, m, k, n);
+                        core_us = Some(us);
                         let gbps = packed_bytes as f64 / us / 1e3;
                         let ratio = base_us
                             .map(|b| format!(",\"speedup_vs_f32\":{:.2}", b / us))
@@ -74,10 +89,13 @@ pub fn run_all(args: &Args) {
                             ",\"packed_bytes\":{packed_bytes},\"weight_gbps\":{gbps:.1}{ratio}"
                         );
                         emit("linear", imp, m, k, n, args, us, &extra);
-                    } else if !["f32-matmul", "membw", "int8-peak"].contains(&imp.as_str()) {
+                    } else if !["f32-matmul", "membw", "int8-peak"].contains(&imp.as_str())
+                        && !crate::burn_impls::IMPLS.contains(&imp.as_str())
+                    {
                         eprintln!("skipping unknown impl `{imp}`");
                     }
                 }
+                crate::burn_impls::run_case(args, &x, &w, m, k, n, core_us);
             }
         }
     }

@@ -4,7 +4,20 @@ use bitlinear_core::Kernel;
 
 /// Usage text printed on a parse error.
 pub const USAGE: &str = "usage: bitlinear-bench [--m 1,64] [--k 4096] [--n 4096] [--threads N] \
-[--impl bitlinear-avx512vnni,f32-matmul,membw,int8-peak] [--cache cold|hot] [--min-time SECONDS]";
+[--impl bitlinear-avx512vnni,f32-matmul,membw,int8-peak,burn-linear-f32,burn-bitlinear-deployed,\
+burn-linear-train-step,burn-bitlinear-train-step] [--backend ndarray|wgpu|cuda] [--cache cold|hot] \
+[--min-time SECONDS]";
+
+/// The Burn backend the `burn-*` impls run on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BackendKind {
+    /// burn-ndarray (CPU, `multi-threads` + `simd`; bitlinear-core's kernels for BitLinear).
+    NdArray,
+    /// Burn's Wgpu backend (CubeCL kernels for BitLinear).
+    Wgpu,
+    /// Burn's Cuda backend (CubeCL kernels; needs the `cuda` feature).
+    Cuda,
+}
 
 /// Whether weights are re-read from DRAM (cold) or stay cache resident (hot).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,6 +38,7 @@ pub struct Args {
     pub impls: Vec<String>,
     pub cache: Cache,
     pub min_time: f64,
+    pub backend: BackendKind,
 }
 
 fn list(v: &str) -> Result<Vec<usize>, String> {
@@ -47,7 +61,9 @@ impl Args {
             impls: Vec::new(),
             cache: Cache::Cold,
             min_time: 1.0,
+            backend: BackendKind::NdArray,
         };
+        let mut backend_given = false;
         while let Some(flag) = it.next() {
             let mut val = || it.next().ok_or_else(|| format!("{flag} needs a value"));
             match flag.as_str() {
@@ -66,12 +82,35 @@ impl Args {
                 "--min-time" => {
                     a.min_time = val()?.parse().map_err(|e| format!("--min-time: {e}"))?
                 }
+                "--backend" => {
+                    backend_given = true;
+                    a.backend = match val()?.as_str() {
+                        "ndarray" => BackendKind::NdArray,
+                        "wgpu" => BackendKind::Wgpu,
+                        "cuda" if cfg!(feature = "cuda") => BackendKind::Cuda,
+                        "cuda" => {
+                            return Err("--backend cuda: this binary was built without the `cuda` \
+                                 feature (cargo build --release -p bitlinear-benches --features cuda)"
+                                .into())
+                        }
+                        o => return Err(format!("--backend: `{o}` is not ndarray, wgpu or cuda")),
+                    }
+                }
                 "-h" | "--help" => return Err("help".into()),
                 o => return Err(format!("unknown flag `{o}`")),
             }
         }
         if a.threads == 0 || a.m.contains(&0) || a.k.contains(&0) || a.n.contains(&0) {
             return Err("threads, m, k and n must be positive".into());
+        }
+        if a.impls.is_empty() && backend_given {
+            // Burn's Linear and BitLinear on that backend; on the CPU also the raw core kernel,
+            // so the deployed layer's overhead over it is reported.
+            if a.backend == BackendKind::NdArray {
+                a.impls.push(format!("bitlinear-{}", Kernel::best().name()));
+            }
+            a.impls
+                .extend(crate::burn_impls::IMPLS.iter().map(|s| s.to_string()));
         }
         if a.impls.is_empty() {
             a.impls = vec![

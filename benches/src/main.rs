@@ -10,8 +10,17 @@
 //! 128 MiB so weights stream from DRAM; hot keeps one copy), `--min-time` seconds per case.
 //! Impl names: `bitlinear-<kernel>` for any supported kernel (`bitlinear-avx512vnni`, ...),
 //! `f32-matmul` (the `gemm` crate on rayon), `membw` (streaming read bandwidth, once),
-//! `int8-peak` (the CPU's measured `vpdpbusd` rate: the GEMM ceiling).
+//! `int8-peak` (the CPU's measured `vpdpbusd` rate: the GEMM ceiling), and through Burn on
+//! `--backend ndarray|wgpu|cuda` (default ndarray): `burn-linear-f32`, `burn-bitlinear-deployed`,
+//! `burn-linear-train-step`, `burn-bitlinear-train-step` (see `burn_impls.rs`). With `--backend`
+//! and no `--impl`, the four Burn impls run (on ndarray also the best core kernel).
+//!
+//! ```text
+//! bitlinear-bench --backend ndarray --threads 2 --m 1 --k 4096 --n 4096
+//! bitlinear-bench --backend cuda --m 1,2048 --k 4096 --n 4096   # built with --features cuda
+//! ```
 
+mod burn_impls;
 mod cases;
 mod cli;
 mod peak;
@@ -25,6 +34,11 @@ fn main() {
             std::process::exit(2);
         }
     };
+    // burn-ndarray's matmul runs on matrixmultiply's own thread pool, sized from this variable
+    // (else the physical core count, at most 4): make it follow --threads like everything else.
+    if std::env::var_os("MATMUL_NUM_THREADS").is_none() {
+        std::env::set_var("MATMUL_NUM_THREADS", args.threads.to_string());
+    }
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(args.threads)
         .build()
