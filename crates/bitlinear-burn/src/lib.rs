@@ -27,8 +27,9 @@
 //! `s_x = max(max|x|, eps)/127`, `xq = clamp(round(x/s_x), -128, 127)` per token;
 //! `y = (xq·Wqᵀ)·s_x·s_w + b`; backward `dx = dy·(s_w·Wq)`, `dW = dyᵀ·(s_x·xq)`, `db = Σdy`.
 //!
-//! Backends: NdArray (bitlinear-core's SIMD kernels), CubeBackend (Wgpu, Cuda; generic
-//! tensor-op fallback until the CubeCL kernels land), `Autodiff<_>` of either. Any other
+//! Backends: NdArray (bitlinear-core's SIMD kernels), CubeBackend (Wgpu, Cuda: the
+//! bitlinear-cubecl kernels, see [`backends`]' `cube` module for which op runs where),
+//! `Autodiff<_>` of either. Any other
 //! backend can implement [`BitLinearBackend`] with [`backends::fallback::primitive`].
 //! Whole models deploy through the [`Deploy`] trait; checkpoints go through burn-store's
 //! safetensors ([`save_safetensors`], [`load_safetensors`]).
