@@ -76,7 +76,8 @@ pub struct SavedQuant<B: Backend> {
     pub x_scales: FloatTensor<B>,
     /// `Wq`: the ternary weight codes, in one of two forms told apart by dtype: `[N, K]` int8
     /// codes in {-1, 0, 1} (`DType::I8`; NdArray and the fallback), or the 2-bit packed u32
-    /// words of bitlinear-core's layout (`DType::U32`; CubeBackend, 4x smaller).    pub w_codes: IntTensor<B>,
+    /// words of bitlinear-core's layout (`DType::U32`; CubeBackend, 4x smaller).
+    pub w_codes: IntTensor<B>,
     /// `s_w`: weight scales, shaped as [`QuantSpec::weight_scale_shape`].
     pub w_scales: FloatTensor<B>,
 }
