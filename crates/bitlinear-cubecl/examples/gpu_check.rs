@@ -342,6 +342,8 @@ struct Variant {
     units: usize,
     /// Tensor-core GEMM k-blocks per step (0: default).
     k_blocks: usize,
+    /// Large-tile tensor-core GEMM k-blocks per stage (0: default).
+    tiled_k_blocks: usize,
     linear_too: bool,
 }
 
@@ -352,16 +354,24 @@ impl Variant {
             path,
             units,
             k_blocks,
+            tiled_k_blocks: 0,
             linear_too: false,
         }
+    }
+    const fn tiled(name: &'static str, tiled_k_blocks: usize) -> Self {
+        let mut v = Self::new(name, MatmulPath::CmmaTiledGemm, 0, 0);
+        v.tiled_k_blocks = tiled_k_blocks;
+        v
     }
     fn apply(&self) {
         gemv_stream_units_override(self.units);
         cmma_k_blocks_override(self.k_blocks);
+        cmma_tiled_k_blocks_override(self.tiled_k_blocks);
     }
     fn reset() {
         gemv_stream_units_override(0);
         cmma_k_blocks_override(0);
+        cmma_tiled_k_blocks_override(0);
     }
 }
 
@@ -392,6 +402,12 @@ fn variants(m: usize, cmma_ok: bool) -> Vec<Variant> {
         if cmma_ok {
             v.push(main(Variant::new("cmma", MatmulPath::CmmaGemm, 0, 0)));
             v.push(Variant::new("cmma-k4", MatmulPath::CmmaGemm, 0, 4));
+            // GPU_CHECK_NO_CMMA_TILED=1 (set by the script when its check failed) leaves it out.
+            if std::env::var("GPU_CHECK_NO_CMMA_TILED").is_err() {
+                v.push(Variant::tiled("cmma-tiled", 0));
+                v.push(Variant::tiled("cmma-tiled-k2", 2));
+                v.push(Variant::tiled("cmma-tiled-k8", 8));
+            }
         }
         v.push(Variant::new("tiled", MatmulPath::TiledGemm, 0, 0));
         v
@@ -443,6 +459,109 @@ fn profile<R: Runtime>(c: &ComputeClient<R>, rng: &mut Rng, cmma_ok: bool) {
             }
         }
     }
+}
+
+/// The large-tile tensor-core GEMM on awkward shapes (edge tiles in M, N and K) and the benchmark
+/// shapes, at every k-step: exact i32 against the reference, and the f32 epilogue for per-tensor
+/// and per-channel scales (per-group runs the 64×64 kernel; checked too, through the fallback).
+#[allow(clippy::needless_range_loop, clippy::manual_is_multiple_of)]
+fn check_cmma_tiled<R: Runtime>(
+    c: &ComputeClient<R>,
+    rng: &mut Rng,
+) -> std::result::Result<(), String> {
+    let mut cases: Vec<(usize, usize, usize)> = vec![];
+    for &m in &[1usize, 33, 130, 257] {
+        for &k in &[1usize, 100, 1040, 4097] {
+            for &n in &[7usize, 65, 200] {
+                cases.push((m, k, n));
+            }
+        }
+    }
+    cases.extend_from_slice(&[(512, 4096, 4096), (128, 8192, 28672), (200, 2560, 6912)]);
+    let mut case = 0usize;
+    for kbs in [0usize, 2, 8] {
+        cmma_tiled_k_blocks_override(kbs);
+        for &(m, k, n) in &cases {
+            // The large shapes once (default k-step) to keep the check short.
+            if m * k * n > 1 << 26 && kbs != 0 {
+                continue;
+            }
+            case += 1;
+            // Large shapes: a sample of the outputs (every 53rd, the last row and the last
+            // column) against the scalar reference, per tensor or per channel.
+            let large = m * k * n > 1 << 26;
+            let gran = if large {
+                [Gran::Tensor, Gran::Channel][case % 2]
+            } else {
+                [Gran::Tensor, Gran::Channel, Gran::Group(64)][case % 3]
+            };
+            let per_tensor = case % 2 == 0;
+            let x = rng.vec(m * k, 1.5);
+            let (t, sw, w) = random_packed(c, rng, n, k, gran);
+            let ag = if per_tensor {
+                ActivationGranularity::PerTensor
+            } else {
+                ActivationGranularity::PerToken
+            };
+            let acts = quantize_activations(c, &upload_f32(c, &x), m, k, ag, EPS)
+                .map_err(|e| e.to_string())?;
+            let (xq, sx) = support::quantize_acts(&x, m, k, per_tensor, EPS);
+            let path = MatmulPath::CmmaTiledGemm;
+            let acc = read_i32(
+                c,
+                ternary_matmul_i32(c, &acts, &w, path).map_err(|e| e.to_string())?,
+            );
+            let bias = rng.vec(n, 0.5);
+            let bh = upload_f32(c, &bias);
+            let y = read_f32(
+                c,
+                ternary_matmul(c, &acts, &w, Some(&bh), path).map_err(|e| e.to_string())?,
+            );
+            let fail = |what: &str, i: usize| {
+                cmma_tiled_k_blocks_override(0);
+                Err(format!(
+                    "{what} differs kbs={kbs} m={m} k={k} n={n} {gran:?} at [{}, {}]",
+                    i / n,
+                    i % n
+                ))
+            };
+            if large {
+                for i in 0..m * n {
+                    if i % 53 != 0 && i / n != m - 1 && i % n != n - 1 {
+                        continue;
+                    }
+                    let want = support::acc_range(&xq, &t, k, i / n, i % n, 0, k);
+                    if acc[i] != want {
+                        return fail("i32 accumulator", i);
+                    }
+                    let s = if matches!(gran, Gran::Tensor) {
+                        sw[0]
+                    } else {
+                        sw[i % n]
+                    };
+                    let yf = (want as f32 * sx[i / n]) * s + bias[i % n];
+                    let mag = (want as f32 * sx[i / n] * s).abs() + bias[i % n].abs();
+                    if (y[i] - yf).abs() > 2e-5 * mag + 1e-6 {
+                        return fail("output", i);
+                    }
+                }
+                continue;
+            }
+            for i in 0..m * n {
+                if acc[i] != support::acc_range(&xq, &t, k, i / n, i % n, 0, k) {
+                    return fail("i32 accumulator", i);
+                }
+            }
+            let (want, mag) = support::linear(&xq, &sx, &t, &sw, Some(&bias), m, n, k, gran);
+            for i in 0..m * n {
+                if (y[i] - want[i]).abs() > 2e-5 * mag[i] + 1e-6 {
+                    return fail("output", i);
+                }
+            }
+        }
+    }
+    cmma_tiled_k_blocks_override(0);
+    Ok(())
 }
 
 /// The streaming GEMV at every forced cube size, long rows (several accumulator flushes per
@@ -700,6 +819,14 @@ fn run<R: Runtime>(device: &R::Device, backend: &str) {
             Err("cmma i8 not available on this device".into())
         };
         ok &= report("cmma_gemm_k4", r);
+    }
+    if want("cmma_tiled_gemm") {
+        let r = if cmma_ok {
+            check_cmma_tiled(&c, &mut rng)
+        } else {
+            Err("cmma i8 not available on this device".into())
+        };
+        ok &= report("cmma_tiled_gemm", r);
     }
     if want("grad_input") {
         ok &= report("grad_input", check_grad_input(&c, &mut rng));

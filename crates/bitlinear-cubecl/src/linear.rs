@@ -51,10 +51,12 @@ pub fn resolve_path<R: Runtime>(
             path: path.name(),
             reason: format!("M = {m} exceeds GEMV_MAX_M = {GEMV_MAX_M}"),
         }),
-        MatmulPath::CmmaGemm | MatmulPath::CmmaTiledGemm if !cmma_available(client) => Err(Error::PathUnavailable {
-            path: path.name(),
-            reason: "the runtime reports no i8×i8→i32 16×16×16 cmma with 32-wide planes".into(),
-        }),
+        MatmulPath::CmmaGemm | MatmulPath::CmmaTiledGemm if !cmma_available(client) => {
+            Err(Error::PathUnavailable {
+                path: path.name(),
+                reason: "the runtime reports no i8×i8→i32 16×16×16 cmma with 32-wide planes".into(),
+            })
+        }
         p => Ok(p),
     }
 }
@@ -363,7 +365,8 @@ fn launch_matmul<R: Runtime>(
                 forced => forced,
             };
             // Activations as 16-byte vectors: one per row and k-block.
-            let codes_vec_arg = unsafe { ArrayArg::from_raw_parts(acts.codes.clone(), m * wpr * 4) };
+            let codes_vec_arg =
+                unsafe { ArrayArg::from_raw_parts(acts.codes.clone(), m * wpr * 4) };
             unsafe {
                 gemm_cmma_tiled_kernel::launch_unchecked::<R>(
                     client,

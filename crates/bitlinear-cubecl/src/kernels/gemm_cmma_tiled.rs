@@ -61,7 +61,7 @@ pub fn decode_ternary_word(word: u32) -> U32x4 {
 /// `CubeCount::Static(ceil(N/128), ceil(M/128), 1)`; `codes` is read as 16-byte vectors (each
 /// activation row is a whole number of them), `packed` as u32 words.
 #[cube(launch_unchecked)]
-#[allow(clippy::too_many_arguments)]
+#[allow(clippy::too_many_arguments, clippy::manual_div_ceil)]
 pub fn gemm_cmma_tiled_kernel(
     codes: &Array<I8x16>,
     packed: &Array<u32>,
@@ -80,13 +80,13 @@ pub fn gemm_cmma_tiled_kernel(
 ) {
     let lane = UNIT_POS_X as usize;
     let plane = UNIT_POS_Y as usize;
-    let unit = plane * 32 + lane;
-    let pm = (plane / 4) * 64;
-    let pn = (plane % 4) * 32;
+    let unit = plane * 32usize + lane;
+    let pm = (plane / 4usize) * 64usize;
+    let pn = (plane % 4usize) * 32usize;
     let m0 = CUBE_POS_Y as usize * TILE_M;
     let n0 = CUBE_POS_X as usize * TILE_N;
-    let t0 = n0 / 16;
-    let tiles_n = (n + 15) / 16;
+    let t0 = n0 / 16usize;
+    let tiles_n = (n + 15usize) / 16usize;
 
     // Vectors (16 B) per stage of one operand, and per thread per stage.
     let stage = comptime!(kbs * PLANE);
@@ -95,7 +95,7 @@ pub fn gemm_cmma_tiled_kernel(
     let mut a_s = SharedMemory::<I8x16>::new_aligned(comptime!(2 * kbs * PLANE), 128usize);
     let mut b_s = SharedMemory::<I8x16>::new_aligned(comptime!(2 * kbs * PLANE), 128usize);
     // Per-plane 16×16 i32 staging for the epilogue.
-    let mut c_s = SharedMemory::<i32>::new_aligned(comptime!(8 * 256), 128usize);
+    let mut c_s = SharedMemory::<i32>::new_aligned(comptime!(8usize * 256), 128usize);
 
     let mut accs = Sequence::<cmma::Matrix<i32>>::new();
     #[unroll]
@@ -140,7 +140,7 @@ pub fn gemm_cmma_tiled_kernel(
     let zero = I8x16::new(0i8);
     let vecs_per_row = blocks_k;
 
-    let stages = (blocks_k + kbs - 1) / kbs;
+    let stages = (blocks_k + kbs - 1usize) / kbs;
 
     // Prologue: stage 0 → buffer 0.
     #[unroll]
@@ -153,33 +153,33 @@ pub fn gemm_cmma_tiled_kernel(
         if mm < m && kb < blocks_k {
             a_reg[e] = codes[mm * vecs_per_row + kb];
         }
-        let tl = c / (16 * kbs);
-        let rem = c % (16 * kbs);
-        let wkb = rem / 16;
-        let w = rem % 16;
+        let tl = c / comptime!(16 * kbs);
+        let rem = c % comptime!(16 * kbs);
+        let wkb = rem / 16usize;
+        let w = rem % 16usize;
         let t = t0 + tl;
         w_reg[e] = 0x5555_5555u32;
         if t < tiles_n && wkb < blocks_k {
-            w_reg[e] = packed[(t * blocks_k + wkb) * 16 + w];
+            w_reg[e] = packed[(t * blocks_k + wkb) * 16usize + w];
         }
     }
     #[unroll]
     for e in 0..loads {
         let c = unit + e * UNITS;
         a_s[(c % kbs) * PLANE + c / kbs] = a_reg[e];
-        let tl = c / (16 * kbs);
-        let rem = c % (16 * kbs);
-        b_s[(rem / 16) * PLANE + tl * 16 + rem % 16] =
+        let tl = c / comptime!(16 * kbs);
+        let rem = c % comptime!(16 * kbs);
+        b_s[(rem / 16usize) * PLANE + tl * 16usize + rem % 16usize] =
             I8x16::reinterpret(decode_ternary_word(w_reg[e]));
     }
     sync_cube();
 
     let mut s = 0usize;
     while s < stages {
-        let cur = (s % 2) * stage;
-        let nxt = ((s + 1) % 2) * stage;
-        let has_next = s + 1 < stages;
-        let kb0 = (s + 1) * kbs;
+        let cur = (s % 2usize) * stage;
+        let nxt = ((s + 1usize) % 2usize) * stage;
+        let has_next = s + 1usize < stages;
+        let kb0 = (s + 1usize) * kbs;
         // Issue the global loads of the next stage.
         if has_next {
             #[unroll]
@@ -191,13 +191,13 @@ pub fn gemm_cmma_tiled_kernel(
                 if mm < m && kb < blocks_k {
                     a_reg[e] = codes[mm * vecs_per_row + kb];
                 }
-                let tl = c / (16 * kbs);
-                let rem = c % (16 * kbs);
-                let wkb = kb0 + rem / 16;
+                let tl = c / comptime!(16 * kbs);
+                let rem = c % comptime!(16 * kbs);
+                let wkb = kb0 + rem / 16usize;
                 let t = t0 + tl;
                 w_reg[e] = 0x5555_5555u32;
                 if t < tiles_n && wkb < blocks_k {
-                    w_reg[e] = packed[(t * blocks_k + wkb) * 16 + rem % 16];
+                    w_reg[e] = packed[(t * blocks_k + wkb) * 16usize + rem % 16usize];
                 }
             }
         }
@@ -207,25 +207,20 @@ pub fn gemm_cmma_tiled_kernel(
             let base = cur + kb * PLANE;
             #[unroll]
             for i in 0..4usize {
-                let o = base + (pm + 16 * i);
-                cmma::load(a_frags.index(i), &a_s.slice(o, o + 16), 16u32);
+                let o = base + (pm + 16usize * i);
+                cmma::load(a_frags.index(i), &a_s.slice(o, o + 16usize), 16u32);
             }
             #[unroll]
             for j in 0..2usize {
-                let o = base + (pn + 16 * j);
-                cmma::load(b_frags.index(j), &b_s.slice(o, o + 16), 16u32);
+                let o = base + (pn + 16usize * j);
+                cmma::load(b_frags.index(j), &b_s.slice(o, o + 16usize), 16u32);
             }
             #[unroll]
             for i in 0..4usize {
                 #[unroll]
                 for j in 0..2usize {
-                    let acc = accs.index(i * 2 + j);
-                    cmma::execute::<i8, i8, i32, i32>(
-                        a_frags.index(i),
-                        b_frags.index(j),
-                        acc,
-                        acc,
-                    );
+                    let acc = accs.index(i * 2usize + j);
+                    cmma::execute::<i8, i8, i32, i32>(a_frags.index(i), b_frags.index(j), acc, acc);
                 }
             }
         }
@@ -235,34 +230,34 @@ pub fn gemm_cmma_tiled_kernel(
             for e in 0..loads {
                 let c = unit + e * UNITS;
                 a_s[nxt + (c % kbs) * PLANE + c / kbs] = a_reg[e];
-                let tl = c / (16 * kbs);
-                let rem = c % (16 * kbs);
-                b_s[nxt + (rem / 16) * PLANE + tl * 16 + rem % 16] =
+                let tl = c / comptime!(16 * kbs);
+                let rem = c % comptime!(16 * kbs);
+                b_s[nxt + (rem / 16usize) * PLANE + tl * 16usize + rem % 16usize] =
                     I8x16::reinterpret(decode_ternary_word(w_reg[e]));
             }
         }
         sync_cube();
-        s += 1;
+        s += 1usize;
     }
 
     // Epilogue, one accumulator at a time through this plane's staging buffer.
-    let cbase = plane * 256;
+    let cbase = plane * 256usize;
     #[unroll]
     for i in 0..4usize {
         #[unroll]
         for j in 0..2usize {
             cmma::store(
-                &mut c_s.slice_mut(cbase, cbase + 256),
-                accs.index(i * 2 + j),
+                &mut c_s.slice_mut(cbase, cbase + 256usize),
+                accs.index(i * 2usize + j),
                 16u32,
                 cmma::MatrixLayout::RowMajor,
             );
             sync_plane();
             #[unroll]
             for e in 0..8usize {
-                let idx = lane + e * 32;
-                let mi = m0 + pm + 16 * i + idx / 16;
-                let nj = n0 + pn + 16 * j + idx % 16;
+                let idx = lane + e * 32usize;
+                let mi = m0 + pm + 16usize * i + idx / 16usize;
+                let nj = n0 + pn + 16usize * j + idx % 16usize;
                 if mi < m && nj < n {
                     let v = c_s[cbase + idx];
                     if raw {
