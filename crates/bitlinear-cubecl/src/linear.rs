@@ -324,10 +324,10 @@ fn launch_matmul<R: Runtime>(
             );
         },
         MatmulPath::CmmaGemm => {
-            // k-blocks of 16 per step (default 2, or the override), fewer where a weight group
-            // would straddle a step.
+            // k-blocks of 16 per step (default 4: 1.3-2.2x faster than 2 on an H200, same
+            // results; or the override), fewer where a weight group would straddle a step.
             let mut kbs = match CMMA_K_BLOCKS.load(Ordering::Relaxed) {
-                0 => 2usize,
+                0 => 4usize,
                 forced => forced,
             };
             if let WeightGranularity::PerGroup(_) = weights.granularity {
