@@ -91,7 +91,7 @@ pub enum MatmulPath {
     CmmaGemm,
     /// Force the large-tile int8 tensor-core GEMM (128×128 block tile, 8 planes, double-buffered
     /// shared memory); an error where `cmma` is unsupported. Per-group weight scales run the
-    /// [`MatmulPath::CmmaGemm`] kernel instead. Not chosen by `Auto` yet.
+    /// [`MatmulPath::CmmaGemm`] kernel instead. What `Auto` picks for M > 16 where cmma exists.
     CmmaTiledGemm,
 }
 
