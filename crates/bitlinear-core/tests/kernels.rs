@@ -184,14 +184,42 @@ fn very_long_k_stays_exact() {
     let (k, n) = (16384 * 16 + 40, 3);
     let mut rng = StdRng::seed_from_u64(11);
     for m in [1usize, 2, 3] {
-        let codes: Vec<i8> = (0..n * k).map(|i| if i % 7 == 0 { 0 } else if i % 2 == 0 { 1 } else { -1 }).collect();
-        let tw = TernaryWeights { n, k, codes, scales: vec![1.0], granularity: WeightGranularity::PerTensor };
+        let codes: Vec<i8> = (0..n * k)
+            .map(|i| {
+                if i % 7 == 0 {
+                    0
+                } else if i % 2 == 0 {
+                    1
+                } else {
+                    -1
+                }
+            })
+            .collect();
+        let tw = TernaryWeights {
+            n,
+            k,
+            codes,
+            scales: vec![1.0],
+            granularity: WeightGranularity::PerTensor,
+        };
         let packed = PackedTernary::pack(&tw);
-        let x: Vec<i8> = (0..m * k).map(|i| if i % 3 == 0 { -128 } else { rng.random_range(-128i32..=127) as i8 }).collect();
+        let x: Vec<i8> = (0..m * k)
+            .map(|i| {
+                if i % 3 == 0 {
+                    -128
+                } else {
+                    rng.random_range(-128i32..=127) as i8
+                }
+            })
+            .collect();
         let xq = QuantizedActivations::from_codes(&x, m, k, &vec![1.0; m]).unwrap();
         let want = reference::int_matmul(&xq, &tw);
         for kern in Kernel::supported() {
-            assert_eq!(int_matmul(&xq, &packed, Some(kern)).unwrap(), want, "kernel {kern}, m={m}");
+            assert_eq!(
+                int_matmul(&xq, &packed, Some(kern)).unwrap(),
+                want,
+                "kernel {kern}, m={m}"
+            );
         }
     }
 }

@@ -164,7 +164,10 @@ unsafe fn positional<const MR: usize, const U: usize>(
         // SAFETY: acc holds MR * 16 i32 (contract).
         unsafe {
             let p = acc.add(r * 16) as *mut __m512i;
-            _mm512_storeu_si512(p as *mut _, _mm512_add_epi32(_mm512_loadu_si512(p as *const _), *t));
+            _mm512_storeu_si512(
+                p as *mut _,
+                _mm512_add_epi32(_mm512_loadu_si512(p as *const _), *t),
+            );
         }
     }
 }
