@@ -54,7 +54,7 @@ fn row_absmax(
 }
 
 /// One cube per row: writes the row's absmax (`+inf` if the row holds NaN/Inf) to `out[row]`.
-/// Used for per-tensor scales, before [`max_reduce_kernel`].
+/// Used for per-tensor scales, before [`max_reduce_kernel()`].
 #[cube(launch_unchecked)]
 pub fn row_absmax_kernel(
     x: &Array<f32>,

@@ -7,7 +7,7 @@
 //!   global→shared as 16-byte vectors (one vector = one row × one k-block, 4 consecutive units
 //!   read 64 contiguous bytes of a row); packed weights are read as whole u32 words (one word =
 //!   one output row × one k-block) and decoded in registers to 16 int8 values (`code − 1`,
-//!   byte-parallel, see [`decode_ternary_quad`]) stored as one 16-byte vector.
+//!   byte-parallel, see [`decode_ternary_quad()`]) stored as one 16-byte vector.
 //! - Shared tiles are stored per k-block plane, `[kb][row][16 bytes]`, so that every 16×16
 //!   fragment is 256 contiguous bytes (aligned as WMMA requires); planes are padded by 32 bytes
 //!   so that the 16-byte stores of a quarter-plane hit distinct banks.
