@@ -3,7 +3,7 @@
 //! Ternary (BitNet b1.58) linear layers on the CPU, with no deep-learning framework attached:
 //! quantization ([`quant`]), the 2-bit packed weight format ([`packed`]), and integer kernels
 //! for every common SIMD instruction set, chosen at run time ([`Kernel`]) and parallelized with
-//! rayon ([`linear`]).
+//! rayon ([`linear()`]).
 //!
 //! ```
 //! use bitlinear_core::{linear, LinearOptions, PackedTernary, WeightGranularity};

@@ -1,5 +1,5 @@
 //! The driver: activation quantization, blocking, rayon splitting, bias correction and the
-//! float epilogue, written once for every [`TileKernel`].
+//! float epilogue, written once for every kernel (`TileKernel`).
 //!
 //! Work is cut into tasks of (up to 64 rows) × (a run of 16-row weight tiles). Inside a task,
 //! rows go through the kernel `MR` at a time over K slices small enough that the `MR` activation

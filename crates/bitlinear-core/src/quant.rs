@@ -93,7 +93,7 @@ impl WeightGranularity {
 ///
 /// Accepted string forms: activations `ai8pc` or `ai8ptk` (per token) and `ai8pt` (per tensor);
 /// weights `wpt` (per tensor), `wpc` (per channel), `wpg` (per group of
-/// [`DEFAULT_GROUP_SIZE`]) and `wpg<N>` (per group of N). [`QuantType::to_string`] gives the
+/// [`DEFAULT_GROUP_SIZE`]) and `wpg<N>` (per group of N). `QuantType::to_string` gives the
 /// canonical form (`ai8pc`, `ai8pt`, `wpg<N>`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct QuantType {

@@ -1,6 +1,6 @@
 //! Micro-kernels, one per instruction set, and their run-time selection.
 //!
-//! Every kernel implements [`TileKernel`]: the integer dot products of `MR` activation rows
+//! Every kernel implements `TileKernel`: the integer dot products of `MR` activation rows
 //! with one 16-row tile of packed weights over a range of 16-column blocks. Blocking,
 //! threading, bias correction and the float epilogue are written once, in `crate::linear`.
 

@@ -64,7 +64,7 @@ fn reduce_slots<E: Numeric>(
 }
 
 /// Streaming GEMV; see the module docs. Same buffers and epilogue as
-/// [`super::gemv::gemv_kernel`]. Launch with `CubeDim::new_1d(units)` and one cube per 16-row
+/// [`super::gemv::gemv_kernel()`]. Launch with `CubeDim::new_1d(units)` and one cube per 16-row
 /// tile (`linear_cube_pos`); `units` and `lpb` powers of two, `lpb ∈ {1, 2, 4}`, `units ≥ lpb`,
 /// and `rows_m · 16 / lpb ≤ 16` keeps the accumulators in registers.
 #[cube(launch_unchecked)]
