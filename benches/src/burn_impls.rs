@@ -4,6 +4,8 @@
 //! Impls (JSON `impl` field):
 //! - `burn-linear-f32`: `Linear` forward (the baseline of `burn-bitlinear-deployed`).
 //! - `burn-bitlinear-deployed`: deployed (2-bit packed) `BitLinear` forward.
+//! - `burn-bitlinear-train-forward`: forward of a training-mode (f32 weight) `BitLinear` on the
+//!   inner backend: quantizes the weight on every call, as an un-deployed layer does.
 //! - `burn-linear-train-step`: forward + backward of `Linear` on `Autodiff<B>` (the baseline of
 //!   `burn-bitlinear-train-step`).
 //! - `burn-bitlinear-train-step`: forward + backward (straight-through estimator) of a trainable
@@ -30,9 +32,10 @@ use crate::cli::{Args, BackendKind};
 use crate::timing::median_us;
 
 /// The impl names this file provides.
-pub const IMPLS: [&str; 4] = [
+pub const IMPLS: [&str; 5] = [
     "burn-linear-f32",
     "burn-bitlinear-deployed",
+    "burn-bitlinear-train-forward",
     "burn-linear-train-step",
     "burn-bitlinear-train-step",
 ];
@@ -209,6 +212,32 @@ impl Case<'_> {
             emit(
                 "linear",
                 "burn-bitlinear-deployed",
+                m,
+                k,
+                n,
+                self.args,
+                us,
+                &extra,
+            );
+        }
+
+        if wants(self.args, "burn-bitlinear-train-forward") {
+            let layers: Vec<BitLinear<B>> = self
+                .linears::<B>(device, f32_copies)
+                .iter()
+                .map(|l| BitLinear::from_linear(l, spec))
+                .collect();
+            let x = self.input::<B>(device);
+            let us = self.time::<B>(device, |i| {
+                let _ = layers[i % layers.len()].forward(x.clone());
+            });
+            let mut extra = be.clone();
+            if let Some(b) = linear_us {
+                extra += &format!(",\"speedup_vs_burn_f32\":{:.2}", b / us);
+            }
+            emit(
+                "linear",
+                "burn-bitlinear-train-forward",
                 m,
                 k,
                 n,

@@ -57,6 +57,13 @@ pub fn run_all(args: &Args) {
     if args.impls.iter().any(|i| i == "int8-peak") {
         crate::peak::int8_peak(args.threads);
     }
+    if args.impls.iter().any(|i| i == "memory") {
+        crate::memory::memory(args);
+        // Memory needs no timing: skip the shape loop when nothing else was asked for.
+        if args.impls.len() == 1 {
+            return;
+        }
+    }
     for &k in &args.k {
         for &n in &args.n {
             let w: Vec<f32> = (0..n * k).map(|_| rng.random_range(-1.0f32..1.0)).collect();
@@ -89,7 +96,8 @@ pub fn run_all(args: &Args) {
                             ",\"packed_bytes\":{packed_bytes},\"weight_gbps\":{gbps:.1}{ratio}"
                         );
                         emit("linear", imp, m, k, n, args, us, &extra);
-                    } else if !["f32-matmul", "membw", "int8-peak"].contains(&imp.as_str())
+                    } else if !["f32-matmul", "membw", "int8-peak", "memory"]
+                        .contains(&imp.as_str())
                         && !crate::burn_impls::IMPLS.contains(&imp.as_str())
                     {
                         eprintln!("skipping unknown impl `{imp}`");

@@ -4,8 +4,8 @@ use bitlinear_core::Kernel;
 
 /// Usage text printed on a parse error.
 pub const USAGE: &str = "usage: bitlinear-bench [--m 1,64] [--k 4096] [--n 4096] [--threads N] \
-[--impl bitlinear-avx512vnni,f32-matmul,membw,int8-peak,burn-linear-f32,burn-bitlinear-deployed,\
-burn-linear-train-step,burn-bitlinear-train-step] [--backend ndarray|wgpu|cuda] [--cache cold|hot] \
+[--impl bitlinear-avx512vnni,f32-matmul,membw,int8-peak,memory,burn-linear-f32,\
+burn-bitlinear-deployed,burn-bitlinear-train-forward,burn-linear-train-step,burn-bitlinear-train-step] [--backend ndarray|wgpu|cuda] [--cache cold|hot] \
 [--min-time SECONDS]";
 
 /// The Burn backend the `burn-*` impls run on.

@@ -10,10 +10,11 @@
 //! 128 MiB so weights stream from DRAM; hot keeps one copy), `--min-time` seconds per case.
 //! Impl names: `bitlinear-<kernel>` for any supported kernel (`bitlinear-avx512vnni`, ...),
 //! `f32-matmul` (the `gemm` crate on rayon), `membw` (streaming read bandwidth, once),
-//! `int8-peak` (the CPU's measured `vpdpbusd` rate: the GEMM ceiling), and through Burn on
-//! `--backend ndarray|wgpu|cuda` (default ndarray): `burn-linear-f32`, `burn-bitlinear-deployed`,
+//! `int8-peak` (the CPU's measured `vpdpbusd` rate: the GEMM ceiling), `memory` (static bytes of
+//! each layer form, see `memory.rs`), and through Burn on `--backend ndarray|wgpu|cuda` (default
+//! ndarray): `burn-linear-f32`, `burn-bitlinear-deployed`, `burn-bitlinear-train-forward`,
 //! `burn-linear-train-step`, `burn-bitlinear-train-step` (see `burn_impls.rs`). With `--backend`
-//! and no `--impl`, the four Burn impls run (on ndarray also the best core kernel).
+//! and no `--impl`, the Burn impls run (on ndarray also the best core kernel).
 //!
 //! ```text
 //! bitlinear-bench --backend ndarray --threads 2 --m 1 --k 4096 --n 4096
@@ -23,6 +24,7 @@
 mod burn_impls;
 mod cases;
 mod cli;
+mod memory;
 mod peak;
 mod timing;
 

@@ -43,6 +43,22 @@ fn forward_matches_fake_quant_reference() {
 }
 
 #[test]
+fn deployed_input_gradients_match_ste_formula() {
+    for (i, &(m, k, n)) in SHAPES.iter().enumerate() {
+        for quant in QUANTS {
+            checks::deployed_input_grad_matches_reference::<AB>(
+                &dev(),
+                m,
+                k,
+                n,
+                quant,
+                40 + i as u64,
+            );
+        }
+    }
+}
+
+#[test]
 fn gradients_match_ste_formulas() {
     for (i, &(m, k, n)) in SHAPES.iter().enumerate() {
         for quant in QUANTS {

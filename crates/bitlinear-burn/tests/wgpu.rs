@@ -28,13 +28,31 @@ fn forward_matches_fake_quant_reference() {
     checks::forward_matches_reference::<AB>(&dev(), 3, 20, 6, "ai8pc_wpt", false, 9);
 }
 
+/// Gradient shapes: the last has enough rows for `dx` to take the dense-matmul path.
+const GRAD_SHAPES: [(usize, usize, usize); 3] = [(1, 40, 17), (5, 33, 9), (130, 21, 11)];
+
 #[test]
 fn gradients_match_ste_formulas() {
-    for (i, &(m, k, n)) in SHAPES.iter().enumerate() {
+    for (i, &(m, k, n)) in GRAD_SHAPES.iter().enumerate() {
         for quant in QUANTS {
             checks::grads_match_reference::<AB>(&dev(), m, k, n, quant, i == 0, 100 + i as u64);
         }
     }
+}
+
+#[test]
+fn deployed_input_gradients_match_ste_formula() {
+    for (i, &(m, k, n)) in GRAD_SHAPES.iter().enumerate() {
+        checks::deployed_input_grad_matches_reference::<AB>(
+            &dev(),
+            m,
+            k,
+            n,
+            "ai8pc_wpt",
+            40 + i as u64,
+        );
+    }
+    checks::deployed_input_grad_matches_reference::<AB>(&dev(), 130, 40, 17, "ai8pc_wpc", 50);
 }
 
 #[test]

@@ -6,10 +6,10 @@
 //! |---|---|---|
 //! | training forward | `quantize_activations` + device `pack_weights` + `ternary_matmul` | `F` or a tensor dtype is not f32; `M`, `K` or `N` is 0 |
 //! | training forward, saving | same; keeps the int8 activation codes, their scales, the packed u32 weight words and the weight scales | same |
-//! | backward | `dx`: `ternary_grad_input` on the packed words; `dW = (s_x·xq)ᵀ·dy`: `dequantize_activations` + Burn's float matmul | the saved state came from the fallback forward (int8 weight codes) or `dy` is not f32 |
+//! | backward | `dx`: `ternary_grad_input` on the packed words (from 128 rows: a transient dense `s_w·Wq` + Burn's float matmul); `dW = (s_x·xq)ᵀ·dy`: `dequantize_activations` + Burn's float matmul | the saved state came from the fallback forward (int8 weight codes) or `dy` is not f32 |
 //! | pack (deploy) | device `pack_weights` (no host round trip of the weight: a device-side finiteness check reads back one bool; only a non-finite weight is read back, to name its index) | not f32; `K` or `N` is 0 |
 //! | deployed forward | `ternary_linear` (quantize + GEMV / tiled GEMM / cmma GEMM, fused scale and bias) | not f32; packed words not 4-byte ints; `M` is 0 |
-//! | deployed input grad | `ternary_grad_input` on the packed words | not f32; packed words not 4-byte ints; `M` is 0 |
+//! | deployed input grad | as the backward's `dx` | not f32; packed words not 4-byte ints; `M` is 0 |
 //!
 //! The packed words have bitlinear-core's layout (`[ceil(N/16), 16·ceil(K/16)]` u32, see
 //! [`PackedShape::words_shape`]), so a deployed record saved on any backend loads on any other.
@@ -44,6 +44,33 @@ fn all_f32<R: CubeRuntime, F: FloatElement>(tensors: &[Option<&CubeTensor<R>>]) 
             .iter()
             .flatten()
             .all(|t| t.dtype == DType::F32 && t.qparams.is_none())
+}
+
+/// From this many rows of `dy` on, `dx` goes through a transient dense weight and Burn's float
+/// matmul (tensor cores, autotuned); below it the packed-word kernel, which reads 2 bits per
+/// weight and wins while the product is memory-bound.
+const DX_DENSE_MIN_ROWS: usize = 128;
+
+/// `dx = dy · (s_w·Wq)` (`[m, K]`) from contiguous `dy` (`[m, N]`) and the packed weights.
+///
+/// For large `m` the weights are dequantized to a temporary `[N, K]` f32 matrix that is freed
+/// right after the matmul: nothing beyond the packed words is kept between forward and backward.
+fn input_grad<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement>(
+    grad: &CubeTensor<R>,
+    m: usize,
+    weights: &kernels::PackedWeights,
+) -> CubeTensor<R> {
+    let (k, n) = (weights.k, weights.n);
+    if m < DX_DENSE_MIN_ROWS {
+        let dx = kernels::ternary_grad_input(&grad.client, &grad.handle, m, weights)
+            .unwrap_or_else(|e| kernel_refused("input gradient failed", e));
+        return float_out(grad, dx, &[m, k]);
+    }
+    let dense = kernels::unpack_weights(&grad.client, weights, kernels::WeightLayout::OutputMajor)
+        .unwrap_or_else(|e| kernel_refused("cannot dequantize the weights", e));
+    let dense: Tensor<CubeBackend<R, F, I, BT>, 2> = tensor(float_out(grad, dense, &[n, k]));
+    let dy: Tensor<CubeBackend<R, F, I, BT>, 2> = tensor(grad.clone());
+    float(dy.matmul(dense))
 }
 
 /// `[rows, cols]` of a 2-D tensor.
@@ -271,9 +298,7 @@ where
                 weight_granularity(spec),
             )
             .unwrap_or_else(|e| kernel_refused("saved packed weights", e));
-            let dx = kernels::ternary_grad_input(&client, &grad.handle, m, &weights)
-                .unwrap_or_else(|e| kernel_refused("input gradient failed", e));
-            float_out(&grad, dx, &[m, k])
+            input_grad::<R, F, I, BT>(&grad, m, &weights)
         });
 
         let weight = need_weight.then(|| {
@@ -400,8 +425,6 @@ where
             return fallback::deployed_input_grad::<Self>(grad, packed, scales, shape, spec);
         };
         let grad = into_contiguous(grad);
-        let dx = kernels::ternary_grad_input(&grad.client, &grad.handle, m, &weights)
-            .unwrap_or_else(|e| kernel_refused("input gradient failed", e));
-        float_out(&grad, dx, &[m, shape.k])
+        input_grad::<R, F, I, BT>(&grad, m, &weights)
     }
 }

@@ -286,6 +286,33 @@ pub mod checks {
         }
     }
 
+    /// A deployed layer on an autodiff backend still passes gradients to its input:
+    /// `dx = dy · (s_w·Wq)`, as the trainable layer's straight-through estimator.
+    pub fn deployed_input_grad_matches_reference<B: AutodiffBackend + BitLinearBackend>(
+        dev: &B::Device,
+        m: usize,
+        k: usize,
+        n: usize,
+        quant: &str,
+        seed: u64,
+    ) {
+        let (layer, w, b) = layer::<B>(dev, k, n, quant, true, seed);
+        let layer = layer.deploy();
+        let mut r = rng(seed + 2);
+        let x = random(&mut r, m * k, 2.0);
+        let dy = random(&mut r, m * n, 1.0);
+        let xt = Tensor::<B, 2>::from_data(TensorData::new(x.clone(), [m, k]), dev).require_grad();
+        let g = Tensor::<B, 2>::from_data(TensorData::new(dy.clone(), [m, n]), dev);
+        let grads = layer.forward(xt.clone()).mul(g).sum().backward();
+        let reference = Reference::new(&x, m, &w, k, n, b.as_deref(), spec(quant));
+        assert_close(
+            &format!("deployed dx {quant} m={m} k={k} n={n}"),
+            &to_vec(xt.grad(&grads).expect("dx")),
+            &reference.grad_x(&dy),
+            1e-5,
+        );
+    }
+
     /// Deployed output equals the trainable (eval) output; returns the largest difference.
     pub fn deployed_matches_eval<B: BitLinearBackend>(
         dev: &B::Device,
