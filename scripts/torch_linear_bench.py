@@ -4,6 +4,7 @@
 Same shapes and JSON-line format as crates/bitlinear-cubecl/examples/gpu_check.rs. Timing with
 CUDA events: warm-up, then batches of iterations between two events, median per-iteration time.
 For M=1 the weights rotate over several copies (>= 256 MiB in rotation) so they come from DRAM.
+Environment overrides: TORCH_BENCH_SHAPES="1024x1024,4096x4096" (KxN), TORCH_BENCH_MS="1,2,4".
 """
 import json
 import os
@@ -13,6 +14,10 @@ import torch.nn.functional as F
 
 SHAPES = [(4096, 4096), (4096, 11008), (8192, 28672), (2560, 6912)]
 MS = [1, 512, 2048]
+if os.environ.get("TORCH_BENCH_SHAPES"):
+    SHAPES = [tuple(int(v) for v in s.split("x")) for s in os.environ["TORCH_BENCH_SHAPES"].split(",")]
+if os.environ.get("TORCH_BENCH_MS"):
+    MS = [int(v) for v in os.environ["TORCH_BENCH_MS"].split(",")]
 QUICK = bool(os.environ.get("GPU_CHECK_QUICK"))
 
 

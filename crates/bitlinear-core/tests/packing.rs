@@ -205,3 +205,50 @@ fn input_major_packing_matches_transpose_then_pack() {
     )
     .is_err());
 }
+
+/// Validation reads interior blocks a word at a time and re-checks only suspicious or padded
+/// blocks: a code 3 anywhere, and a nonzero weight anywhere in the padding, must still be found
+/// and named at the right row and column.
+#[test]
+fn corruption_anywhere_is_found_and_located() {
+    let mut rng = StdRng::seed_from_u64(7);
+    let g = WeightGranularity::PerTensor;
+    for &(n, k) in &[(40, 70), (32, 64), (17, 300), (64, 1024)] {
+        let w: Vec<f32> = (0..n * k).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+        let p = PackedTernary::quantize(&w, n, k, g, 1e-6).unwrap();
+        let good = p.as_bytes().to_vec();
+        let sc = p.scales().to_vec();
+        assert!(PackedTernary::from_u32_words(n, k, g, sc.clone(), &p.to_u32_words()).is_ok());
+        for _ in 0..50 {
+            // Byte b of block (t, kb), field s: row 16t + b/4, column 16kb + 4s + b%4.
+            let i = rng.random_range(0..good.len());
+            let s = rng.random_range(0..4);
+            let (blk, b) = (i / 64, i % 64);
+            let (t, kb) = (blk / p.blocks_k(), blk % p.blocks_k());
+            let (row, col) = (16 * t + b / 4, 16 * kb + 4 * s + b % 4);
+            let mut bad = good.clone();
+            bad[i] |= 0b11 << (2 * s);
+            let e = PackedTernary::from_bytes(n, k, g, sc.clone(), &bad).unwrap_err();
+            let msg = e.to_string();
+            assert!(
+                msg.contains("code 3") || msg.contains("padding"),
+                "{n}x{k}: {msg}"
+            );
+            assert!(
+                msg.contains(&format!("row {row}, column {col}")),
+                "{n}x{k}: expected row {row}, column {col}: {msg}"
+            );
+            if row >= n || col >= k {
+                // A padding field set to 0 (weight -1) instead of 3.
+                let mut bad = good.clone();
+                bad[i] &= !(0b11 << (2 * s));
+                let e = PackedTernary::from_bytes(n, k, g, sc.clone(), &bad).unwrap_err();
+                assert!(e.to_string().contains("padding"), "{e}");
+                assert!(
+                    e.to_string().contains(&format!("row {row}, column {col}")),
+                    "{e}"
+                );
+            }
+        }
+    }
+}

@@ -14,8 +14,9 @@ use burn::tensor::ops::{FloatTensor, IntTensor};
 use burn::tensor::TensorData;
 use burn_ndarray::{NdArray, NdArrayTensor};
 
+use super::fallback::packed_to_tensors;
 use super::fallback::primitive as fallback;
-use crate::ops::{BitLinearBackend, BitLinearGrads, PackedShape, QuantSpec, SavedQuant};
+use crate::ops::{float, BitLinearBackend, BitLinearGrads, PackedShape, QuantSpec, SavedQuant};
 
 /// Concrete backend: `burn::backend::NdArray` (f32 floats, i64 ints).
 type Nd = NdArray;
@@ -199,7 +200,25 @@ impl BitLinearBackend for Nd {
         weight: FloatTensor<Self>,
         spec: QuantSpec,
     ) -> Result<(IntTensor<Self>, FloatTensor<Self>), BitLinearError> {
-        fallback::pack::<Self>(weight, spec)
+        let Some(packed) = with_f32(&weight, |w_kn, shape| {
+            PackedTernary::quantize_input_major(
+                w_kn,
+                shape[0],
+                shape[1],
+                spec.quant.weights,
+                spec.eps,
+                None,
+            )
+        }) else {
+            return fallback::pack::<Self>(weight, spec);
+        };
+        let packed = packed?;
+        let (words, scales) = packed_to_tensors::<Self>(&packed, &Default::default());
+        let (words, scales) = (words.into_primitive(), float(scales));
+        // The kernels' form of these words is the one just built: cache it now, so the first
+        // deployed forward does not rebuild and re-validate it.
+        remember_packed(&words, Arc::new(packed));
+        Ok((words, scales))
     }
 
     fn bitlinear_deployed_forward(
@@ -257,9 +276,11 @@ struct CacheEntry {
     weights: Arc<PackedTernary>,
 }
 
-/// Entries are dropped once their tensor is owned by the cache alone; the bound covers
-/// borrowed (memory-mapped) storage, whose sharing cannot be observed.
-const CACHE_CAPACITY: usize = 64;
+/// Entries are dropped once their tensor is owned by the cache alone; the bound only matters
+/// for borrowed (memory-mapped) storage, whose sharing cannot be observed. It is far above the
+/// layer count of real models: a smaller bound would make a deep model rebuild every layer's
+/// weights on every forward.
+const CACHE_CAPACITY: usize = 1 << 14;
 
 static CACHE: Mutex<Vec<CacheEntry>> = Mutex::new(Vec::new());
 
@@ -303,19 +324,46 @@ fn cached_packed(
             .unwrap_or_else(|e| core_error("invalid deployed weights", e));
     let weights = Arc::new(weights);
     if contiguous {
-        cache.retain(|e| match &e.words {
-            NdArrayTensor::U32(s) => !s.is_unique(),
-            _ => false,
-        });
-        if cache.len() >= CACHE_CAPACITY {
-            cache.remove(0);
-        }
-        cache.push(CacheEntry {
-            words: words.clone(),
-            address,
-            len,
-            weights: weights.clone(),
-        });
+        insert(&mut cache, words, address, len, weights.clone());
     }
     Some(weights)
+}
+
+/// Adds an entry after dropping those whose tensor is gone (owned by the cache alone).
+fn insert(
+    cache: &mut Vec<CacheEntry>,
+    words: &NdArrayTensor,
+    address: usize,
+    len: usize,
+    weights: Arc<PackedTernary>,
+) {
+    cache.retain(|e| match &e.words {
+        NdArrayTensor::U32(s) => !s.is_unique(),
+        _ => false,
+    });
+    if cache.len() >= CACHE_CAPACITY {
+        cache.remove(0);
+    }
+    cache.push(CacheEntry {
+        words: words.clone(),
+        address,
+        len,
+        weights,
+    });
+}
+
+/// Caches `weights` as the validated form of `words` (contiguous u32 words built from them).
+fn remember_packed(words: &NdArrayTensor, weights: Arc<PackedTernary>) {
+    let NdArrayTensor::U32(storage) = words else {
+        return;
+    };
+    let view = storage.view();
+    if !view.is_standard_layout() {
+        return;
+    }
+    let (address, len) = (view.as_ptr() as usize, view.len());
+    let mut cache = CACHE
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    insert(&mut cache, words, address, len, weights);
 }
