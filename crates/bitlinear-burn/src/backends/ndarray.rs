@@ -100,13 +100,13 @@ fn with_i8<T>(t: &NdArrayTensor, f: impl FnOnce(&[i8], &[usize]) -> T) -> Option
     Some(f(slice, view.shape()))
 }
 
-/// `codes[r, c] · scale(r, c)` as a row-major f32 tensor, rows in parallel.
+/// `codes[r, c] · scale(r, c)` as row-major f32 values, rows in parallel.
 fn dequantize(
     codes: &[i8],
     rows: usize,
     cols: usize,
     scale: impl Fn(usize, usize) -> f32 + Sync,
-) -> NdArrayTensor {
+) -> Vec<f32> {
     use rayon::prelude::*;
     let mut out = vec![0f32; rows * cols];
     out.par_chunks_mut(cols.max(1))
@@ -120,7 +120,7 @@ fn dequantize(
                 *o = q as f32 * scale(r, c);
             }
         });
-    from_vec(out, [rows, cols])
+    out
 }
 
 /// Straight-through backward from the saved int8 codes: `dx = dy · (s_w·Wq)`,
@@ -132,7 +132,6 @@ fn backward_core(
     need_x: bool,
     need_weight: bool,
 ) -> Option<BitLinearGrads<Nd>> {
-    use burn::tensor::ops::FloatTensorOps;
     let x_scales = with_f32(&saved.x_scales, |v, _| v.to_vec())?;
     let w_scales = with_f32(&saved.w_scales, |v, _| v.to_vec())?;
     let x_dq = if need_weight {
@@ -151,9 +150,78 @@ fn backward_core(
     } else {
         None
     };
-    let weight = x_dq.map(|x| Nd::float_matmul(Nd::float_transpose(x), grad.clone()));
-    let x = w_dq.map(|w| Nd::float_matmul(grad.clone(), w));
+    let (weight, x) = with_f32(grad, |dy, shape| {
+        let (m, n) = (shape[0], shape[1]);
+        // dW [K, N] = (s_x·xq)ᵀ [K, M] · dy [M, N]
+        let weight = x_dq.map(|x| {
+            let k = x.len() / m.max(1);
+            from_vec(matmul(k, n, m, &x, (k, 1), dy, (1, n)), [k, n])
+        });
+        // dx [M, K] = dy [M, N] · (s_w·Wq) [N, K]
+        let x = w_dq.map(|w| {
+            let k = w.len() / n.max(1);
+            from_vec(matmul(m, k, n, dy, (1, n), &w, (1, k)), [m, k])
+        });
+        (weight, x)
+    })?;
     Some(BitLinearGrads { x, weight })
+}
+
+/// `lhs [rows × inner] · rhs [inner × cols]` into a new row-major `[rows, cols]` buffer, with the
+/// `gemm` crate (faer's kernels) on the current rayon pool. Operands are given by slice and
+/// `(column stride, row stride)`, so transposed views cost nothing.
+///
+/// burn-ndarray's own matmul runs on matrixmultiply's separate thread pool; on a small machine
+/// its threads and rayon's (which run the rest of the layer) compete for the same cores, and the
+/// step time became bimodal. Keeping the whole backward on rayon avoids that.
+fn matmul(
+    rows: usize,
+    cols: usize,
+    inner: usize,
+    lhs: &[f32],
+    (lhs_cs, lhs_rs): (usize, usize),
+    rhs: &[f32],
+    (rhs_cs, rhs_rs): (usize, usize),
+) -> Vec<f32> {
+    let mut out = vec![0f32; rows * cols];
+    if rows == 0 || cols == 0 || inner == 0 {
+        return out;
+    }
+    // The last element each operand is read at, so the strides stay inside the slices.
+    assert!(
+        (rows - 1) * lhs_rs + (inner - 1) * lhs_cs < lhs.len(),
+        "matmul: lhs too short"
+    );
+    assert!(
+        (inner - 1) * rhs_rs + (cols - 1) * rhs_cs < rhs.len(),
+        "matmul: rhs too short"
+    );
+    // SAFETY: dst is rows × cols row-major (column stride 1, row stride cols) and owned; the
+    // asserts above keep every lhs/rhs element the strides address inside its slice.
+    unsafe {
+        gemm::gemm(
+            rows,
+            cols,
+            inner,
+            out.as_mut_ptr(),
+            1,
+            cols as isize,
+            false,
+            lhs.as_ptr(),
+            lhs_cs as isize,
+            lhs_rs as isize,
+            rhs.as_ptr(),
+            rhs_cs as isize,
+            rhs_rs as isize,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::Rayon(rayon::current_num_threads()),
+        );
+    }
+    out
 }
 
 impl BitLinearBackend for Nd {
@@ -189,7 +257,7 @@ impl BitLinearBackend for Nd {
         need_weight: bool,
     ) -> BitLinearGrads<Self> {
         // Dequantize the int8 codes in parallel here (burn-ndarray's element-wise cast is
-        // single-threaded), then two float matmuls on burn-ndarray's threaded GEMM, as `Linear`.
+        // single-threaded), then the two f32 GEMMs with the `gemm` crate on the same rayon pool.
         match backward_core(&grad, &saved, spec, need_x, need_weight) {
             Some(grads) => grads,
             None => fallback::backward::<Self>(grad, saved, spec, need_x, need_weight),
