@@ -36,7 +36,7 @@ mod weight_pack;
 pub use error::{BitLinearError, Result};
 pub use kernels::{Kernel, KERNEL_ENV};
 pub use linear::{int_matmul, linear, linear_into, linear_quantized_into, LinearOptions};
-pub use packed::{PackedBlock, PackedTernary, BLOCK_K, TILE_N};
+pub use packed::{PackedBlock, PackedTernary, SharedWords, BLOCK_BYTES, BLOCK_K, TILE_N};
 pub use quant::{
     quantize_activations, quantize_activations_into, quantize_weights, ActivationGranularity,
     QuantType, QuantizedActivations, TernaryWeights, WeightGranularity, DEFAULT_EPS,

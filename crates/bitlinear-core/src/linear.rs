@@ -10,7 +10,7 @@ use rayon::prelude::*;
 
 use crate::error::{BitLinearError, Result};
 use crate::kernels::{scalar::Scalar, Kernel, TileKernel};
-use crate::packed::{PackedTernary, BLOCK_K, TILE_N};
+use crate::packed::{PackedTernary, BLOCK_BYTES, BLOCK_K, TILE_N};
 use crate::quant::{
     quantize_activations_into, ActivationGranularity, QuantizedActivations, WeightGranularity,
     DEFAULT_EPS,
@@ -367,7 +367,7 @@ unsafe fn chunk<K: TileKernel, const MR: usize>(
         accf[..acc.len()].fill(0.0);
     }
     let x0 = plan.xq.codes_padded().as_ptr();
-    let blocks = w.blocks().as_ptr();
+    let blocks = w.as_bytes().as_ptr();
     for s in &plan.slices {
         for (ti, t) in tiles.clone().enumerate() {
             // SAFETY: tile t < tiles_n and kb0 + nkb ≤ blocks_k, so the blocks exist; rows
@@ -375,7 +375,7 @@ unsafe fn chunk<K: TileKernel, const MR: usize>(
             // accumulator slice holds MR × 16 i32.
             unsafe {
                 K::dot_tile::<MR>(
-                    blocks.add(t * bk + s.kb0),
+                    blocks.add((t * bk + s.kb0) * BLOCK_BYTES),
                     s.nkb,
                     x0.add(r0 * stride + s.kb0 * BLOCK_K),
                     stride,

@@ -12,6 +12,8 @@
 //! memory linearly, and read as little-endian u32 words (word = one row's 16 columns) the
 //! same bytes are coalesced GPU loads.
 
+use std::sync::Arc;
+
 use crate::error::{BitLinearError, Result};
 use crate::quant::{quantize_weights, TernaryWeights, WeightGranularity};
 
@@ -30,14 +32,70 @@ pub struct PackedBlock(pub [u8; BLOCK_BYTES]);
 /// The byte of a block where code 1 (weight 0) fills all four slots.
 const ZERO_BYTE: u8 = 0b0101_0101;
 
+/// Little-endian u32 words of packed codes owned by someone else (e.g. a framework tensor that
+/// a model keeps anyway), which [`PackedTernary::from_shared_words`] runs on without a copy.
+pub trait SharedWords: Send + Sync {
+    /// The words; must return the same slice on every call.
+    fn words(&self) -> &[u32];
+}
+
+/// Where the codes live: packed here, or in a shared word buffer.
+#[derive(Clone)]
+enum Codes {
+    Owned(Vec<PackedBlock>),
+    Shared(Arc<dyn SharedWords>),
+}
+
+impl Codes {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            // SAFETY: PackedBlock is repr(C) over [u8; 64] with no padding between elements
+            // (size 64 == alignment 64), so the Vec's storage is len * 64 initialized bytes.
+            Codes::Owned(blocks) => unsafe {
+                std::slice::from_raw_parts(blocks.as_ptr() as *const u8, blocks.len() * BLOCK_BYTES)
+            },
+            Codes::Shared(words) => {
+                let w = words.words();
+                // SAFETY: any u32 slice is readable as 4× as many initialized bytes (u8 has
+                // alignment 1); on a little-endian target they are the words' LE bytes
+                // (`from_shared_words` copies on big-endian targets).
+                unsafe { std::slice::from_raw_parts(w.as_ptr() as *const u8, w.len() * 4) }
+            }
+        }
+    }
+}
+
 /// Ternary weights packed 2 bits per weight, plus their scales.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone)]
 pub struct PackedTernary {
     n: usize,
     k: usize,
     granularity: WeightGranularity,
     scales: Vec<f32>,
-    blocks: Vec<PackedBlock>,
+    codes: Codes,
+}
+
+impl std::fmt::Debug for PackedTernary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PackedTernary")
+            .field("n", &self.n)
+            .field("k", &self.k)
+            .field("granularity", &self.granularity)
+            .field("scales", &self.scales.len())
+            .field("shared", &matches!(self.codes, Codes::Shared(_)))
+            .finish()
+    }
+}
+
+/// Equal when shapes, granularity, scales and every code byte are equal (wherever they live).
+impl PartialEq for PackedTernary {
+    fn eq(&self, other: &Self) -> bool {
+        self.n == other.n
+            && self.k == other.k
+            && self.granularity == other.granularity
+            && self.scales == other.scales
+            && self.as_bytes() == other.as_bytes()
+    }
 }
 
 impl PackedTernary {
@@ -72,7 +130,7 @@ impl PackedTernary {
             k: w.k,
             granularity: w.granularity,
             scales: w.scales.clone(),
-            blocks,
+            codes: Codes::Owned(blocks),
         }
     }
 
@@ -89,7 +147,7 @@ impl PackedTernary {
             k,
             granularity,
             scales,
-            blocks,
+            codes: Codes::Owned(blocks),
         }
     }
 
@@ -102,35 +160,7 @@ impl PackedTernary {
         scales: Vec<f32>,
         bytes: &[u8],
     ) -> Result<Self> {
-        if n == 0 {
-            return Err(BitLinearError::ZeroDimension { name: "n" });
-        }
-        if k == 0 {
-            return Err(BitLinearError::ZeroDimension { name: "k" });
-        }
-        granularity.validate()?;
-        let expected = packed_len_bytes(n, k);
-        if bytes.len() != expected {
-            return Err(BitLinearError::LengthMismatch {
-                name: "packed weight bytes",
-                expected,
-                actual: bytes.len(),
-            });
-        }
-        let ns = granularity.num_scales(n, k);
-        if scales.len() != ns {
-            return Err(BitLinearError::LengthMismatch {
-                name: "weight scales",
-                expected: ns,
-                actual: scales.len(),
-            });
-        }
-        if let Some(i) = scales.iter().position(|s| !(s.is_finite() && *s > 0.0)) {
-            return Err(BitLinearError::CorruptPacked(format!(
-                "weight scale {i} is {}, expected a positive finite number",
-                scales[i]
-            )));
-        }
+        check_header(n, k, granularity, &scales, bytes.len())?;
         let blocks: Vec<PackedBlock> = bytes
             .chunks_exact(BLOCK_BYTES)
             .map(|c| PackedBlock(c.try_into().expect("chunk of 64")))
@@ -140,7 +170,32 @@ impl PackedTernary {
             k,
             granularity,
             scales,
-            blocks,
+            codes: Codes::Owned(blocks),
+        };
+        p.validate_codes()?;
+        Ok(p)
+    }
+
+    /// Like [`Self::from_u32_words`], but runs on the caller's words in place instead of
+    /// copying them (validated once, here): the packed weights then cost no memory beyond the
+    /// buffer the caller holds anyway. On a big-endian target the words are copied.
+    pub fn from_shared_words(
+        n: usize,
+        k: usize,
+        granularity: WeightGranularity,
+        scales: Vec<f32>,
+        words: Arc<dyn SharedWords>,
+    ) -> Result<Self> {
+        if cfg!(target_endian = "big") {
+            return Self::from_u32_words(n, k, granularity, scales, words.words());
+        }
+        check_header(n, k, granularity, &scales, words.words().len() * 4)?;
+        let p = Self {
+            n,
+            k,
+            granularity,
+            scales,
+            codes: Codes::Shared(words),
         };
         p.validate_codes()?;
         Ok(p)
@@ -169,10 +224,10 @@ impl PackedTernary {
         let edge_tile = self.n % TILE_N != 0;
         let edge_block = self.k % BLOCK_K != 0;
         let tiles = self.tiles_n();
-        for (i, blk) in self.blocks.iter().enumerate() {
+        for (i, blk) in self.as_bytes().chunks_exact(BLOCK_BYTES).enumerate() {
             let (t, kb) = (i / blocks_k, i % blocks_k);
             let pads = (edge_tile && t + 1 == tiles) || (edge_block && kb + 1 == blocks_k);
-            let has_three = blk.0.chunks_exact(8).any(|c| {
+            let has_three = blk.chunks_exact(8).any(|c| {
                 let v = u64::from_le_bytes(c.try_into().expect("8 bytes"));
                 v & (v >> 1) & 0x5555_5555_5555_5555 != 0
             });
@@ -184,8 +239,8 @@ impl PackedTernary {
     }
 
     /// Field-by-field check of one block, naming the first bad weight.
-    fn validate_block(&self, t: usize, kb: usize, blk: &PackedBlock) -> Result<()> {
-        for (b, &byte) in blk.0.iter().enumerate() {
+    fn validate_block(&self, t: usize, kb: usize, blk: &[u8]) -> Result<()> {
+        for (b, &byte) in blk.iter().enumerate() {
             for s in 0..4 {
                 let code = (byte >> (2 * s)) & 3;
                 let row = t * TILE_N + b / 4;
@@ -227,7 +282,7 @@ impl PackedTernary {
     pub fn code(&self, row: usize, col: usize) -> i8 {
         let (t, r) = (row / TILE_N, row % TILE_N);
         let (kb, c) = (col / BLOCK_K, col % BLOCK_K);
-        let byte = self.blocks[t * self.blocks_k() + kb].0[r * 4 + c % 4];
+        let byte = self.as_bytes()[(t * self.blocks_k() + kb) * BLOCK_BYTES + r * 4 + c % 4];
         ((byte >> (2 * (c / 4))) & 3) as i8 - 1
     }
 
@@ -259,17 +314,10 @@ impl PackedTernary {
     pub fn k_padded(&self) -> usize {
         self.blocks_k() * BLOCK_K
     }
-    /// All blocks, tile-major.
-    pub fn blocks(&self) -> &[PackedBlock] {
-        &self.blocks
-    }
-    /// The packed codes as raw bytes.
+    /// The packed codes as raw bytes, tile-major blocks of [`BLOCK_BYTES`] (not necessarily
+    /// aligned: they may live in a shared u32 buffer).
     pub fn as_bytes(&self) -> &[u8] {
-        // SAFETY: PackedBlock is repr(C) over [u8; 64] with no padding between elements
-        // (size 64 == alignment 64), so the Vec's storage is len * 64 initialized bytes.
-        unsafe {
-            std::slice::from_raw_parts(self.blocks.as_ptr() as *const u8, self.blocks.len() * 64)
-        }
+        self.codes.bytes()
     }
     /// The packed codes as little-endian u32 words (16 per block; word = one row, 16 columns).
     pub fn to_u32_words(&self) -> Vec<u32> {
@@ -280,7 +328,7 @@ impl PackedTernary {
     }
     /// Bytes of packed codes (padding included).
     pub fn code_bytes(&self) -> usize {
-        self.blocks.len() * BLOCK_BYTES
+        self.as_bytes().len()
     }
     /// Bytes of codes plus f32 scales.
     pub fn total_bytes(&self) -> usize {
@@ -290,6 +338,46 @@ impl PackedTernary {
     pub fn bytes_per_weight(&self) -> f64 {
         self.total_bytes() as f64 / (self.n * self.k) as f64
     }
+}
+
+/// Dimension, length and scale checks shared by the raw-bytes constructors.
+fn check_header(
+    n: usize,
+    k: usize,
+    granularity: WeightGranularity,
+    scales: &[f32],
+    code_bytes: usize,
+) -> Result<()> {
+    if n == 0 {
+        return Err(BitLinearError::ZeroDimension { name: "n" });
+    }
+    if k == 0 {
+        return Err(BitLinearError::ZeroDimension { name: "k" });
+    }
+    granularity.validate()?;
+    let expected = packed_len_bytes(n, k);
+    if code_bytes != expected {
+        return Err(BitLinearError::LengthMismatch {
+            name: "packed weight bytes",
+            expected,
+            actual: code_bytes,
+        });
+    }
+    let ns = granularity.num_scales(n, k);
+    if scales.len() != ns {
+        return Err(BitLinearError::LengthMismatch {
+            name: "weight scales",
+            expected: ns,
+            actual: scales.len(),
+        });
+    }
+    if let Some(i) = scales.iter().position(|s| !(s.is_finite() && *s > 0.0)) {
+        return Err(BitLinearError::CorruptPacked(format!(
+            "weight scale {i} is {}, expected a positive finite number",
+            scales[i]
+        )));
+    }
+    Ok(())
 }
 
 /// Bytes of packed codes for an `[n, k]` weight.

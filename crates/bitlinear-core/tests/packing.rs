@@ -252,3 +252,69 @@ fn corruption_anywhere_is_found_and_located() {
         }
     }
 }
+
+/// Words lent from a buffer that starts 4 bytes past a 64-byte boundary (as a framework's u32
+/// tensor may): the kernels must give the same exact results as on owned, aligned blocks.
+struct OffsetWords {
+    buf: Vec<u32>,
+    offset: usize,
+    len: usize,
+}
+
+impl SharedWords for OffsetWords {
+    fn words(&self) -> &[u32] {
+        &self.buf[self.offset..self.offset + self.len]
+    }
+}
+
+#[test]
+fn shared_words_run_in_place_on_every_kernel() {
+    let mut rng = StdRng::seed_from_u64(11);
+    for &(m, n, k) in &[(1, 33, 70), (3, 17, 300), (17, 40, 1000), (64, 16, 16)] {
+        let w: Vec<f32> = (0..n * k).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+        let x: Vec<f32> = (0..m * k).map(|_| rng.random_range(-2.0f32..2.0)).collect();
+        let owned = PackedTernary::quantize(&w, n, k, WeightGranularity::PerChannel, 1e-6).unwrap();
+        let words = owned.to_u32_words();
+        // Find an offset whose start is not 64-byte aligned.
+        let mut buf = vec![0u32; words.len() + 16];
+        let offset = (0..16)
+            .find(|&o| (buf[o..].as_ptr() as usize) % 64 == 4)
+            .expect("some word offset is 4 mod 64");
+        buf[offset..offset + words.len()].copy_from_slice(&words);
+        let shared_words = std::sync::Arc::new(OffsetWords {
+            buf,
+            offset,
+            len: words.len(),
+        });
+        let start = shared_words.words().as_ptr() as usize;
+        let shared = PackedTernary::from_shared_words(
+            n,
+            k,
+            WeightGranularity::PerChannel,
+            owned.scales().to_vec(),
+            shared_words,
+        )
+        .unwrap();
+        // Zero-copy: the codes are read where the caller keeps them.
+        assert_eq!(shared.as_bytes().as_ptr() as usize, start);
+        assert_eq!(shared, owned);
+        for kernel in Kernel::supported() {
+            let opts = LinearOptions {
+                kernel: Some(kernel),
+                ..Default::default()
+            };
+            let want = linear(&x, m, &owned, None, &opts).unwrap();
+            let got = linear(&x, m, &shared, None, &opts).unwrap();
+            assert_eq!(got, want, "{kernel:?} m={m} n={n} k={k}");
+        }
+    }
+    // Validation still applies to lent words.
+    let bad = std::sync::Arc::new(OffsetWords {
+        buf: vec![u32::MAX; 16],
+        offset: 0,
+        len: 16,
+    });
+    let e = PackedTernary::from_shared_words(1, 5, WeightGranularity::PerTensor, vec![1.0], bad)
+        .unwrap_err();
+    assert!(e.to_string().contains("code 3"), "{e}");
+}

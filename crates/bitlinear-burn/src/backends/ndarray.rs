@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use bitlinear_core::{
     linear, linear_quantized_into, quantize_activations, BitLinearError, LinearOptions,
-    PackedTernary,
+    PackedTernary, SharedWords,
 };
 use burn::tensor::ops::{FloatTensor, IntTensor};
 use burn::tensor::TensorData;
@@ -281,11 +281,16 @@ impl BitLinearBackend for Nd {
             return fallback::pack::<Self>(weight, spec);
         };
         let packed = packed?;
+        let shape = PackedShape {
+            n: packed.n(),
+            k: packed.k(),
+        };
         let (words, scales) = packed_to_tensors::<Self>(&packed, &Default::default());
+        drop(packed);
         let (words, scales) = (words.into_primitive(), float(scales));
-        // The kernels' form of these words is the one just built: cache it now, so the first
-        // deployed forward does not rebuild and re-validate it.
-        remember_packed(&words, Arc::new(packed));
+        // Register the new words with the kernels now (validated once, shared without a
+        // copy), so the first deployed forward finds them ready.
+        let _ = cached_packed(&words, &scales, shape, spec);
         Ok((words, scales))
     }
 
@@ -331,14 +336,32 @@ impl BitLinearBackend for Nd {
     }
 }
 
-/// A validated [`PackedTernary`] built from a packed word tensor.
+/// A contiguous u32 word tensor lent to bitlinear-core's kernels (see
+/// [`PackedTernary::from_shared_words`]); the clone keeps its buffer alive and unchanged
+/// (NdArray never mutates shared storage in place).
+struct TensorWords(NdArrayTensor);
+
+impl SharedWords for TensorWords {
+    fn words(&self) -> &[u32] {
+        match &self.0 {
+            NdArrayTensor::U32(storage) => storage
+                .view()
+                .to_slice()
+                .expect("shared words are contiguous (checked before sharing)"),
+            _ => unreachable!("only u32 word tensors are shared"),
+        }
+    }
+}
+
+/// A validated [`PackedTernary`] running on a packed word tensor's own buffer.
 ///
-/// Rebuilding it on every call would copy and validate all the weights (far slower than the
-/// kernel at M = 1), so it is cached per word buffer. The entry holds a clone of the tensor:
-/// that keeps the buffer alive (its address cannot be reused by other data) and shared (NdArray
-/// never mutates shared storage in place), so address + length identify the same words.
+/// Validating the words on every call would read all the weights twice (far slower than the
+/// kernel at M = 1), so the result is cached per word buffer. The entry's holder keeps one clone
+/// of the tensor: that keeps the buffer alive (its address cannot be reused by other data) and
+/// shared (NdArray never mutates shared storage in place), so address + length identify the
+/// same words; once that clone is the only one left, the layer is gone and the entry is dropped.
 struct CacheEntry {
-    words: NdArrayTensor,
+    holder: Arc<TensorWords>,
     address: usize,
     len: usize,
     weights: Arc<PackedTernary>,
@@ -385,27 +408,45 @@ fn cached_packed(
             return Some(e.weights.clone());
         }
     }
-    let standard = view.as_standard_layout();
-    let values = standard.as_slice().expect("standard layout is contiguous");
-    let weights =
-        PackedTernary::from_u32_words(shape.n, shape.k, spec.quant.weights, scale_values, values)
-            .unwrap_or_else(|e| core_error("invalid deployed weights", e));
-    let weights = Arc::new(weights);
-    if contiguous {
-        insert(&mut cache, words, address, len, weights.clone());
+    if !contiguous {
+        // A strided view (rare: the module keeps contiguous words): copy, do not cache.
+        let standard = view.as_standard_layout();
+        let values = standard.as_slice().expect("standard layout is contiguous");
+        let weights = PackedTernary::from_u32_words(
+            shape.n,
+            shape.k,
+            spec.quant.weights,
+            scale_values,
+            values,
+        )
+        .unwrap_or_else(|e| core_error("invalid deployed weights", e));
+        return Some(Arc::new(weights));
     }
+    // Run on the tensor's own buffer: no second copy of the weights in memory.
+    let holder = Arc::new(TensorWords(words.clone()));
+    let shared: Arc<dyn SharedWords> = holder.clone();
+    let weights = PackedTernary::from_shared_words(
+        shape.n,
+        shape.k,
+        spec.quant.weights,
+        scale_values,
+        shared,
+    )
+    .unwrap_or_else(|e| core_error("invalid deployed weights", e));
+    let weights = Arc::new(weights);
+    insert(&mut cache, holder, address, len, weights.clone());
     Some(weights)
 }
 
 /// Adds an entry after dropping those whose tensor is gone (owned by the cache alone).
 fn insert(
     cache: &mut Vec<CacheEntry>,
-    words: &NdArrayTensor,
+    holder: Arc<TensorWords>,
     address: usize,
     len: usize,
     weights: Arc<PackedTernary>,
 ) {
-    cache.retain(|e| match &e.words {
+    cache.retain(|e| match &e.holder.0 {
         NdArrayTensor::U32(s) => !s.is_unique(),
         _ => false,
     });
@@ -413,25 +454,49 @@ fn insert(
         cache.remove(0);
     }
     cache.push(CacheEntry {
-        words: words.clone(),
+        holder,
         address,
         len,
         weights,
     });
 }
 
-/// Caches `weights` as the validated form of `words` (contiguous u32 words built from them).
-fn remember_packed(words: &NdArrayTensor, weights: Arc<PackedTernary>) {
-    let NdArrayTensor::U32(storage) = words else {
-        return;
-    };
-    let view = storage.view();
-    if !view.is_standard_layout() {
-        return;
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Deploying on NdArray keeps one copy of the packed weights: the kernels read the word
+    /// tensor the module holds, in place, and the cache entry goes away with the tensor.
+    #[test]
+    fn deployed_weights_are_not_copied() {
+        let (k, n) = (70, 33);
+        let values: Vec<f32> = (0..k * n)
+            .map(|i| ((i * 37 % 11) as f32 - 5.0) / 5.0)
+            .collect();
+        let weight = from_vec(values, [k, n]);
+        let spec = QuantSpec::default();
+        let (words, scales) = Nd::bitlinear_pack(weight, spec).expect("pack");
+        let NdArrayTensor::U32(storage) = &words else {
+            panic!("packed words are u32");
+        };
+        let address = storage.view().as_ptr() as usize;
+        let packed = cached_packed(&words, &scales, PackedShape { n, k }, spec).expect("cached");
+        assert_eq!(packed.as_bytes().as_ptr() as usize, address);
+        let count = |a: usize| {
+            CACHE
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|e| e.address == a)
+                .count()
+        };
+        assert_eq!(count(address), 1);
+        drop((packed, words, scales));
+        // The next insertion sweeps entries whose tensor is gone.
+        let other = from_vec(vec![0.5f32; 16 * 16], [16, 16]);
+        let (w2, s2) = Nd::bitlinear_pack(other, spec).expect("pack");
+        // (A different size class, so the allocator cannot hand it the old address.)
+        assert_eq!(count(address), 0);
+        drop((w2, s2));
     }
-    let (address, len) = (view.as_ptr() as usize, view.len());
-    let mut cache = CACHE
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    insert(&mut cache, words, address, len, weights);
 }

@@ -9,7 +9,6 @@ use std::str::FromStr;
 use std::sync::OnceLock;
 
 use crate::error::{BitLinearError, Result};
-use crate::packed::PackedBlock;
 
 #[cfg(target_arch = "aarch64")]
 pub(crate) mod aarch64;
@@ -157,12 +156,13 @@ pub(crate) trait TileKernel {
 
     /// # Safety
     /// - the CPU supports the kernel's instruction set;
-    /// - `w` points to `nblocks` readable, 64-byte aligned blocks;
+    /// - `w` points to `nblocks` readable blocks of `BLOCK_BYTES` bytes each (any alignment:
+    ///   kernels only use unaligned loads, so codes can live in a framework-owned u32 buffer);
     /// - for each r < MR, `x + r * x_stride` points to `16 * nblocks` readable bytes;
     /// - `acc` points to `MR * 16` writable i32;
     /// - `MR` is 1, 2, 4, 8, 16 or 24 and at most `MAX_ROWS`.
     unsafe fn dot_tile<const MR: usize>(
-        w: *const PackedBlock,
+        w: *const u8,
         nblocks: usize,
         x: *const i8,
         x_stride: usize,

@@ -5,7 +5,7 @@
 use std::arch::aarch64::*;
 
 use crate::kernels::TileKernel;
-use crate::packed::PackedBlock;
+use crate::packed::BLOCK_BYTES;
 
 /// The baseline NEON kernel.
 pub(crate) struct Neon;
@@ -14,7 +14,7 @@ impl TileKernel for Neon {
     const MAX_ROWS: usize = 2;
 
     unsafe fn dot_tile<const MR: usize>(
-        w: *const PackedBlock,
+        w: *const u8,
         nblocks: usize,
         x: *const i8,
         x_stride: usize,
@@ -59,7 +59,7 @@ fn group(xv: int8x16_t, s: usize) -> int8x16_t {
 /// See [`TileKernel::dot_tile`].
 #[target_feature(enable = "neon")]
 unsafe fn inner<const MR: usize>(
-    w: *const PackedBlock,
+    w: *const u8,
     nblocks: usize,
     x: *const i8,
     x_stride: usize,
@@ -70,7 +70,7 @@ unsafe fn inner<const MR: usize>(
     let mut hi = [[vdupq_n_s32(0); 4]; MR];
     for b in 0..nblocks {
         // SAFETY: block b < nblocks is readable (contract).
-        let p = unsafe { w.add(b) } as *const u8;
+        let p = unsafe { w.add(b * BLOCK_BYTES) };
         let mut xv = [vdupq_n_s8(0); MR];
         for (r, xr) in xv.iter_mut().enumerate() {
             // SAFETY: row r has 16 * nblocks readable bytes (contract).

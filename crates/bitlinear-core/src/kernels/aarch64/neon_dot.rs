@@ -8,7 +8,7 @@ use std::arch::aarch64::*;
 use std::arch::asm;
 
 use crate::kernels::TileKernel;
-use crate::packed::PackedBlock;
+use crate::packed::BLOCK_BYTES;
 
 /// The NEON dotprod kernel.
 pub(crate) struct NeonDot;
@@ -17,7 +17,7 @@ impl TileKernel for NeonDot {
     const MAX_ROWS: usize = 4;
 
     unsafe fn dot_tile<const MR: usize>(
-        w: *const PackedBlock,
+        w: *const u8,
         nblocks: usize,
         x: *const i8,
         x_stride: usize,
@@ -47,7 +47,7 @@ macro_rules! sdot_lane {
 /// See [`TileKernel::dot_tile`].
 #[target_feature(enable = "neon,dotprod")]
 unsafe fn inner<const MR: usize>(
-    w: *const PackedBlock,
+    w: *const u8,
     nblocks: usize,
     x: *const i8,
     x_stride: usize,
@@ -57,7 +57,7 @@ unsafe fn inner<const MR: usize>(
     let mut sums = [[vdupq_n_s32(0); 4]; MR];
     for b in 0..nblocks {
         // SAFETY: block b < nblocks is readable (contract).
-        let p = unsafe { w.add(b) } as *const u8;
+        let p = unsafe { w.add(b * BLOCK_BYTES) };
         let v = unsafe {
             [
                 vld1q_u8(p),

@@ -4,7 +4,7 @@
 use std::arch::x86_64::*;
 
 use crate::kernels::TileKernel;
-use crate::packed::PackedBlock;
+use crate::packed::BLOCK_BYTES;
 
 /// The AVX2 kernel.
 pub(crate) struct Avx2;
@@ -13,7 +13,7 @@ impl TileKernel for Avx2 {
     const MAX_ROWS: usize = 2;
 
     unsafe fn dot_tile<const MR: usize>(
-        w: *const PackedBlock,
+        w: *const u8,
         nblocks: usize,
         x: *const i8,
         x_stride: usize,
@@ -34,7 +34,7 @@ impl TileKernel for Avx2 {
 /// See [`TileKernel::dot_tile`].
 #[target_feature(enable = "avx2")]
 unsafe fn inner<const MR: usize>(
-    w: *const PackedBlock,
+    w: *const u8,
     nblocks: usize,
     x: *const i8,
     x_stride: usize,
@@ -46,7 +46,7 @@ unsafe fn inner<const MR: usize>(
     for b in 0..nblocks {
         // SAFETY: block b < nblocks is readable (contract).
         let (v0, v1) = unsafe {
-            let p = w.add(b) as *const __m256i;
+            let p = w.add(b * BLOCK_BYTES) as *const __m256i;
             (_mm256_loadu_si256(p), _mm256_loadu_si256(p.add(1)))
         };
         // i16 partial sums of this block: 4 sub-vectors × 512 at most, far from overflow.

@@ -4,7 +4,7 @@
 use std::arch::x86_64::*;
 
 use crate::kernels::TileKernel;
-use crate::packed::PackedBlock;
+use crate::packed::BLOCK_BYTES;
 
 /// The AVX-512 VNNI kernel.
 pub(crate) struct Avx512Vnni;
@@ -13,7 +13,7 @@ impl TileKernel for Avx512Vnni {
     const MAX_ROWS: usize = 16;
 
     unsafe fn dot_tile<const MR: usize>(
-        w: *const PackedBlock,
+        w: *const u8,
         nblocks: usize,
         x: *const i8,
         x_stride: usize,
@@ -42,14 +42,14 @@ impl TileKernel for Avx512Vnni {
 #[inline(always)]
 unsafe fn block<const MR: usize, const A: usize>(
     sums: &mut [[__m512i; A]; MR],
-    w: *const PackedBlock,
+    w: *const u8,
     b: usize,
     x: *const i8,
     x_stride: usize,
 ) {
     let mask = _mm512_set1_epi8(3);
     // SAFETY: block b < nblocks is readable (contract); unaligned load is fine anyway.
-    let v = unsafe { _mm512_loadu_si512(w.add(b) as *const _) };
+    let v = unsafe { _mm512_loadu_si512(w.add(b * BLOCK_BYTES) as *const _) };
     let d = [
         _mm512_and_si512(v, mask),
         _mm512_and_si512(_mm512_srli_epi16::<2>(v), mask),
@@ -70,7 +70,7 @@ unsafe fn block<const MR: usize, const A: usize>(
 /// See [`TileKernel::dot_tile`]; additionally A ∈ {1, 2, 4} and U ∈ {1, 2}.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 unsafe fn inner<const MR: usize, const A: usize, const U: usize>(
-    w: *const PackedBlock,
+    w: *const u8,
     nblocks: usize,
     x: *const i8,
     x_stride: usize,
@@ -120,7 +120,7 @@ const POSITIONAL_CHUNK: usize = 1 << 14;
 /// See [`TileKernel::dot_tile`]; additionally U ∈ {1, 2}.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 unsafe fn positional<const MR: usize, const U: usize>(
-    w: *const PackedBlock,
+    w: *const u8,
     nblocks: usize,
     x: *const i8,
     x_stride: usize,
@@ -180,13 +180,13 @@ unsafe fn positional<const MR: usize, const U: usize>(
 unsafe fn positional_block<const MR: usize>(
     sums: &mut [[__m512i; 4]; MR],
     masks: &[__m512i; 4],
-    w: *const PackedBlock,
+    w: *const u8,
     b: usize,
     x: *const i8,
     x_stride: usize,
 ) {
     // SAFETY: block b < nblocks is readable (contract).
-    let v = unsafe { _mm512_loadu_si512(w.add(b) as *const _) };
+    let v = unsafe { _mm512_loadu_si512(w.add(b * BLOCK_BYTES) as *const _) };
     let d = [
         _mm512_and_si512(v, masks[0]),
         _mm512_and_si512(v, masks[1]),

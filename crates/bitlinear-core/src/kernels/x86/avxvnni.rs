@@ -4,7 +4,7 @@
 use std::arch::x86_64::*;
 
 use crate::kernels::TileKernel;
-use crate::packed::PackedBlock;
+use crate::packed::BLOCK_BYTES;
 
 /// The AVX-VNNI kernel.
 pub(crate) struct AvxVnni;
@@ -13,7 +13,7 @@ impl TileKernel for AvxVnni {
     const MAX_ROWS: usize = 4;
 
     unsafe fn dot_tile<const MR: usize>(
-        w: *const PackedBlock,
+        w: *const u8,
         nblocks: usize,
         x: *const i8,
         x_stride: usize,
@@ -35,7 +35,7 @@ impl TileKernel for AvxVnni {
 /// See [`TileKernel::dot_tile`]; additionally A ∈ {1, 2}.
 #[target_feature(enable = "avx2,avxvnni")]
 unsafe fn inner<const MR: usize, const A: usize>(
-    w: *const PackedBlock,
+    w: *const u8,
     nblocks: usize,
     x: *const i8,
     x_stride: usize,
@@ -46,7 +46,7 @@ unsafe fn inner<const MR: usize, const A: usize>(
     for b in 0..nblocks {
         // SAFETY: block b < nblocks is readable (contract).
         let (v0, v1) = unsafe {
-            let p = w.add(b) as *const __m256i;
+            let p = w.add(b * BLOCK_BYTES) as *const __m256i;
             (_mm256_loadu_si256(p), _mm256_loadu_si256(p.add(1)))
         };
         for s in 0..4 {
