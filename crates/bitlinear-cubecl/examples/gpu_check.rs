@@ -334,12 +334,22 @@ fn random_words(rng: &mut Rng, count: usize) -> Vec<u32> {
         .collect()
 }
 
+/// The batch sizes to time: `GPU_CHECK_MS` (comma list, e.g. `1` for the GEMV only) or `default`.
+fn batch_sizes(default: &[usize]) -> Vec<usize> {
+    std::env::var("GPU_CHECK_MS")
+        .ok()
+        .and_then(|v| v.split(',').map(|s| s.trim().parse().ok()).collect())
+        .unwrap_or_else(|| default.to_vec())
+}
+
 /// One kernel configuration to time (path plus the hidden tuning overrides).
 struct Variant {
     name: &'static str,
     path: MatmulPath,
     /// Streaming-GEMV cube size (0: heuristic).
     units: usize,
+    /// Streaming-GEMV blocks loaded per step (0: default).
+    depth: usize,
     /// Tensor-core GEMM k-blocks per step (0: default).
     k_blocks: usize,
     /// Large-tile tensor-core GEMM k-blocks per stage (0: default).
@@ -353,10 +363,16 @@ impl Variant {
             name,
             path,
             units,
+            depth: 0,
             k_blocks,
             tiled_k_blocks: 0,
             linear_too: false,
         }
+    }
+    const fn gemv_depth(name: &'static str, units: usize, depth: usize) -> Self {
+        let mut v = Self::new(name, MatmulPath::Gemv, units, 0);
+        v.depth = depth;
+        v
     }
     const fn tiled(name: &'static str, tiled_k_blocks: usize) -> Self {
         let mut v = Self::new(name, MatmulPath::CmmaTiledGemm, 0, 0);
@@ -365,11 +381,13 @@ impl Variant {
     }
     fn apply(&self) {
         gemv_stream_units_override(self.units);
+        gemv_stream_depth_override(self.depth);
         cmma_k_blocks_override(self.k_blocks);
         cmma_tiled_k_blocks_override(self.tiled_k_blocks);
     }
     fn reset() {
         gemv_stream_units_override(0);
+        gemv_stream_depth_override(0);
         cmma_k_blocks_override(0);
         cmma_tiled_k_blocks_override(0);
     }
@@ -396,6 +414,10 @@ fn variants(m: usize, cmma_ok: bool) -> Vec<Variant> {
             Variant::new("gemv-u64", MatmulPath::Gemv, 64, 0),
             Variant::new("gemv-u128", MatmulPath::Gemv, 128, 0),
             Variant::new("gemv-u256", MatmulPath::Gemv, 256, 0),
+            Variant::gemv_depth("gemv-d2", 0, 2),
+            Variant::gemv_depth("gemv-d4", 0, 4),
+            Variant::gemv_depth("gemv-u128-d2", 128, 2),
+            Variant::gemv_depth("gemv-u128-d4", 128, 4),
         ]
     } else {
         let mut v = vec![];
@@ -439,7 +461,7 @@ fn profile<R: Runtime>(c: &ComputeClient<R>, rng: &mut Rng, cmma_ok: bool) {
             WeightGranularity::PerTensor,
         )
         .unwrap();
-        for &m in &[1usize, 512, 2048] {
+        for &m in &batch_sizes(&[1, 512, 2048]) {
             let x = upload_f32(c, &rng.vec(m * k, 1.0));
             announce("quantize", m, k, n);
             let acts =
@@ -576,8 +598,16 @@ fn check_gemv_stream<R: Runtime>(
         (20000, 33, true),
         (8192, 300, true),
     ];
-    for units in [0usize, 64, 128, 256] {
+    for (units, depth) in [
+        (0usize, 0usize),
+        (64, 1),
+        (128, 1),
+        (256, 1),
+        (0, 2),
+        (64, 4),
+    ] {
         gemv_stream_units_override(units);
+        gemv_stream_depth_override(depth);
         for m in 1..=GEMV_STREAM_MAX_M {
             for &(k, n, extreme) in cases {
                 if m > 1 && k * n > 1 << 22 {
@@ -624,8 +654,9 @@ fn check_gemv_stream<R: Runtime>(
                 for i in 0..m * n {
                     if acc[i] != support::acc_range(&xq, &t, k, i / n, i % n, 0, k) {
                         gemv_stream_units_override(0);
+                        gemv_stream_depth_override(0);
                         return Err(format!(
-                            "units={units} m={m} k={k} n={n} extreme={extreme}: differs at {i}"
+                            "units={units} depth={depth} m={m} k={k} n={n} extreme={extreme}: differs at {i}"
                         ));
                     }
                 }
@@ -633,6 +664,7 @@ fn check_gemv_stream<R: Runtime>(
         }
     }
     gemv_stream_units_override(0);
+    gemv_stream_depth_override(0);
     Ok(())
 }
 
@@ -675,7 +707,8 @@ fn bench<R: Runtime>(
     } else {
         &[(4096, 4096), (4096, 11008), (8192, 28672), (2560, 6912)]
     };
-    let ms: &[usize] = if tiny { &[1, 64] } else { &[1, 512, 2048] };
+    let ms = batch_sizes(if tiny { &[1, 64] } else { &[1, 512, 2048] });
+    let ms = &ms[..];
     for &(k, n) in shapes {
         let words = packed_word_count(k, n);
         let packed_bytes = words * 4;

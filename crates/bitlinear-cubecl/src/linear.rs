@@ -152,6 +152,23 @@ pub fn gemv_stream_units_override(units: usize) {
     GEMV_STREAM_UNITS.store(units, Ordering::Relaxed);
 }
 
+static GEMV_STREAM_DEPTH: AtomicUsize = AtomicUsize::new(0);
+
+/// Forces how many k-blocks each unit of the streaming GEMV loads before computing (1, 2 or 4;
+/// 0 restores the default, [`GEMV_STREAM_DEPTH_DEFAULT`]). For tests and benchmarks: every
+/// valid depth computes the same result.
+#[doc(hidden)]
+pub fn gemv_stream_depth_override(depth: usize) {
+    let depth = match depth {
+        1 | 2 | 4 => depth,
+        _ => 0,
+    };
+    GEMV_STREAM_DEPTH.store(depth, Ordering::Relaxed);
+}
+
+/// Blocks in flight per unit of the streaming GEMV by default.
+const GEMV_STREAM_DEPTH_DEFAULT: usize = 1;
+
 /// `(units per block, cube size)` of the streaming GEMV for `m` rows: units read 64/`lpb` bytes
 /// per block; the cube is sized so that the grid fills the device about once (split-K inside the
 /// cube when there are few tiles), but never larger than the blocks available to it.
@@ -252,6 +269,12 @@ fn launch_matmul<R: Runtime>(
     match path {
         MatmulPath::Gemv => {
             let (lpb, units) = gemv_stream_shape(client, m, tiles_n, blocks_k);
+            // Per-group scales flush after every block: one block per step.
+            let depth = match GEMV_STREAM_DEPTH.load(Ordering::Relaxed) {
+                _ if gran == crate::kernels::common::GRAN_GROUP && !raw => 1,
+                0 => GEMV_STREAM_DEPTH_DEFAULT,
+                d => d,
+            };
             unsafe {
                 gemv_stream_kernel::launch_unchecked::<R>(
                     client,
@@ -272,6 +295,7 @@ fn launch_matmul<R: Runtime>(
                     m,
                     lpb,
                     units,
+                    depth,
                     gran,
                     has_bias,
                     raw,

@@ -642,8 +642,10 @@ fn streaming_gemv_is_exact_for_every_batch_and_long_rows() {
     let mut rng = StdRng::seed_from_u64(12);
     // Cube size 64 forces many blocks (several flushes) per unit; 0 restores the heuristic. Any
     // valid size gives exact results, so other tests running meanwhile are unaffected.
-    for units in [64usize, 0] {
+    // Depth 2 and 4 (blocks loaded per step) with the tail of K not a multiple of the step.
+    for (units, depth) in [(64usize, 1usize), (0, 1), (64, 2), (0, 4)] {
         gemv_stream_units_override(units);
+        gemv_stream_depth_override(depth);
         for m in 1..=GEMV_STREAM_MAX_M {
             for &(k, n) in &[(16usize, 16usize), (33, 5), (4100, 17), (20000, 17)] {
                 for extreme in [false, true] {
@@ -686,7 +688,10 @@ fn streaming_gemv_is_exact_for_every_batch_and_long_rows() {
                         &c,
                         ternary_matmul_i32(&c, &acts, &w, MatmulPath::Gemv).unwrap(),
                     );
-                    assert_eq!(got, want, "m={m} k={k} n={n} extreme={extreme}");
+                    assert_eq!(
+                        got, want,
+                        "m={m} k={k} n={n} extreme={extreme} depth={depth}"
+                    );
                 }
                 for gran in [Gran::Channel, Gran::Group(16), Gran::Group(48)] {
                     let x = random_vec(&mut rng, m * k, 1.0);
@@ -711,10 +716,12 @@ fn streaming_gemv_is_exact_for_every_batch_and_long_rows() {
                         &read_f32(&c, y),
                         &want,
                         &mag,
-                        &format!("m={m} k={k} n={n} {gran:?}"),
+                        &format!("m={m} k={k} n={n} {gran:?} depth={depth}"),
                     );
                 }
             }
         }
     }
+    gemv_stream_units_override(0);
+    gemv_stream_depth_override(0);
 }

@@ -66,7 +66,9 @@ fn reduce_slots<E: Numeric>(
 /// Streaming GEMV; see the module docs. Same buffers and epilogue as
 /// [`super::gemv::gemv_kernel()`]. Launch with `CubeDim::new_1d(units)` and one cube per 16-row
 /// tile (`linear_cube_pos`); `units` and `lpb` powers of two, `lpb ∈ {1, 2, 4}`, `units ≥ lpb`,
-/// and `rows_m · 16 / lpb ≤ 16` keeps the accumulators in registers.
+/// and `rows_m · 16 / lpb ≤ 16` keeps the accumulators in registers. `depth` (1, 2 or 4, and 1
+/// for per-group scales, whose flush follows every block) is how many blocks a unit loads
+/// before computing on them.
 #[cube(launch_unchecked)]
 #[allow(clippy::too_many_arguments)]
 pub fn gemv_stream_kernel<NV: Size>(
@@ -84,6 +86,7 @@ pub fn gemv_stream_kernel<NV: Size>(
     #[comptime] rows_m: usize,
     #[comptime] lpb: usize,
     #[comptime] units: usize,
+    #[comptime] depth: usize,
     #[comptime] gran: u32,
     #[comptime] has_bias: bool,
     #[comptime] raw: bool,
@@ -115,7 +118,7 @@ pub fn gemv_stream_kernel<NV: Size>(
     }
     let mut xsum = Array::<i32>::new(rows_m);
     let mut xs = Array::<i32>::new(16usize);
-    let mut wbuf = Array::<u32>::new(rows);
+    let mut wbuf = Array::<u32>::new(comptime!(rows * depth));
 
     let tile_base = tile * blocks_k * 4 + part * vecs;
     let mut kb = slot;
@@ -128,54 +131,71 @@ pub fn gemv_stream_kernel<NV: Size>(
         let mut step: u32 = 0u32;
         let chunk_len: u32 = chunk.runtime();
         while step < chunk_len && kb < blocks_k {
+            // Issue the loads of all `depth` blocks of this step before any arithmetic, so each
+            // unit keeps `depth` blocks of weights in flight (a block past the end re-reads the
+            // last one and is skipped below).
             #[unroll]
-            for v in 0..vecs {
-                let wv = packed[tile_base + kb * 4 + v];
+            for d in 0..depth {
+                let mut kbl = kb + d * slots;
+                if kbl >= blocks_k {
+                    kbl = blocks_k - 1;
+                }
                 #[unroll]
-                for e in 0..4usize {
-                    wbuf[v * 4 + e] = wv[e];
+                for v in 0..vecs {
+                    let wv = packed[tile_base + kbl * 4 + v];
+                    #[unroll]
+                    for e in 0..4usize {
+                        wbuf[d * rows + v * 4 + e] = wv[e];
+                    }
                 }
             }
             #[unroll]
-            for mi in 0..rows_m {
-                let xv = codes[mi * blocks_k + kb];
-                let mut s_sum = 0i32;
-                #[unroll]
-                for s in 0..4usize {
-                    let xw = xv[s];
+            for d in 0..depth {
+                let kbd = kb + d * slots;
+                if kbd < blocks_k {
                     #[unroll]
-                    for j in 0..4usize {
-                        // Input 4s + j sits at field p = 4j + s; within its half, p' = 4(j%2) + s.
-                        let sx = i32::cast_from(xw << (24 - 8 * j as u32)) >> 24;
-                        s_sum += sx;
-                        let scale = i32::cast_from(1u32 << (2 * (7 - (4 * (j % 2) + s)) as u32));
-                        xs[s * 4 + j] = sx * scale;
-                    }
-                }
-                xsum[mi] += s_sum;
-                #[unroll]
-                for r in 0..rows {
-                    let w_lo = wbuf[r];
-                    let w_hi = w_lo >> 16;
-                    let mut a = acc[mi * rows + r];
-                    #[unroll]
-                    for s in 0..4usize {
+                    for mi in 0..rows_m {
+                        let xv = codes[mi * blocks_k + kbd];
+                        let mut s_sum = 0i32;
                         #[unroll]
-                        for j in 0..4usize {
-                            let mask = 3u32 << (2 * (4 * (j % 2) + s) as u32);
-                            let mut src = w_hi;
-                            if j < 2 {
-                                src = w_lo;
+                        for s in 0..4usize {
+                            let xw = xv[s];
+                            #[unroll]
+                            for j in 0..4usize {
+                                // Input 4s + j sits at field p = 4j + s; within its half, p' = 4(j%2) + s.
+                                let sx = i32::cast_from(xw << (24 - 8 * j as u32)) >> 24;
+                                s_sum += sx;
+                                let scale =
+                                    i32::cast_from(1u32 << (2 * (7 - (4 * (j % 2) + s)) as u32));
+                                xs[s * 4 + j] = sx * scale;
                             }
-                            a += xs[s * 4 + j] * i32::cast_from(src & mask);
+                        }
+                        xsum[mi] += s_sum;
+                        #[unroll]
+                        for r in 0..rows {
+                            let w_lo = wbuf[d * rows + r];
+                            let w_hi = w_lo >> 16;
+                            let mut a = acc[mi * rows + r];
+                            #[unroll]
+                            for s in 0..4usize {
+                                #[unroll]
+                                for j in 0..4usize {
+                                    let mask = 3u32 << (2 * (4 * (j % 2) + s) as u32);
+                                    let mut src = w_hi;
+                                    if j < 2 {
+                                        src = w_lo;
+                                    }
+                                    a += xs[s * 4 + j] * i32::cast_from(src & mask);
+                                }
+                            }
+                            acc[mi * rows + r] = a;
                         }
                     }
-                    acc[mi * rows + r] = a;
                 }
             }
             last_kb = kb;
-            kb += slots;
-            step += 1u32;
+            kb += depth * slots;
+            step += depth as u32;
         }
         // Flush: exact block sums of x · (code − 1).
         #[unroll]
