@@ -35,22 +35,37 @@ pub(crate) fn abs_sum(v: &[f32]) -> f64 {
     }
 }
 
-/// Absmean scales of an input-major `[k, n]` weight, in [`WeightGranularity::scale_index`] order.
-fn scales_kn(w: &[f32], k: usize, n: usize, granularity: WeightGranularity, eps: f32) -> Vec<f32> {
+/// Absmean scales of an input-major `[k, n]` weight, in [`WeightGranularity::scale_index`] order,
+/// or `None` when a weight is NaN or ±Inf.
+///
+/// Every weight enters one f64 sum of magnitudes, and finite f32 values cannot overflow an f64
+/// sum, so a non-finite sum is exactly "some weight is not finite": the check costs no extra
+/// pass over the weights (`max(eps)` would hide a NaN, so sums are checked before it).
+fn scales_kn(
+    w: &[f32],
+    k: usize,
+    n: usize,
+    granularity: WeightGranularity,
+    eps: f32,
+) -> Option<Vec<f32>> {
     let mean = |sum: f64, len: usize| ((sum / len as f64) as f32).max(eps);
     let (groups, group_len) = match granularity {
-        WeightGranularity::PerTensor => return vec![mean(abs_sum(w), w.len())],
+        WeightGranularity::PerTensor => {
+            let sum = abs_sum(w);
+            return sum.is_finite().then(|| vec![mean(sum, w.len())]);
+        }
         WeightGranularity::PerChannel => (1, k),
         WeightGranularity::PerGroup(g) => (k.div_ceil(g), g),
     };
     // Column sums over each group's rows, in increasing k as `quantize_weights` does.
     const COLS: usize = 64;
     let mut scales = vec![0f32; n * groups];
-    let col_chunks: Vec<(usize, Vec<f32>)> = (0..n.div_ceil(COLS))
+    let col_chunks: Vec<(usize, Vec<f32>, bool)> = (0..n.div_ceil(COLS))
         .into_par_iter()
         .map(|c| {
             let (c0, c1) = (c * COLS, ((c + 1) * COLS).min(n));
             let mut out = vec![0f32; (c1 - c0) * groups];
+            let mut finite = true;
             for g in 0..groups {
                 let (k0, k1) = (g * group_len, ((g + 1) * group_len).min(k));
                 let mut sums = [0f64; COLS];
@@ -60,16 +75,20 @@ fn scales_kn(w: &[f32], k: usize, n: usize, granularity: WeightGranularity, eps:
                     }
                 }
                 for j in 0..c1 - c0 {
+                    finite &= sums[j].is_finite();
                     out[j * groups + g] = mean(sums[j], k1 - k0);
                 }
             }
-            (c0, out)
+            (c0, out, finite)
         })
         .collect();
-    for (c0, out) in col_chunks {
+    for (c0, out, finite) in col_chunks {
+        if !finite {
+            return None;
+        }
         scales[c0 * groups..c0 * groups + out.len()].copy_from_slice(&out);
     }
-    scales
+    Some(scales)
 }
 
 impl PackedTernary {
@@ -95,17 +114,6 @@ impl PackedTernary {
         }
         granularity.validate()?;
         check_eps(eps)?;
-        // A vectorizable scan first; the position is searched only when something is wrong.
-        let any_bad = w
-            .par_chunks(1 << 14)
-            .any(|c| c.iter().fold(false, |a, v| a | !v.is_finite()));
-        if any_bad {
-            let index = w
-                .iter()
-                .position(|v| !v.is_finite())
-                .expect("a non-finite weight");
-            return Err(BitLinearError::NonFiniteWeight { index });
-        }
         if let Some(c) = &codes_nk {
             if c.len() != n * k {
                 return Err(BitLinearError::LengthMismatch {
@@ -115,7 +123,15 @@ impl PackedTernary {
                 });
             }
         }
-        let scales = scales_kn(w, k, n, granularity, eps);
+        // The scale sums double as the finiteness check; the position of the first bad
+        // weight is searched only when there is one.
+        let Some(scales) = scales_kn(w, k, n, granularity, eps) else {
+            let index = w
+                .iter()
+                .position(|v| !v.is_finite())
+                .expect("a non-finite weight");
+            return Err(BitLinearError::NonFiniteWeight { index });
+        };
         let (tiles, blocks_k) = (n.div_ceil(TILE_N), k.div_ceil(BLOCK_K));
         let mut blocks = vec![PackedBlock([0b0101_0101; 64]); tiles * blocks_k];
         // Work goes by 16-row blocks of K so every thread reads whole contiguous rows of W

@@ -318,3 +318,27 @@ fn shared_words_run_in_place_on_every_kernel() {
         .unwrap_err();
     assert!(e.to_string().contains("code 3"), "{e}");
 }
+
+/// Input-major packing (the training forward's path) names the first non-finite weight, in
+/// the input's `[k, n]` order, for every granularity and wherever the bad value sits.
+#[test]
+fn input_major_packing_rejects_non_finite_weights() {
+    let (k, n) = (70, 130);
+    for g in [
+        WeightGranularity::PerTensor,
+        WeightGranularity::PerChannel,
+        WeightGranularity::PerGroup(32),
+    ] {
+        for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+            for index in [0, 77, k * n / 2 + 5, k * n - 1] {
+                let mut w: Vec<f32> = (0..k * n).map(|i| ((i % 13) as f32 - 6.0) / 6.0).collect();
+                w[index] = bad;
+                let e = PackedTernary::quantize_input_major(&w, k, n, g, 1e-6, None).unwrap_err();
+                assert_eq!(e, BitLinearError::NonFiniteWeight { index }, "{g:?} {bad}");
+            }
+        }
+        // Huge but finite weights are fine (the f64 sums cannot overflow).
+        let w = vec![f32::MAX; k * n];
+        assert!(PackedTernary::quantize_input_major(&w, k, n, g, 1e-6, None).is_ok());
+    }
+}
