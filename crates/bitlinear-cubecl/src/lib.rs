@@ -17,6 +17,7 @@ mod error;
 mod grad;
 pub mod kernels;
 mod linear;
+mod tuning;
 mod types;
 mod validate;
 mod weights;

@@ -1,8 +1,6 @@
 //! Host API for the ternary linear layer: path selection and launch of GEMV / tiled GEMM / cmma
 //! GEMM with the fused epilogue `y = ((acc · s_x) · s_w) + b`.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use cubecl::prelude::*;
 use cubecl::server::Handle;
 
@@ -14,6 +12,7 @@ use crate::kernels::gemm_cmma_tiled::{gemm_cmma_tiled_kernel, TILE_M, TILE_N, UN
 use crate::kernels::gemm_tiled::gemm_tiled_kernel;
 use crate::kernels::gemv::gemv_kernel;
 use crate::kernels::gemv_stream::gemv_stream_kernel;
+use crate::tuning::TuningOverride;
 use crate::types::{
     ActivationGranularity, MatmulPath, PackedWeights, QuantizedActivations, WeightGranularity,
 };
@@ -112,58 +111,42 @@ pub fn ternary_matmul_i32<R: Runtime>(
     launch_matmul(client, acts, weights, None, path, true)
 }
 
-static CMMA_K_BLOCKS: AtomicUsize = AtomicUsize::new(0);
+static CMMA_K_BLOCKS: TuningOverride = TuningOverride::new(&[1, 2, 4]);
 
 /// Forces the k-blocks of 16 per step of the tensor-core GEMM (1, 2 or 4; 0 restores the
 /// default 4). For benchmarks: every valid value computes the same result.
 #[doc(hidden)]
 pub fn cmma_k_blocks_override(k_blocks: usize) {
-    let k_blocks = match k_blocks {
-        1 | 2 | 4 => k_blocks,
-        _ => 0,
-    };
-    CMMA_K_BLOCKS.store(k_blocks, Ordering::Relaxed);
+    CMMA_K_BLOCKS.set(k_blocks);
 }
 
-static CMMA_TILED_K_BLOCKS: AtomicUsize = AtomicUsize::new(0);
+static CMMA_TILED_K_BLOCKS: TuningOverride = TuningOverride::new(&[2, 4, 8]);
 
 /// Forces the k-blocks of 16 per stage of the large-tile tensor-core GEMM
 /// ([`MatmulPath::CmmaTiledGemm`]: 2, 4 or 8; 0 restores the default 2). For benchmarks and
 /// tests: every valid value computes the same result.
 #[doc(hidden)]
 pub fn cmma_tiled_k_blocks_override(k_blocks: usize) {
-    let k_blocks = match k_blocks {
-        2 | 4 | 8 => k_blocks,
-        _ => 0,
-    };
-    CMMA_TILED_K_BLOCKS.store(k_blocks, Ordering::Relaxed);
+    CMMA_TILED_K_BLOCKS.set(k_blocks);
 }
 
-static GEMV_STREAM_UNITS: AtomicUsize = AtomicUsize::new(0);
+static GEMV_STREAM_UNITS: TuningOverride = TuningOverride::new(&[64, 128, 256]);
 
 /// Forces the cube size of the streaming GEMV (64, 128 or 256; 0 restores the heuristic).
 /// For tests and benchmarks: every valid size computes the same result.
 #[doc(hidden)]
 pub fn gemv_stream_units_override(units: usize) {
-    let units = match units {
-        64 | 128 | 256 => units,
-        _ => 0,
-    };
-    GEMV_STREAM_UNITS.store(units, Ordering::Relaxed);
+    GEMV_STREAM_UNITS.set(units);
 }
 
-static GEMV_STREAM_DEPTH: AtomicUsize = AtomicUsize::new(0);
+static GEMV_STREAM_DEPTH: TuningOverride = TuningOverride::new(&[1, 2, 4]);
 
 /// Forces how many k-blocks each unit of the streaming GEMV loads before computing (1, 2 or 4;
 /// 0 restores the default, [`GEMV_STREAM_DEPTH_DEFAULT`]). For tests and benchmarks: every
 /// valid depth computes the same result.
 #[doc(hidden)]
 pub fn gemv_stream_depth_override(depth: usize) {
-    let depth = match depth {
-        1 | 2 | 4 => depth,
-        _ => 0,
-    };
-    GEMV_STREAM_DEPTH.store(depth, Ordering::Relaxed);
+    GEMV_STREAM_DEPTH.set(depth);
 }
 
 /// Blocks in flight per unit of the streaming GEMV by default.
@@ -194,10 +177,7 @@ fn gemv_stream_shape<R: Runtime>(
     while units < 256 && units * 2 <= want && units * 2 <= (blocks_k * lpb).next_power_of_two() {
         units *= 2;
     }
-    match GEMV_STREAM_UNITS.load(Ordering::Relaxed) {
-        0 => (lpb, units),
-        forced => (lpb, forced),
-    }
+    (lpb, GEMV_STREAM_UNITS.get().unwrap_or(units))
 }
 
 fn launch_matmul<R: Runtime>(
@@ -270,10 +250,10 @@ fn launch_matmul<R: Runtime>(
         MatmulPath::Gemv => {
             let (lpb, units) = gemv_stream_shape(client, m, tiles_n, blocks_k);
             // Per-group scales flush after every block: one block per step.
-            let depth = match GEMV_STREAM_DEPTH.load(Ordering::Relaxed) {
-                _ if gran == crate::kernels::common::GRAN_GROUP && !raw => 1,
-                0 => GEMV_STREAM_DEPTH_DEFAULT,
-                d => d,
+            let depth = if gran == crate::kernels::common::GRAN_GROUP && !raw {
+                1
+            } else {
+                GEMV_STREAM_DEPTH.get().unwrap_or(GEMV_STREAM_DEPTH_DEFAULT)
             };
             unsafe {
                 gemv_stream_kernel::launch_unchecked::<R>(
@@ -352,10 +332,7 @@ fn launch_matmul<R: Runtime>(
         MatmulPath::CmmaGemm => {
             // k-blocks of 16 per step (default 4: 1.3-2.2x faster than 2 on an H200, same
             // results; or the override), fewer where a weight group would straddle a step.
-            let mut kbs = match CMMA_K_BLOCKS.load(Ordering::Relaxed) {
-                0 => 4usize,
-                forced => forced,
-            };
+            let mut kbs = CMMA_K_BLOCKS.get().unwrap_or(4);
             if let WeightGranularity::PerGroup(_) = weights.granularity {
                 while blocks_per_group % kbs != 0 {
                     kbs /= 2;
@@ -387,10 +364,7 @@ fn launch_matmul<R: Runtime>(
         }
         MatmulPath::CmmaTiledGemm => {
             // Default K-step 2 k-blocks (32): fastest in 7 of 8 H200 timings (M = 512, 2048).
-            let kbs = match CMMA_TILED_K_BLOCKS.load(Ordering::Relaxed) {
-                0 => 2usize,
-                forced => forced,
-            };
+            let kbs = CMMA_TILED_K_BLOCKS.get().unwrap_or(2);
             // Activations as 16-byte vectors: one per row and k-block.
             let codes_vec_arg =
                 unsafe { ArrayArg::from_raw_parts(acts.codes.clone(), m * wpr * 4) };
