@@ -11,12 +11,11 @@ use bitlinear_core::{
     PackedTernary, SharedWords,
 };
 use burn::tensor::ops::{FloatTensor, IntTensor};
-use burn::tensor::TensorData;
+use burn::tensor::{TensorData, TensorMetadata};
 use burn_ndarray::{NdArray, NdArrayTensor};
 
-use super::fallback::packed_to_tensors;
 use super::fallback::primitive as fallback;
-use crate::ops::{float, BitLinearBackend, BitLinearGrads, PackedShape, QuantSpec, SavedQuant};
+use crate::ops::{BitLinearBackend, BitLinearGrads, PackedShape, QuantSpec, SavedQuant};
 
 /// Concrete backend: `burn::backend::NdArray` (f32 floats, i64 ints).
 type Nd = NdArray;
@@ -268,26 +267,12 @@ impl BitLinearBackend for Nd {
         weight: FloatTensor<Self>,
         spec: QuantSpec,
     ) -> Result<(IntTensor<Self>, FloatTensor<Self>), BitLinearError> {
-        let Some(packed) = with_f32(&weight, |w_kn, shape| {
-            PackedTernary::quantize_input_major(
-                w_kn,
-                shape[0],
-                shape[1],
-                spec.quant.weights,
-                spec.eps,
-                None,
-            )
-        }) else {
-            return fallback::pack::<Self>(weight, spec);
-        };
-        let packed = packed?;
+        let shape = weight.shape();
         let shape = PackedShape {
-            n: packed.n(),
-            k: packed.k(),
+            k: shape[0],
+            n: shape[1],
         };
-        let (words, scales) = packed_to_tensors::<Self>(&packed, &Default::default());
-        drop(packed);
-        let (words, scales) = (words.into_primitive(), float(scales));
+        let (words, scales) = fallback::pack::<Self>(weight, spec)?;
         // Register the new words with the kernels now (validated once, shared without a
         // copy), so the first deployed forward finds them ready.
         let _ = cached_packed(&words, &scales, shape, spec);
@@ -388,25 +373,29 @@ fn cached_packed(
     let NdArrayTensor::U32(storage) = words else {
         return None;
     };
-    let scale_values = with_f32(scales, |v, _| v.to_vec())?;
     let view = storage.view();
     let contiguous = view.is_standard_layout();
     let (address, len) = (view.as_ptr() as usize, view.len());
-    let matches = |e: &CacheEntry| {
-        e.address == address
-            && e.len == len
-            && e.weights.n() == shape.n
-            && e.weights.k() == shape.k
-            && e.weights.granularity() == spec.quant.weights
-            && e.weights.scales() == scale_values.as_slice()
-    };
     let mut cache = CACHE
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
-    if contiguous {
-        if let Some(e) = cache.iter().find(|e| matches(e)) {
-            return Some(e.weights.clone());
+    // The scales are compared in place: a hit (every forward but the first) copies nothing.
+    let (hit, scale_values) = with_f32(scales, |scale_values, _| {
+        let matches = |e: &CacheEntry| {
+            e.address == address
+                && e.len == len
+                && e.weights.n() == shape.n
+                && e.weights.k() == shape.k
+                && e.weights.granularity() == spec.quant.weights
+                && e.weights.scales() == scale_values
+        };
+        match cache.iter().find(|e| contiguous && matches(e)) {
+            Some(e) => (Some(e.weights.clone()), Vec::new()),
+            None => (None, scale_values.to_vec()),
         }
+    })?;
+    if hit.is_some() {
+        return hit;
     }
     if !contiguous {
         // A strided view (rare: the module keeps contiguous words): copy, do not cache.
