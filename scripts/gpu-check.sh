@@ -28,7 +28,9 @@ if [ -x "$BIN" ]; then
   # Each correctness check in its own process: a kernel that fails to compile poisons the
   # CubeCL server for everything after it in the same process.
   no_cmma=""
-  for check in quantize_activations pack_weights gemv gemv_plane gemv_stream tiled_gemm cmma_gemm cmma_gemm_k4 cmma_tiled_gemm grad_input; do
+  # GPU_CHECK_LIST overrides the list (e.g. only the kernels changed since the last run).
+  checks=${GPU_CHECK_LIST:-dp4a_gemv dp4a_gemv_configs mma_gemm mma_gemm_256 quantize_activations pack_weights gemv gemv_plane gemv_stream tiled_gemm cmma_gemm cmma_gemm_k4 cmma_tiled_gemm grad_input}
+  for check in $checks; do
     GPU_CHECK_ONLY=$check timeout 120 "$BIN" 2>> .gpu/gpu_check.stderr | grep -v '"op":"device"' | tee -a "$RESULTS"
     rc=${PIPESTATUS[0]}
     if [ "$rc" -ne 0 ]; then
@@ -39,6 +41,11 @@ if [ -x "$BIN" ]; then
       { [ "$check" = gemv ] || [ "$check" = gemv_stream ]; } && export GPU_CHECK_NO_STREAM=1
       # The large-tile tensor-core kernel (MatmulPath::CmmaTiledGemm) stays out of the timings.
       [ "$check" = cmma_tiled_gemm ] && export GPU_CHECK_NO_CMMA_TILED=1
+      # A hand-written kernel that fails stays out of the timings.
+      [ "$check" = dp4a_gemv ] && export GPU_CHECK_NO_DP4A=1
+      [ "$check" = mma_gemm ] && export GPU_CHECK_NO_MMA=1
+      [ "$check" = dp4a_gemv_configs ] && export GPU_CHECK_NO_DP4A_CONFIGS=1
+      [ "$check" = mma_gemm_256 ] && export GPU_CHECK_NO_MMA_256=1
       [ "$check" = cmma_gemm_k4 ] && echo '{"op":"note","what":"cmma-k4 failed: ignore its timings"}' | tee -a "$RESULTS"
     fi
   done
@@ -52,17 +59,18 @@ if [ -x "$BIN" ]; then
   grep -h -A3 "error:" .gpu/gpu_check.stderr | head -40 >&2
 
   # Generated CUDA source of the GEMV and tensor-core kernels (look for local arrays / spills).
-  CUBECL_DEBUG_LOG=.gpu/cubecl_kernels.log GPU_CHECK_ONLY=gemv_stream timeout 120 "$BIN" > /dev/null 2>&1
-  [ -z "$no_cmma" ] && CUBECL_DEBUG_LOG=.gpu/cubecl_kernels.log GPU_CHECK_ONLY=cmma_gemm timeout 120 "$BIN" > /dev/null 2>&1
+  # GPU_CHECK_NO_LOGS=1 skips this.
+  [ -z "${GPU_CHECK_NO_LOGS:-}" ] && CUBECL_DEBUG_LOG=.gpu/cubecl_kernels.log GPU_CHECK_ONLY=gemv_stream timeout 120 "$BIN" > /dev/null 2>&1
+  [ -z "${GPU_CHECK_NO_LOGS:-}" ] && [ -z "$no_cmma" ] && CUBECL_DEBUG_LOG=.gpu/cubecl_kernels.log GPU_CHECK_ONLY=cmma_gemm timeout 120 "$BIN" > /dev/null 2>&1
   # The large-tile tensor-core kernel on its own (look for local arrays and its shared memory).
-  [ -z "$no_cmma" ] && CUBECL_DEBUG_LOG=.gpu/cubecl_kernels_cmma_tiled.log GPU_CHECK_ONLY=cmma_tiled_gemm timeout 120 "$BIN" > /dev/null 2>&1
+  [ -z "${GPU_CHECK_NO_LOGS:-}" ] && [ -z "$no_cmma" ] && CUBECL_DEBUG_LOG=.gpu/cubecl_kernels_cmma_tiled.log GPU_CHECK_ONLY=cmma_tiled_gemm timeout 120 "$BIN" > /dev/null 2>&1
 
   # Device-side kernel durations through Nsight Compute (cold caches: ncu flushes them before
   # each kernel), free of CubeCL's host launch cost. Optional: skipped where ncu is missing or
   # cannot read the GPU (seen failing under gVisor).
   if command -v ncu >/dev/null 2>&1 && [ -z "${GPU_CHECK_NO_NCU:-}" ]; then
     GPU_CHECK_PROFILE=1 GPU_CHECK_SKIP_CHECKS=1 timeout 150 ncu --clock-control none \
-      --metrics gpu__time_duration.sum --csv --log-file .gpu/ncu.csv "$BIN" \
+      --metrics gpu__time_duration.sum,launch__registers_per_thread,dram__throughput.avg.pct_of_peak_sustained_elapsed --csv --log-file .gpu/ncu.csv "$BIN" \
       > .gpu/profile_launches.jsonl 2>> .gpu/gpu_check.stderr
     echo "{\"op\":\"note\",\"what\":\"ncu exited with $?\"}" | tee -a "$RESULTS"
     python3 - <<'PY' | tee -a "$RESULTS"

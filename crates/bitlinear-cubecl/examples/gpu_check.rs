@@ -9,6 +9,9 @@
 //! `GPU_CHECK_WGPU=1` runs on Wgpu instead of CUDA and `GPU_CHECK_TINY=1` uses tiny benchmark
 //! sizes (both to validate the harness on lavapipe). `GPU_CHECK_PROFILE=1` (with
 //! `GPU_CHECK_SKIP_CHECKS=1`) launches each variant twice with labels, for `ncu`.
+//! Timed variants: the hand-written CUDA kernels against the default CubeCL ones
+//! (`GPU_CHECK_NO_DP4A=1` / `GPU_CHECK_NO_MMA=1` leave the hand-written ones out);
+//! `GPU_CHECK_ALL_VARIANTS=1` adds the CubeCL tuning variants compared in session 2.
 //! Timing lines also carry `enqueue_us`, the host time to issue one call (no sync): where it is
 //! close to `median_us` the figure is bound by CubeCL's launch path, not by the kernel; the
 //! device-side kernel time then comes from the `ncu` step of scripts/gpu-check.sh.
@@ -177,12 +180,20 @@ fn check_matmul<R: Runtime>(
         &[1, 2, 3, 4, 16]
     } else if path == MatmulPath::GemvPlane {
         &[1, 3, 16]
+    } else if path == MatmulPath::Dp4aGemv {
+        &[1, 2, 3, 5, 8, 9, 16]
     } else {
         &[1, 3, 16, 33, 130, 257]
     };
+    // The hand-written kernels also on a K that takes several steps of every loop (257 k-blocks).
+    let ks: &[usize] = if matches!(path, MatmulPath::Dp4aGemv | MatmulPath::MmaGemm) {
+        &[1, 15, 17, 100, 300, 1040, 4100]
+    } else {
+        &[1, 15, 17, 100, 300, 1040]
+    };
     let mut case = 0;
     for &m in ms {
-        for &k in &[1usize, 15, 17, 100, 300, 1040] {
+        for &k in ks {
             for &n in &[1usize, 7, 33, 65, 200] {
                 case += 1;
                 let gran = [
@@ -354,6 +365,10 @@ struct Variant {
     k_blocks: usize,
     /// Large-tile tensor-core GEMM k-blocks per stage (0: default).
     tiled_k_blocks: usize,
+    /// dp4a GEMV block configuration (0: default).
+    dp4a_config: usize,
+    /// mma GEMM 16-row tiles per warp (0: default).
+    mma_tiles: usize,
     linear_too: bool,
 }
 
@@ -366,8 +381,20 @@ impl Variant {
             depth: 0,
             k_blocks,
             tiled_k_blocks: 0,
+            dp4a_config: 0,
+            mma_tiles: 0,
             linear_too: false,
         }
+    }
+    const fn dp4a(name: &'static str, config: usize) -> Self {
+        let mut v = Self::new(name, MatmulPath::Dp4aGemv, 0, 0);
+        v.dp4a_config = config;
+        v
+    }
+    const fn mma(name: &'static str, tiles: usize) -> Self {
+        let mut v = Self::new(name, MatmulPath::MmaGemm, 0, 0);
+        v.mma_tiles = tiles;
+        v
     }
     const fn gemv_depth(name: &'static str, units: usize, depth: usize) -> Self {
         let mut v = Self::new(name, MatmulPath::Gemv, units, 0);
@@ -384,8 +411,12 @@ impl Variant {
         gemv_stream_depth_override(self.depth);
         cmma_k_blocks_override(self.k_blocks);
         cmma_tiled_k_blocks_override(self.tiled_k_blocks);
+        dp4a_gemv_config_override(self.dp4a_config);
+        mma_gemm_warp_tiles_override(self.mma_tiles);
     }
     fn reset() {
+        dp4a_gemv_config_override(0);
+        mma_gemm_warp_tiles_override(0);
         gemv_stream_units_override(0);
         gemv_stream_depth_override(0);
         cmma_k_blocks_override(0);
@@ -395,7 +426,7 @@ impl Variant {
 
 /// Variants timed side by side for `m` rows: the default first (also timed with activation
 /// quantization), then the previous kernel and tuning alternatives.
-fn variants(m: usize, cmma_ok: bool) -> Vec<Variant> {
+fn variants(m: usize, cmma_ok: bool, raw_ok: bool) -> Vec<Variant> {
     let main = |mut v: Variant| {
         v.linear_too = true;
         v
@@ -408,17 +439,48 @@ fn variants(m: usize, cmma_ok: bool) -> Vec<Variant> {
             0,
         ))]
     } else if m <= GEMV_MAX_M {
-        vec![
-            main(Variant::new("gemv", MatmulPath::Gemv, 0, 0)),
-            main(Variant::new("gemv-plane", MatmulPath::GemvPlane, 0, 0)),
-            Variant::new("gemv-u64", MatmulPath::Gemv, 64, 0),
-            Variant::new("gemv-u128", MatmulPath::Gemv, 128, 0),
-            Variant::new("gemv-u256", MatmulPath::Gemv, 256, 0),
-            Variant::gemv_depth("gemv-d2", 0, 2),
-            Variant::gemv_depth("gemv-d4", 0, 4),
-            Variant::gemv_depth("gemv-u128-d2", 128, 2),
-            Variant::gemv_depth("gemv-u128-d4", 128, 4),
-        ]
+        // The CubeCL variants (cube sizes, depths) were compared in session 2; the hand-written
+        // dp4a kernel is timed against the default CubeCL one. GPU_CHECK_NO_DP4A=1 (set by the
+        // script when its check failed) leaves it out.
+        let mut v = vec![];
+        if raw_ok && std::env::var("GPU_CHECK_NO_DP4A").is_err() {
+            v.push(main(Variant::new("dp4a", MatmulPath::Dp4aGemv, 0, 0)));
+            // Block shapes (see raw_cuda_linear.rs): 6 blocks/SM asked; no 4-accumulator
+            // split; 4 warps × 8 loads in flight, with and without the split.
+            if std::env::var("GPU_CHECK_NO_DP4A_CONFIGS").is_err() {
+                v.push(Variant::dp4a("dp4a-minb6", 2));
+                v.push(Variant::dp4a("dp4a-nosplit", 3));
+                v.push(Variant::dp4a("dp4a-w4u8", 4));
+                v.push(Variant::dp4a("dp4a-w4u8-nosplit", 5));
+            }
+        }
+        v.push(main(Variant::new("gemv", MatmulPath::Gemv, 0, 0)));
+        if std::env::var("GPU_CHECK_ALL_VARIANTS").is_ok() {
+            v.extend([
+                Variant::new("gemv-plane", MatmulPath::GemvPlane, 0, 0),
+                Variant::new("gemv-u64", MatmulPath::Gemv, 64, 0),
+                Variant::new("gemv-u128", MatmulPath::Gemv, 128, 0),
+                Variant::new("gemv-u256", MatmulPath::Gemv, 256, 0),
+                Variant::gemv_depth("gemv-d2", 0, 2),
+                Variant::gemv_depth("gemv-d4", 0, 4),
+                Variant::gemv_depth("gemv-u128-d2", 128, 2),
+                Variant::gemv_depth("gemv-u128-d4", 128, 4),
+            ]);
+        }
+        v
+    } else if std::env::var("GPU_CHECK_ALL_VARIANTS").is_err() {
+        // The hand-written mma.sync GEMM against the best CubeCL cmma kernel.
+        let mut v = vec![];
+        if raw_ok && std::env::var("GPU_CHECK_NO_MMA").is_err() {
+            v.push(main(Variant::new("mma", MatmulPath::MmaGemm, 0, 0)));
+            if std::env::var("GPU_CHECK_NO_MMA_256").is_err() {
+                v.push(Variant::mma("mma-256", 8));
+            }
+        }
+        if cmma_ok && std::env::var("GPU_CHECK_NO_CMMA_TILED").is_err() {
+            v.push(main(Variant::tiled("cmma-tiled", 0)));
+        }
+        v
     } else {
         let mut v = vec![];
         if cmma_ok {
@@ -467,7 +529,7 @@ fn profile<R: Runtime>(c: &ComputeClient<R>, rng: &mut Rng, cmma_ok: bool) {
             let acts =
                 quantize_activations(c, &x, m, k, ActivationGranularity::PerToken, EPS).unwrap();
             sync(c);
-            for v in variants(m, cmma_ok) {
+            for v in variants(m, cmma_ok, raw_cuda_available(c)) {
                 if v.path == MatmulPath::TiledGemm && m > 512 {
                     continue;
                 }
@@ -735,7 +797,7 @@ fn bench<R: Runtime>(
             let x = upload_f32(c, &rng.vec(m * k, 1.0));
             let acts =
                 quantize_activations(c, &x, m, k, ActivationGranularity::PerToken, EPS).unwrap();
-            for v in variants(m, cmma_ok) {
+            for v in variants(m, cmma_ok, raw_cuda_available(c)) {
                 v.apply();
                 // Kernel only (pre-quantized activations) and, for the main variants, the full
                 // layer (with the activation-quantization launch).
@@ -815,6 +877,47 @@ fn run<R: Runtime>(device: &R::Device, backend: &str) {
     }
     if want("gemv") {
         ok &= report("gemv", check_matmul(&c, &mut rng, MatmulPath::Gemv));
+    }
+    if want("dp4a_gemv") {
+        let r = if raw_cuda_available(&c) {
+            check_matmul(&c, &mut rng, MatmulPath::Dp4aGemv)
+        } else {
+            Err("the hand-written CUDA kernels do not run here".into())
+        };
+        ok &= report("dp4a_gemv", r);
+    }
+    if want("dp4a_gemv_configs") {
+        let r = if raw_cuda_available(&c) {
+            (2..=5).try_for_each(|config| {
+                dp4a_gemv_config_override(config);
+                let r = check_matmul(&c, &mut rng, MatmulPath::Dp4aGemv)
+                    .map_err(|e| format!("config {config}: {e}"));
+                dp4a_gemv_config_override(0);
+                r
+            })
+        } else {
+            Err("the hand-written CUDA kernels do not run here".into())
+        };
+        ok &= report("dp4a_gemv_configs", r);
+    }
+    if want("mma_gemm_256") {
+        let r = if raw_cuda_available(&c) {
+            mma_gemm_warp_tiles_override(8);
+            let r = check_matmul(&c, &mut rng, MatmulPath::MmaGemm);
+            mma_gemm_warp_tiles_override(0);
+            r
+        } else {
+            Err("the hand-written CUDA kernels do not run here".into())
+        };
+        ok &= report("mma_gemm_256", r);
+    }
+    if want("mma_gemm") {
+        let r = if raw_cuda_available(&c) {
+            check_matmul(&c, &mut rng, MatmulPath::MmaGemm)
+        } else {
+            Err("the hand-written CUDA kernels do not run here".into())
+        };
+        ok &= report("mma_gemm", r);
     }
     if want("gemv_plane") {
         ok &= report(

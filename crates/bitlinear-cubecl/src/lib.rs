@@ -5,6 +5,8 @@
 //!   blocks + absmean scales, on the device, in the layout shared with bitlinear-core.
 //! - [`ternary_linear`] / [`ternary_matmul`]: packed GEMV (M ≤ 16), int8 tensor-core GEMM
 //!   (`cmma`, CUDA), or a portable tiled GEMM, with a fused scale/bias epilogue, f32 output.
+//!   On CUDA sm ≥ 80, hand-written CUDA kernels take over (a `dp4a` GEMV and an `mma.sync`
+//!   tensor-core GEMM, see [`MatmulPath`]), compiled by the same runtime.
 //! - [`ternary_grad_input`]: `dx = dy · (s_w ⊙ Wq)` from packed codes for training.
 //!
 //! Every function works on a [`cubecl::prelude::ComputeClient`] and raw
@@ -17,6 +19,8 @@ mod error;
 mod grad;
 pub mod kernels;
 mod linear;
+mod raw_cuda;
+mod raw_cuda_linear;
 mod tuning;
 mod types;
 mod validate;
@@ -31,6 +35,8 @@ pub use linear::{
     gemv_stream_units_override, resolve_path, ternary_linear, ternary_matmul, ternary_matmul_i32,
     FORCE_PLANE_ENV, GEMV_MAX_M, GEMV_STREAM_MAX_M,
 };
+pub use raw_cuda::raw_cuda_available;
+pub use raw_cuda_linear::{dp4a_gemv_config_override, mma_gemm_warp_tiles_override};
 pub use types::{
     packed_word_count, words_per_row, ActivationGranularity, MatmulPath, PackedWeights,
     QuantizedActivations, WeightGranularity, WeightLayout,

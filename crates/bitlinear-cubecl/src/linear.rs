@@ -12,6 +12,8 @@ use crate::kernels::gemm_cmma_tiled::{gemm_cmma_tiled_kernel, TILE_M, TILE_N, UN
 use crate::kernels::gemm_tiled::gemm_tiled_kernel;
 use crate::kernels::gemv::gemv_kernel;
 use crate::kernels::gemv_stream::gemv_stream_kernel;
+use crate::raw_cuda::raw_cuda_available;
+use crate::raw_cuda_linear::RawLaunch;
 use crate::tuning::TuningOverride;
 use crate::types::{
     ActivationGranularity, MatmulPath, PackedWeights, QuantizedActivations, WeightGranularity,
@@ -43,14 +45,30 @@ pub fn resolve_path<R: Runtime>(
     path: MatmulPath,
 ) -> Result<MatmulPath> {
     match path {
+        MatmulPath::Auto if m <= GEMV_MAX_M && raw_cuda_available(client) => {
+            Ok(MatmulPath::Dp4aGemv)
+        }
         MatmulPath::Auto if m <= GEMV_MAX_M => Ok(MatmulPath::Gemv),
+        MatmulPath::Auto if raw_cuda_available(client) => Ok(MatmulPath::MmaGemm),
         // The 128×128 double-buffered kernel beat the 64×64 one on every shape timed on an
         // H200 (and passed the exact CUDA checks); per-group f32 output falls back inside.
         MatmulPath::Auto if cmma_available(client) => Ok(MatmulPath::CmmaTiledGemm),
         MatmulPath::Auto => Ok(MatmulPath::TiledGemm),
-        MatmulPath::Gemv | MatmulPath::GemvPlane if m > GEMV_MAX_M => Err(Error::PathUnavailable {
+        MatmulPath::Gemv | MatmulPath::GemvPlane | MatmulPath::Dp4aGemv if m > GEMV_MAX_M => {
+            Err(Error::PathUnavailable {
+                path: path.name(),
+                reason: format!("M = {m} exceeds GEMV_MAX_M = {GEMV_MAX_M}"),
+            })
+        }
+        MatmulPath::Dp4aGemv | MatmulPath::MmaGemm if !raw_cuda_available(client) => {
+            Err(Error::PathUnavailable {
+                path: path.name(),
+                reason: "the hand-written kernels need the CUDA runtime on sm >= 80".into(),
+            })
+        }
+        MatmulPath::MmaGemm if m.div_ceil(128) > 65_535 => Err(Error::PathUnavailable {
             path: path.name(),
-            reason: format!("M = {m} exceeds GEMV_MAX_M = {GEMV_MAX_M}"),
+            reason: format!("M = {m} exceeds the grid's 65535 tiles of 128 rows"),
         }),
         MatmulPath::CmmaGemm | MatmulPath::CmmaTiledGemm if !cmma_available(client) => {
             Err(Error::PathUnavailable {
@@ -244,9 +262,39 @@ fn launch_matmul<R: Runtime>(
         MatmulPath::CmmaTiledGemm if gran == crate::kernels::common::GRAN_GROUP && !raw => {
             MatmulPath::CmmaGemm
         }
+        // The hand-written kernels have no per-group accumulation either.
+        MatmulPath::Dp4aGemv if gran == crate::kernels::common::GRAN_GROUP && !raw => {
+            if m > GEMV_STREAM_MAX_M {
+                MatmulPath::GemvPlane
+            } else {
+                MatmulPath::Gemv
+            }
+        }
+        MatmulPath::MmaGemm if gran == crate::kernels::common::GRAN_GROUP && !raw => {
+            MatmulPath::CmmaGemm
+        }
         p => p,
     };
+    let raw_launch = || RawLaunch {
+        codes: &acts.codes,
+        packed: &weights.packed,
+        x_scales: &acts.scales,
+        w_scales: &weights.scales,
+        bias: &bias_h,
+        out: &f_out,
+        out_raw: &raw_out,
+        m,
+        n,
+        blocks_k,
+        per_channel: gran == crate::kernels::common::GRAN_CHANNEL,
+        has_bias,
+        raw,
+    };
     match path {
+        // SAFETY (both): shapes and buffer sizes validated above; resolve_path checked the
+        // runtime.
+        MatmulPath::Dp4aGemv => unsafe { raw_launch().gemv(client) },
+        MatmulPath::MmaGemm => unsafe { raw_launch().gemm(client) },
         MatmulPath::Gemv => {
             let (lpb, units) = gemv_stream_shape(client, m, tiles_n, blocks_k);
             // Per-group scales flush after every block: one block per step.

@@ -76,7 +76,9 @@ pub enum WeightLayout {
 /// Which matmul kernel runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum MatmulPath {
-    /// GEMV for `M ≤ 16`, else tensor-core GEMM where available, else the tiled GEMM.
+    /// On CUDA sm ≥ 80 the hand-written kernels ([`MatmulPath::Dp4aGemv`] for `M ≤ 16`, else
+    /// [`MatmulPath::MmaGemm`]); elsewhere the CubeCL GEMV for `M ≤ 16`, else the `cmma` GEMM
+    /// where available, else the tiled GEMM.
     #[default]
     Auto,
     /// Force the GEMV kernels (`M ≤` [`crate::GEMV_MAX_M`]): the streaming kernel for
@@ -91,8 +93,18 @@ pub enum MatmulPath {
     CmmaGemm,
     /// Force the large-tile int8 tensor-core GEMM (128×128 block tile, 8 planes, double-buffered
     /// shared memory); an error where `cmma` is unsupported. Per-group weight scales run the
-    /// [`MatmulPath::CmmaGemm`] kernel instead. What `Auto` picks for M > 16 where cmma exists.
+    /// [`MatmulPath::CmmaGemm`] kernel instead. What `Auto` picks for M > 16 where cmma exists
+    /// but the hand-written CUDA kernels do not run.
     CmmaTiledGemm,
+    /// Force the hand-written CUDA GEMV (`dp4a`, one per 4 weights; `M ≤` [`crate::GEMV_MAX_M`]);
+    /// an error off CUDA sm ≥ 80 ([`crate::raw_cuda_available`]). Per-group weight scales run
+    /// [`MatmulPath::Gemv`] instead. What `Auto` picks for M ≤ 16 where it can run.
+    Dp4aGemv,
+    /// Force the hand-written CUDA tensor-core GEMM (`mma.sync` m16n8k32 s8 on register-decoded
+    /// weights, 128×128 tiles, 3-stage `cp.async` pipeline); an error off CUDA sm ≥ 80.
+    /// Per-group weight scales run [`MatmulPath::CmmaGemm`] instead. What `Auto` picks for
+    /// M > 16 where it can run.
+    MmaGemm,
 }
 
 impl MatmulPath {
@@ -105,6 +117,8 @@ impl MatmulPath {
             Self::TiledGemm => "tiled-gemm",
             Self::CmmaGemm => "cmma-gemm",
             Self::CmmaTiledGemm => "cmma-tiled-gemm",
+            Self::Dp4aGemv => "dp4a-gemv",
+            Self::MmaGemm => "mma-gemm",
         }
     }
 }

@@ -148,6 +148,45 @@ fn lavapipe_has_no_cmma_and_falls_back_to_tiled() {
     assert!(matches!(r, Err(Error::PathUnavailable { .. })), "{r:?}");
 }
 
+/// The hand-written CUDA kernels never run off CUDA: Auto picks the CubeCL kernels and forcing
+/// them is refused with an error, with nothing launched.
+#[test]
+fn lavapipe_has_no_raw_cuda_kernels_and_falls_back_to_cubecl() {
+    let c = client();
+    assert!(!raw_cuda_available(&c));
+    for m in [1, 4, 16, 17, 512] {
+        let p = resolve_path(&c, m, MatmulPath::Auto).unwrap();
+        assert!(
+            !matches!(p, MatmulPath::Dp4aGemv | MatmulPath::MmaGemm),
+            "M = {m}: {p:?}"
+        );
+    }
+    for (m, path) in [(1, MatmulPath::Dp4aGemv), (64, MatmulPath::MmaGemm)] {
+        let r = resolve_path(&c, m, path);
+        assert!(matches!(r, Err(Error::PathUnavailable { .. })), "{r:?}");
+    }
+    // M above the GEMV limit is refused for the dp4a GEMV for that reason, wherever it runs.
+    match resolve_path(&c, 17, MatmulPath::Dp4aGemv) {
+        Err(Error::PathUnavailable { reason, .. }) => assert!(reason.contains("GEMV_MAX_M")),
+        r => panic!("{r:?}"),
+    }
+    let mut rng = StdRng::seed_from_u64(8);
+    let (_, _, w) = random_packed(&c, &mut rng, 9, 33, Gran::Channel);
+    let x = upload_f32(&c, &random_vec(&mut rng, 2 * 33, 1.0));
+    let r = ternary_linear(
+        &c,
+        &x,
+        2,
+        33,
+        &w,
+        None,
+        ActivationGranularity::PerToken,
+        EPS,
+        MatmulPath::Dp4aGemv,
+    );
+    assert!(matches!(r, Err(Error::PathUnavailable { .. })), "{r:?}");
+}
+
 #[test]
 fn activation_quantization_matches_reference() {
     let c = client();

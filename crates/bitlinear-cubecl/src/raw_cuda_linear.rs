@@ -1,0 +1,195 @@
+//! Host side of the hand-written CUDA kernels (`kernels/cuda/*.cu`): the dp4a GEMV and the
+//! `mma.sync` tensor-core GEMM. Each configuration (rows per block, scale granularity, bias,
+//! raw i32 output) is a `#define` prefix of the same source, compiled once by NVRTC and cached.
+
+use cubecl::prelude::*;
+use cubecl::server::Handle;
+
+use crate::raw_cuda::RawCudaKernel;
+use crate::tuning::TuningOverride;
+
+const GEMV_SOURCE: &str = include_str!("kernels/cuda/gemv_dp4a.cu");
+const GEMM_SOURCE: &str = include_str!("kernels/cuda/gemm_mma.cu");
+
+/// Largest number of activation rows one GEMV block handles (more rows: more blocks in `y`).
+const GEMV_ROWS_PER_BLOCK: usize = 8;
+
+/// Shape of the dp4a GEMV's blocks: warps per block, k-blocks each lane loads before computing,
+/// four accumulators per output (only taken for up to 2 rows), minimum blocks per SM.
+#[derive(Debug, Clone, Copy)]
+struct GemvConfig {
+    warps: usize,
+    unroll: usize,
+    split: bool,
+    min_blocks: usize,
+}
+
+/// The configurations [`dp4a_gemv_config_override`] selects from (1-based); the first is the
+/// default.
+const GEMV_CONFIGS: [GemvConfig; 5] = [
+    GemvConfig {
+        warps: 8,
+        unroll: 4,
+        split: true,
+        min_blocks: 0,
+    },
+    GemvConfig {
+        warps: 8,
+        unroll: 4,
+        split: true,
+        min_blocks: 6,
+    },
+    GemvConfig {
+        warps: 8,
+        unroll: 4,
+        split: false,
+        min_blocks: 0,
+    },
+    GemvConfig {
+        warps: 4,
+        unroll: 8,
+        split: true,
+        min_blocks: 0,
+    },
+    GemvConfig {
+        warps: 4,
+        unroll: 8,
+        split: false,
+        min_blocks: 0,
+    },
+];
+
+static GEMV_CONFIG: TuningOverride = TuningOverride::new(&[1, 2, 3, 4, 5]);
+
+/// Forces one of the dp4a GEMV's block configurations (1..=5; 0 restores the default, 1). For
+/// benchmarks and tests: every configuration computes the same result.
+#[doc(hidden)]
+pub fn dp4a_gemv_config_override(config: usize) {
+    GEMV_CONFIG.set(config);
+}
+
+static GEMM_WARP_TILES: TuningOverride = TuningOverride::new(&[4, 8]);
+
+/// Forces the 16-row mma tiles per warp of the mma GEMM (4: 128-row blocks, 3 stages; 8: 256-row
+/// blocks, 2 stages; 0 restores the default). For benchmarks and tests: both compute the same
+/// result.
+#[doc(hidden)]
+pub fn mma_gemm_warp_tiles_override(tiles: usize) {
+    GEMM_WARP_TILES.set(tiles);
+}
+
+/// Default 16-row mma tiles per warp of the mma GEMM.
+const GEMM_WARP_TILES_DEFAULT: usize = 4;
+
+/// The buffers and sizes of one launch, already validated by the caller.
+pub(crate) struct RawLaunch<'a> {
+    pub codes: &'a Handle,
+    pub packed: &'a Handle,
+    pub x_scales: &'a Handle,
+    pub w_scales: &'a Handle,
+    pub bias: &'a Handle,
+    pub out: &'a Handle,
+    pub out_raw: &'a Handle,
+    pub m: usize,
+    pub n: usize,
+    pub blocks_k: usize,
+    /// 0 per tensor, 1 per channel (per-group scales never reach these kernels).
+    pub per_channel: bool,
+    pub has_bias: bool,
+    pub raw: bool,
+}
+
+impl RawLaunch<'_> {
+    fn buffers(&self) -> [&Handle; 7] {
+        [
+            self.codes,
+            self.packed,
+            self.x_scales,
+            self.w_scales,
+            self.bias,
+            self.out,
+            self.out_raw,
+        ]
+    }
+
+    fn scalars(&self) -> Vec<u64> {
+        vec![self.m as u64, self.n as u64, self.blocks_k as u64]
+    }
+
+    /// `#define`s shared by both kernels, and a name that spells them out.
+    fn defines(&self, family: &str, extra: &[(&str, usize)]) -> (String, String) {
+        let mut flags: Vec<(&str, usize)> = vec![
+            ("BL_GRAN", self.per_channel as usize),
+            ("BL_BIAS", self.has_bias as usize),
+            ("BL_RAW", self.raw as usize),
+        ];
+        flags.extend_from_slice(extra);
+        let mut name = format!("bitlinear_{family}");
+        let mut text = String::new();
+        for (key, value) in flags {
+            name.push_str(&format!(
+                "_{}{value}",
+                key.trim_start_matches("BL_").to_lowercase()
+            ));
+            text.push_str(&format!("#define {key} {value}\n"));
+        }
+        text.push_str(&format!("#define BL_ENTRY {name}\n"));
+        (name, text)
+    }
+
+    /// Packed GEMV with dp4a, `m ≤ 16`: one block (256 threads by default) per 16 output rows and per
+    /// [`GEMV_ROWS_PER_BLOCK`] activation rows.
+    ///
+    /// # Safety
+    /// Buffers must match the shapes (validated by `launch_matmul`); CUDA runtime only.
+    pub(crate) unsafe fn gemv<R: Runtime>(&self, client: &ComputeClient<R>) {
+        let rows = if self.m <= GEMV_ROWS_PER_BLOCK {
+            self.m
+        } else {
+            self.m.div_ceil(self.m.div_ceil(GEMV_ROWS_PER_BLOCK))
+        };
+        let config = GEMV_CONFIGS[GEMV_CONFIG.get().unwrap_or(1) - 1];
+        // Four accumulators per output save a shift per 4 weights; affordable in registers
+        // for up to 2 rows.
+        let split = config.split && rows <= 2;
+        let (entry, defines) = self.defines(
+            "gemv_dp4a",
+            &[
+                ("BL_MR", rows),
+                ("BL_SPLIT", split as usize),
+                ("BL_WARPS", config.warps),
+                ("BL_UNROLL", config.unroll),
+                ("BL_MINB", config.min_blocks),
+            ],
+        );
+        let kernel = RawCudaKernel::new(
+            format!("{defines}{GEMV_SOURCE}"),
+            entry,
+            CubeDim::new_1d(32 * config.warps as u32),
+        );
+        let count = CubeCount::Static(self.n.div_ceil(16) as u32, self.m.div_ceil(rows) as u32, 1);
+        unsafe { kernel.launch(client, count, &self.buffers(), self.scalars()) };
+    }
+
+    /// Tensor-core GEMM (`mma.sync` m16n8k32 s8): 128×128 output tiles by default (256×128 with
+    /// 8 warp tiles), 256 threads each.
+    ///
+    /// # Safety
+    /// As [`Self::gemv`]; sm ≥ 80.
+    pub(crate) unsafe fn gemm<R: Runtime>(&self, client: &ComputeClient<R>) {
+        let tiles = GEMM_WARP_TILES.get().unwrap_or(GEMM_WARP_TILES_DEFAULT);
+        let block_rows = 32 * tiles;
+        let (entry, defines) = self.defines("gemm_mma", &[("BL_WM_TILES", tiles)]);
+        let kernel = RawCudaKernel::new(
+            format!("{defines}{GEMM_SOURCE}"),
+            entry,
+            CubeDim::new_1d(256),
+        );
+        let count = CubeCount::Static(
+            self.n.div_ceil(128) as u32,
+            self.m.div_ceil(block_rows) as u32,
+            1,
+        );
+        unsafe { kernel.launch(client, count, &self.buffers(), self.scalars()) };
+    }
+}
