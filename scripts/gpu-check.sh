@@ -29,7 +29,7 @@ if [ -x "$BIN" ]; then
   # CubeCL server for everything after it in the same process.
   no_cmma=""
   # GPU_CHECK_LIST overrides the list (e.g. only the kernels changed since the last run).
-  checks=${GPU_CHECK_LIST:-dp4a_gemv dp4a_gemv_configs mma_gemm mma_gemm_256 quantize_activations pack_weights gemv gemv_plane gemv_stream tiled_gemm cmma_gemm cmma_gemm_k4 cmma_tiled_gemm grad_input}
+  checks=${GPU_CHECK_LIST:-dp4a_gemv dp4a_gemv_configs fused_linear mma_gemm mma_gemm_256 quantize_activations pack_weights gemv gemv_plane gemv_stream tiled_gemm cmma_gemm cmma_gemm_k4 cmma_tiled_gemm grad_input}
   for check in $checks; do
     GPU_CHECK_ONLY=$check timeout 120 "$BIN" 2>> .gpu/gpu_check.stderr | grep -v '"op":"device"' | tee -a "$RESULTS"
     rc=${PIPESTATUS[0]}
@@ -45,6 +45,7 @@ if [ -x "$BIN" ]; then
       [ "$check" = dp4a_gemv ] && export GPU_CHECK_NO_DP4A=1
       [ "$check" = mma_gemm ] && export GPU_CHECK_NO_MMA=1
       [ "$check" = dp4a_gemv_configs ] && export GPU_CHECK_NO_DP4A_CONFIGS=1
+      [ "$check" = fused_linear ] && export GPU_CHECK_NO_FUSED=1
       [ "$check" = mma_gemm_256 ] && export GPU_CHECK_NO_MMA_256=1
       [ "$check" = cmma_gemm_k4 ] && echo '{"op":"note","what":"cmma-k4 failed: ignore its timings"}' | tee -a "$RESULTS"
     fi
@@ -116,7 +117,10 @@ else
   status=1
 fi
 
-if command -v python3 >/dev/null 2>&1 && python3 -c 'import torch; assert torch.cuda.is_available()' 2>/dev/null; then
+# GPU_CHECK_NO_TORCH=1 skips the torch baseline (e.g. when it was just measured on this kind).
+if [ -n "${GPU_CHECK_NO_TORCH:-}" ]; then
+  :
+elif command -v python3 >/dev/null 2>&1 && python3 -c 'import torch; assert torch.cuda.is_available()' 2>/dev/null; then
   timeout 120 python3 scripts/torch_linear_bench.py | tee -a "$RESULTS"
 else
   echo '{"op":"error","what":"python3 with CUDA-enabled torch not available"}' | tee -a "$RESULTS"

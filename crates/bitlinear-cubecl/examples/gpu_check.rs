@@ -245,6 +245,79 @@ fn check_matmul<R: Runtime>(
     Ok(())
 }
 
+/// The fused quantize + dp4a GEMV of `ternary_linear` (one launch): against the CPU reference,
+/// and bit for bit against the two-launch path (quantize, then the same GEMV); a row holding NaN
+/// gives a NaN row and leaves the other rows exact. Per-group weights go through the fallback.
+#[allow(clippy::needless_range_loop)]
+fn check_fused_linear<R: Runtime>(
+    c: &ComputeClient<R>,
+    rng: &mut Rng,
+) -> std::result::Result<(), String> {
+    let mut case = 0;
+    for &m in &[1usize, 2, 3, 8, 9, 16] {
+        for &k in &[1usize, 15, 17, 100, 300, 1040, 4100] {
+            for &n in &[1usize, 7, 33, 200] {
+                case += 1;
+                let gran = [Gran::Tensor, Gran::Channel, Gran::Group(32)][case % 3];
+                let mut x = rng.vec(m * k, 1.5);
+                // Every fifth case: one row holds a NaN.
+                let nan_row = (case % 5 == 0 && m > 1).then_some(m / 2);
+                if let Some(r) = nan_row {
+                    x[r * k + k / 2] = f32::NAN;
+                }
+                let xh = upload_f32(c, &x);
+                let (t, sw, w) = random_packed(c, rng, n, k, gran);
+                let bias = rng.vec(n, 0.5);
+                let bh = upload_f32(c, &bias);
+                let b = (case % 2 == 0).then_some(&bh);
+                let run = |off: bool| {
+                    fused_linear_off(off);
+                    let y = ternary_linear(
+                        c,
+                        &xh,
+                        m,
+                        k,
+                        &w,
+                        b,
+                        ActivationGranularity::PerToken,
+                        EPS,
+                        MatmulPath::Dp4aGemv,
+                    );
+                    fused_linear_off(false);
+                    y.map(|h| read_f32(c, h)).map_err(|e| e.to_string())
+                };
+                let fused = run(false)?;
+                let two = run(true)?;
+                let (xq, sx) = support::quantize_acts(&x, m, k, false, EPS);
+                let bias_ref = (case % 2 == 0).then_some(&bias[..]);
+                let (want, mag) = support::linear(&xq, &sx, &t, &sw, bias_ref, m, n, k, gran);
+                for i in 0..m * n {
+                    let ctx = format!("m={m} k={k} n={n} {gran:?} at {i}");
+                    if Some(i / n) == nan_row {
+                        if !fused[i].is_nan() {
+                            return Err(format!("NaN row not NaN {ctx}: {}", fused[i]));
+                        }
+                        continue;
+                    }
+                    if fused[i].to_bits() != two[i].to_bits() {
+                        return Err(format!(
+                            "fused {} vs two launches {} {ctx}",
+                            fused[i], two[i]
+                        ));
+                    }
+                    if (fused[i] - want[i]).abs() > 2e-5 * mag[i] + 1e-6 {
+                        return Err(format!(
+                            "output {} vs reference {} {ctx}",
+                            fused[i], want[i]
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 fn check_grad_input<R: Runtime>(
     c: &ComputeClient<R>,
     rng: &mut Rng,
@@ -291,6 +364,27 @@ fn copy_kernel<NV: Size>(
         + UNIT_POS as usize;
     if pos < len {
         output[pos] = input[pos];
+    }
+}
+
+/// Read-only pass over `len` 16-byte vectors, 4 per unit (strided by the grid): the time any
+/// kernel needs to stream those bytes once, its launch and ramp included. Writes only when the
+/// xor of everything it read equals a value it never does, so no load is dropped.
+#[cube(launch_unchecked)]
+fn read_kernel<NV: Size>(input: &Array<Vector<u32, NV>>, output: &mut Array<u32>, len: usize) {
+    let units = CUBE_COUNT_X as usize * CUBE_DIM as usize;
+    let pos = CUBE_POS_X as usize * CUBE_DIM as usize + UNIT_POS as usize;
+    let mut acc = 0u32;
+    #[unroll]
+    for i in 0..4usize {
+        let p = pos + i * units;
+        if p < len {
+            let v = input[p];
+            acc ^= v[0] ^ v[1] ^ v[2] ^ v[3];
+        }
+    }
+    if acc == 0x9E37_79B9u32 {
+        output[0] = acc;
     }
 }
 
@@ -353,6 +447,12 @@ fn batch_sizes(default: &[usize]) -> Vec<usize> {
         .unwrap_or_else(|| default.to_vec())
 }
 
+/// `GPU_CHECK_NO_FUSED=1` (set by the script when the fused check failed): every timed
+/// `ternary_linear` takes the two-launch path.
+fn no_fused() -> bool {
+    std::env::var("GPU_CHECK_NO_FUSED").is_ok()
+}
+
 /// One kernel configuration to time (path plus the hidden tuning overrides).
 struct Variant {
     name: &'static str,
@@ -369,6 +469,8 @@ struct Variant {
     dp4a_config: usize,
     /// mma GEMM 16-row tiles per warp (0: default).
     mma_tiles: usize,
+    /// `ternary_linear` without the fused quantize + GEMV (two launches).
+    unfused: bool,
     linear_too: bool,
 }
 
@@ -383,6 +485,7 @@ impl Variant {
             tiled_k_blocks: 0,
             dp4a_config: 0,
             mma_tiles: 0,
+            unfused: false,
             linear_too: false,
         }
     }
@@ -413,8 +516,10 @@ impl Variant {
         cmma_tiled_k_blocks_override(self.tiled_k_blocks);
         dp4a_gemv_config_override(self.dp4a_config);
         mma_gemm_warp_tiles_override(self.mma_tiles);
+        fused_linear_off(self.unfused || no_fused());
     }
     fn reset() {
+        fused_linear_off(no_fused());
         dp4a_gemv_config_override(0);
         mma_gemm_warp_tiles_override(0);
         gemv_stream_units_override(0);
@@ -445,11 +550,15 @@ fn variants(m: usize, cmma_ok: bool, raw_ok: bool) -> Vec<Variant> {
         let mut v = vec![];
         if raw_ok && std::env::var("GPU_CHECK_NO_DP4A").is_err() {
             v.push(main(Variant::new("dp4a", MatmulPath::Dp4aGemv, 0, 0)));
-            // Block shapes (see raw_cuda_linear.rs): 6 blocks/SM asked; no 4-accumulator
-            // split; 4 warps × 8 loads in flight, with and without the split.
+            // The full layer in two launches (quantize, then the GEMV), against the fused one.
+            let mut two = main(Variant::new("dp4a-2launch", MatmulPath::Dp4aGemv, 0, 0));
+            two.unfused = true;
+            v.push(two);
+            // Block shapes (see raw_cuda_linear.rs): 6 blocks/SM asked (with the 4-accumulator
+            // split); the split alone; 4 warps × 8 loads in flight, with and without it.
             if std::env::var("GPU_CHECK_NO_DP4A_CONFIGS").is_err() {
                 v.push(Variant::dp4a("dp4a-minb6", 2));
-                v.push(Variant::dp4a("dp4a-nosplit", 3));
+                v.push(Variant::dp4a("dp4a-split", 3));
                 v.push(Variant::dp4a("dp4a-w4u8", 4));
                 v.push(Variant::dp4a("dp4a-w4u8-nosplit", 5));
             }
@@ -523,6 +632,24 @@ fn profile<R: Runtime>(c: &ComputeClient<R>, rng: &mut Rng, cmma_ok: bool) {
             WeightGranularity::PerTensor,
         )
         .unwrap();
+        // The floor any kernel reaches on these bytes (launch and ramp included).
+        let vecs = words / 4;
+        let sink = c.empty(4);
+        for _ in 0..2 {
+            announce("read-floor", 1, k, n);
+            unsafe {
+                read_kernel::launch_unchecked::<R>(
+                    c,
+                    CubeCount::Static(vecs.div_ceil(4 * 256) as u32, 1, 1),
+                    CubeDim::new_1d(256),
+                    4usize,
+                    ArrayArg::from_raw_parts(w.packed.clone(), vecs),
+                    ArrayArg::from_raw_parts(sink.clone(), 1),
+                    vecs,
+                );
+            }
+            sync(c);
+        }
         for &m in &batch_sizes(&[1, 512, 2048]) {
             let x = upload_f32(c, &rng.vec(m * k, 1.0));
             announce("quantize", m, k, n);
@@ -540,6 +667,25 @@ fn profile<R: Runtime>(c: &ComputeClient<R>, rng: &mut Rng, cmma_ok: bool) {
                     sync(c);
                 }
                 Variant::reset();
+            }
+            // The fused quantize + GEMV: the whole layer in one kernel.
+            if m <= GEMV_MAX_M && raw_cuda_available(c) && !no_fused() {
+                for _ in 0..2 {
+                    announce("fused-linear", m, k, n);
+                    let _ = ternary_linear(
+                        c,
+                        &x,
+                        m,
+                        k,
+                        &w,
+                        None,
+                        ActivationGranularity::PerToken,
+                        EPS,
+                        MatmulPath::Dp4aGemv,
+                    )
+                    .unwrap();
+                    sync(c);
+                }
             }
         }
     }
@@ -910,6 +1056,14 @@ fn run<R: Runtime>(device: &R::Device, backend: &str) {
             Err("the hand-written CUDA kernels do not run here".into())
         };
         ok &= report("mma_gemm_256", r);
+    }
+    if want("fused_linear") {
+        let r = if raw_cuda_available(&c) {
+            check_fused_linear(&c, &mut rng)
+        } else {
+            Err("the hand-written CUDA kernels do not run here".into())
+        };
+        ok &= report("fused_linear", r);
     }
     if want("mma_gemm") {
         let r = if raw_cuda_available(&c) {

@@ -31,9 +31,9 @@ pub use device::{cmma_available, plane_ops_available};
 pub use error::{Error, Result};
 pub use grad::ternary_grad_input;
 pub use linear::{
-    cmma_k_blocks_override, cmma_tiled_k_blocks_override, gemv_stream_depth_override,
-    gemv_stream_units_override, resolve_path, ternary_linear, ternary_matmul, ternary_matmul_i32,
-    FORCE_PLANE_ENV, GEMV_MAX_M, GEMV_STREAM_MAX_M,
+    cmma_k_blocks_override, cmma_tiled_k_blocks_override, fused_linear_off,
+    gemv_stream_depth_override, gemv_stream_units_override, resolve_path, ternary_linear,
+    ternary_matmul, ternary_matmul_i32, FORCE_PLANE_ENV, GEMV_MAX_M, GEMV_STREAM_MAX_M,
 };
 pub use raw_cuda::raw_cuda_available;
 pub use raw_cuda_linear::{dp4a_gemv_config_override, mma_gemm_warp_tiles_override};

@@ -13,7 +13,7 @@ use crate::kernels::gemm_tiled::gemm_tiled_kernel;
 use crate::kernels::gemv::gemv_kernel;
 use crate::kernels::gemv_stream::gemv_stream_kernel;
 use crate::raw_cuda::raw_cuda_available;
-use crate::raw_cuda_linear::RawLaunch;
+use crate::raw_cuda_linear::{fused_gemv_fits, RawLaunch};
 use crate::tuning::TuningOverride;
 use crate::types::{
     ActivationGranularity, MatmulPath, PackedWeights, QuantizedActivations, WeightGranularity,
@@ -103,8 +103,78 @@ pub fn ternary_linear<R: Runtime>(
             weights.k
         )));
     }
+    if let Some(y) = fused_linear(client, x, m, k, weights, bias, act_granularity, eps, path)? {
+        return Ok(y);
+    }
     let acts = quantize_activations(client, x, m, k, act_granularity, eps)?;
     ternary_matmul(client, &acts, weights, bias, path)
+}
+
+/// The whole layer in one launch where the dp4a GEMV runs with per-token activations and
+/// per-tensor or per-channel weight scales: the GEMV quantizes `x` itself (same arithmetic as
+/// [`quantize_activations`]). `None` where that kernel does not apply.
+#[allow(clippy::too_many_arguments)]
+fn fused_linear<R: Runtime>(
+    client: &ComputeClient<R>,
+    x: &Handle,
+    m: usize,
+    k: usize,
+    weights: &PackedWeights,
+    bias: Option<&Handle>,
+    act_granularity: ActivationGranularity,
+    eps: f32,
+    path: MatmulPath,
+) -> Result<Option<Handle>> {
+    if m == 0
+        || act_granularity != ActivationGranularity::PerToken
+        || matches!(weights.granularity, WeightGranularity::PerGroup(_))
+        || !fused_gemv_fits(m, k)
+        || FUSED_OFF.get().is_some()
+    {
+        return Ok(None);
+    }
+    if !matches!(path, MatmulPath::Auto | MatmulPath::Dp4aGemv)
+        || resolve_path(client, m, path)? != MatmulPath::Dp4aGemv
+    {
+        return Ok(None);
+    }
+    validate::positive("k", k)?;
+    let n = weights.n;
+    validate::bytes("x", x, validate::mul(m, k, "M·K")? * 4)?;
+    if let Some(b) = bias {
+        validate::bytes("bias", b, n * 4)?;
+    }
+    let out = client.empty(validate::mul(m, n, "M·N")? * 4);
+    let dummy = client.empty(4);
+    let launch = RawLaunch {
+        codes: x,
+        packed: &weights.packed,
+        x_scales: &dummy,
+        w_scales: &weights.scales,
+        bias: bias.unwrap_or(&dummy),
+        out: &out,
+        out_raw: &dummy,
+        m,
+        n,
+        blocks_k: k.div_ceil(16),
+        per_channel: weights.granularity == WeightGranularity::PerChannel,
+        has_bias: bias.is_some(),
+        raw: false,
+        fused: Some((k, eps)),
+    };
+    // SAFETY: shapes and buffer sizes validated above (the weights by the caller);
+    // resolve_path checked the runtime.
+    unsafe { launch.gemv(client) };
+    Ok(Some(out))
+}
+
+static FUSED_OFF: TuningOverride = TuningOverride::new(&[1]);
+
+/// `true` turns the fused quantize + GEMV of [`ternary_linear`] off (two launches instead), to
+/// time both; `false` restores the default. Both compute the same result.
+#[doc(hidden)]
+pub fn fused_linear_off(off: bool) {
+    FUSED_OFF.set(off as usize);
 }
 
 /// `y = epilogue(xq · Wqᵀ)` from already-quantized activations; f32 `[M, N]`.
@@ -289,6 +359,7 @@ fn launch_matmul<R: Runtime>(
         per_channel: gran == crate::kernels::common::GRAN_CHANNEL,
         has_bias,
         raw,
+        fused: None,
     };
     match path {
         // SAFETY (both): shapes and buffer sizes validated above; resolve_path checked the

@@ -25,12 +25,13 @@ struct GemvConfig {
 }
 
 /// The configurations [`dp4a_gemv_config_override`] selects from (1-based); the first is the
-/// default.
+/// default. It has no 4-accumulator split: on an H100 it was as fast as the split at three of
+/// the four benchmark shapes and 4-23% faster at 4096→11008 (device times, BENCHMARKS.md).
 const GEMV_CONFIGS: [GemvConfig; 5] = [
     GemvConfig {
         warps: 8,
         unroll: 4,
-        split: true,
+        split: false,
         min_blocks: 0,
     },
     GemvConfig {
@@ -42,7 +43,7 @@ const GEMV_CONFIGS: [GemvConfig; 5] = [
     GemvConfig {
         warps: 8,
         unroll: 4,
-        split: false,
+        split: true,
         min_blocks: 0,
     },
     GemvConfig {
@@ -97,6 +98,35 @@ pub(crate) struct RawLaunch<'a> {
     pub per_channel: bool,
     pub has_bias: bool,
     pub raw: bool,
+    /// `Some((k, eps))`: `codes` is the f32 input `[M, K]`, quantized per token inside the
+    /// GEMV (see [`fused_gemv_fits`]).
+    pub fused: Option<(usize, f32)>,
+}
+
+/// Bytes of static shared memory the fused GEMV may take for its int8 rows.
+const FUSED_SHARED_BYTES: usize = 32 * 1024;
+
+/// Largest `K` the fused quantize + GEMV takes: every block quantizes the whole input row, so
+/// its prologue grows with `K`. On an H100 fusing saved 9-14 µs per layer (one launch less) up
+/// to K = 4096, and cost 3 µs at 8192→28672, where the kernel is bound by the device, not the
+/// host.
+const FUSED_MAX_K: usize = 4096;
+
+/// Whether the fused quantize + GEMV kernel takes `m` rows of `k` inputs: `m ≤ 16`,
+/// `k ≤` [`FUSED_MAX_K`], and one block's quantized rows fit its static shared memory.
+pub(crate) fn fused_gemv_fits(m: usize, k: usize) -> bool {
+    (1..=crate::GEMV_MAX_M).contains(&m)
+        && k <= FUSED_MAX_K
+        && gemv_rows_per_block(m) * 16 * k.div_ceil(16) <= FUSED_SHARED_BYTES
+}
+
+/// Activation rows per GEMV block: all of them up to [`GEMV_ROWS_PER_BLOCK`], else split evenly.
+fn gemv_rows_per_block(m: usize) -> usize {
+    if m <= GEMV_ROWS_PER_BLOCK {
+        m
+    } else {
+        m.div_ceil(m.div_ceil(GEMV_ROWS_PER_BLOCK))
+    }
 }
 
 impl RawLaunch<'_> {
@@ -114,6 +144,14 @@ impl RawLaunch<'_> {
 
     fn scalars(&self) -> Vec<u64> {
         vec![self.m as u64, self.n as u64, self.blocks_k as u64]
+    }
+
+    /// The GEMV's scalars: those of the GEMM plus `k` and the bits of `eps` (fused only).
+    fn gemv_scalars(&self) -> Vec<u64> {
+        let (k, eps) = self.fused.unwrap_or((0, 0.0));
+        let mut s = self.scalars();
+        s.extend([k as u64, eps.to_bits() as u64]);
+        s
     }
 
     /// `#define`s shared by both kernels, and a name that spells them out.
@@ -143,11 +181,7 @@ impl RawLaunch<'_> {
     /// # Safety
     /// Buffers must match the shapes (validated by `launch_matmul`); CUDA runtime only.
     pub(crate) unsafe fn gemv<R: Runtime>(&self, client: &ComputeClient<R>) {
-        let rows = if self.m <= GEMV_ROWS_PER_BLOCK {
-            self.m
-        } else {
-            self.m.div_ceil(self.m.div_ceil(GEMV_ROWS_PER_BLOCK))
-        };
+        let rows = gemv_rows_per_block(self.m);
         let config = GEMV_CONFIGS[GEMV_CONFIG.get().unwrap_or(1) - 1];
         // Four accumulators per output save a shift per 4 weights; affordable in registers
         // for up to 2 rows.
@@ -160,6 +194,16 @@ impl RawLaunch<'_> {
                 ("BL_WARPS", config.warps),
                 ("BL_UNROLL", config.unroll),
                 ("BL_MINB", config.min_blocks),
+                ("BL_FUSED", self.fused.is_some() as usize),
+                // Bytes per quantized row in shared memory (0 when not fused).
+                (
+                    "BL_KP",
+                    if self.fused.is_some() {
+                        16 * self.blocks_k
+                    } else {
+                        0
+                    },
+                ),
             ],
         );
         let kernel = RawCudaKernel::new(
@@ -168,7 +212,7 @@ impl RawLaunch<'_> {
             CubeDim::new_1d(32 * config.warps as u32),
         );
         let count = CubeCount::Static(self.n.div_ceil(16) as u32, self.m.div_ceil(rows) as u32, 1);
-        unsafe { kernel.launch(client, count, &self.buffers(), self.scalars()) };
+        unsafe { kernel.launch(client, count, &self.buffers(), self.gemv_scalars()) };
     }
 
     /// Tensor-core GEMM (`mma.sync` m16n8k32 s8): 128×128 output tiles by default (256×128 with
@@ -191,5 +235,31 @@ impl RawLaunch<'_> {
             1,
         );
         unsafe { kernel.launch(client, count, &self.buffers(), self.scalars()) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fused_gemv_fits_its_static_shared_memory() {
+        assert!(fused_gemv_fits(1, FUSED_MAX_K));
+        assert!(!fused_gemv_fits(1, FUSED_MAX_K + 1));
+        // 16 rows: two blocks of 8 rows, 8 × 4096 bytes.
+        assert!(fused_gemv_fits(16, 4096));
+        assert!(fused_gemv_fits(9, 4096)); // 5 rows per block
+                                           // The shared-memory bound on its own: 8 rows of 4097 inputs do not fit.
+        assert!(gemv_rows_per_block(16) * 16 * 4097usize.div_ceil(16) > FUSED_SHARED_BYTES);
+        assert!(!fused_gemv_fits(0, 16));
+        assert!(!fused_gemv_fits(17, 16));
+    }
+
+    #[test]
+    fn rows_per_block_split_evenly() {
+        assert_eq!(gemv_rows_per_block(1), 1);
+        assert_eq!(gemv_rows_per_block(8), 8);
+        assert_eq!(gemv_rows_per_block(9), 5);
+        assert_eq!(gemv_rows_per_block(16), 8);
     }
 }

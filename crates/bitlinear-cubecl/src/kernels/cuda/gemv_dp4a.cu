@@ -5,6 +5,11 @@
 //   BL_WARPS  warps per block (4 or 8)   BL_UNROLL  k-blocks each lane loads before computing
 //   BL_MINB   minimum resident blocks per SM asked of the compiler (0: none)
 //   BL_GRAN   0 per tensor, 1 per channel          BL_BIAS, BL_RAW  0/1
+//   BL_FUSED  1: the first buffer is the f32 input x [M, K], quantized per token by each block
+//             into shared memory (BL_KP = 16 * blocks_k bytes per row) before the product: the
+//             whole layer in one launch. Same arithmetic as quantize_rows_kernel:
+//             s = max(absmax, eps) / 127 (NaN if the row holds NaN/Inf, with zero codes),
+//             q = clamp(round_half_even(x / s), -128, 127).
 //
 // Layout (shared with bitlinear-core): tile t of 16 output rows, k-block kb of 16 inputs is 16
 // u32 words at ((t * blocks_k) + kb) * 16; word r is row 16t + r; input 4s + j sits in the
@@ -37,7 +42,8 @@
 #endif
 
 struct BlGemvParams {
-  unsigned long long m, n, blocks_k;
+  // k and eps (f32 bits) are only read by the fused kernel.
+  unsigned long long m, n, blocks_k, k, eps_bits;
 };
 
 struct __align__(16) BlU4 {
@@ -87,10 +93,9 @@ extern "C" __global__ void BL_BOUNDS BL_ENTRY(
 
   // 16-byte units: block kb of this tile at wbase + 4kb; row m's block kb at xbase + m*BK + kb.
   const BlU4 *wbase = packed + (size_t)tile * BK * 4 + quad;
-  const BlU4 *xbase = codes + (size_t)m0 * BK;
-
-  for (unsigned int kb0 = slot; kb0 < BK; kb0 += BL_SLOTS * BL_UNROLL) {
-    BlU4 w[BL_UNROLL];
+  BlU4 w[BL_UNROLL];
+  // Loads one round of weight blocks (zeros past the end).
+  auto load_round = [&](unsigned int kb0) {
 #pragma unroll
     for (int u = 0; u < BL_UNROLL; ++u) {
       const unsigned int kb = kb0 + BL_SLOTS * u;
@@ -100,6 +105,55 @@ extern "C" __global__ void BL_BOUNDS BL_ENTRY(
         w[u].x = w[u].y = w[u].z = w[u].w = 0u;
       }
     }
+  };
+  // The first weights are in flight while the block quantizes x (fused) or starts.
+  load_round(slot);
+
+#if BL_FUSED
+  __shared__ __align__(16) unsigned char xq[BL_MR * BL_KP];
+  __shared__ float sx[BL_MR];
+  __shared__ float wmax[BL_WARPS];
+  {
+    const float *x = reinterpret_cast<const float *>(codes);
+    const unsigned int K = (unsigned int)p.k;
+    const float eps = __int_as_float((int)(unsigned int)p.eps_bits);
+    for (unsigned int m = 0; m < rows_here; ++m) {
+      const float *xr = x + (size_t)(m0 + m) * K;
+      float amax = 0.0f;
+      for (unsigned int i = threadIdx.x; i < K; i += 32 * BL_WARPS) {
+        float a = fabsf(xr[i]);
+        if (!(a <= 3.4028235e38f)) a = __int_as_float(0x7f800000);  // NaN/Inf -> +inf
+        amax = fmaxf(amax, a);
+      }
+#pragma unroll
+      for (int o = 16; o > 0; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+      if (lane == 0) wmax[warp] = amax;
+      __syncthreads();
+      amax = wmax[0];
+#pragma unroll
+      for (int i = 1; i < BL_WARPS; ++i) amax = fmaxf(amax, wmax[i]);
+      const bool finite = amax <= 3.4028235e38f;
+      float sc = __fdiv_rn(amax < eps ? eps : amax, 127.0f);
+      if (!finite) sc = __int_as_float(0x7fc00000);
+      for (unsigned int i = threadIdx.x; i < BL_KP; i += 32 * BL_WARPS) {
+        int q = 0;
+        if (finite && i < K) {
+          float v = rintf(__fdiv_rn(xr[i], sc));  // round half to even
+          v = fminf(fmaxf(v, -128.0f), 127.0f);
+          q = (int)v;
+        }
+        xq[m * BL_KP + i] = (unsigned char)(q & 255);
+      }
+      if (threadIdx.x == 0) sx[m] = sc;
+      __syncthreads();  // wmax is reused by the next row
+    }
+  }
+  const BlU4 *xbase = reinterpret_cast<const BlU4 *>(xq);
+#else
+  const BlU4 *xbase = codes + (size_t)m0 * BK;
+#endif
+
+  for (unsigned int kb0 = slot; kb0 < BK; kb0 += BL_SLOTS * BL_UNROLL) {
 #pragma unroll
     for (int u = 0; u < BL_UNROLL; ++u) {
       const unsigned int kb = kb0 + BL_SLOTS * u;
@@ -134,6 +188,7 @@ extern "C" __global__ void BL_BOUNDS BL_ENTRY(
         }
       }
     }
+    if (kb0 + BL_SLOTS * BL_UNROLL < BK) load_round(kb0 + BL_SLOTS * BL_UNROLL);
   }
 
   // Per-lane totals of x * (c - 1), reduced over the 8 lanes sharing `quad` (lane bits 2..4).
@@ -179,7 +234,12 @@ extern "C" __global__ void BL_BOUNDS BL_ENTRY(
       const float sw = w_scales[0];
 #endif
       // Same order and rounding as the reference epilogue (no fused multiply-add).
-      float y = __fmul_rn(__fmul_rn((float)t, x_scales[m0 + m]), sw);
+#if BL_FUSED
+      const float xs = sx[m];
+#else
+      const float xs = x_scales[m0 + m];
+#endif
+      float y = __fmul_rn(__fmul_rn((float)t, xs), sw);
 #if BL_BIAS
       y = __fadd_rn(y, bias[nn]);
 #endif
