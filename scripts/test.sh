@@ -27,6 +27,9 @@ grep -o -w -E 'avx2|avx_vnni|avx512_vnni|avx512bw' /proc/cpuinfo 2>/dev/null | s
 echo "== workspace tests (x86-64 kernels, NdArray, Wgpu on lavapipe)"
 cargo test --workspace --release
 
+echo "== hand-written CUDA kernel tasks, compiled by CubeCL's CUDA compiler on the host (no GPU)"
+cargo test --release -p bitlinear-cubecl --features cuda --lib
+
 echo "== NEON and NEON-dotprod kernels (aarch64 under qemu-user)"
 cargo test --release -p bitlinear-core --target aarch64-unknown-linux-gnu
 
