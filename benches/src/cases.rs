@@ -92,8 +92,13 @@ pub fn run_all(args: &Args) {
                         let ratio = base_us
                             .map(|b| format!(",\"speedup_vs_f32\":{:.2}", b / us))
                             .unwrap_or_default();
+                        let arena = if args.arena {
+                            ",\"weights\":\"arena\""
+                        } else {
+                            ""
+                        };
                         let extra = format!(
-                            ",\"packed_bytes\":{packed_bytes},\"weight_gbps\":{gbps:.1}{ratio}"
+                            ",\"packed_bytes\":{packed_bytes},\"weight_gbps\":{gbps:.1}{ratio}{arena}"
                         );
                         emit("linear", imp, m, k, n, args, us, &extra);
                     } else if !["f32-matmul", "membw", "int8-peak", "memory"]
@@ -121,7 +126,12 @@ fn bitlinear(
     let base =
         PackedTernary::quantize(w, n, k, WeightGranularity::PerTensor, 1e-6).expect("quantize");
     let bytes = base.total_bytes();
-    let ws: Vec<PackedTernary> = (0..copies(args, bytes)).map(|_| base.clone()).collect();
+    let ws: Vec<PackedTernary> = if args.arena {
+        // All copies in one huge-page arena, as a deployed model would hold its layers.
+        bitlinear_core::colocate(&vec![&base; copies(args, bytes)]).expect("arena")
+    } else {
+        (0..copies(args, bytes)).map(|_| base.clone()).collect()
+    };
     let opts = LinearOptions {
         kernel: Some(kernel),
         ..Default::default()

@@ -6,7 +6,7 @@ use bitlinear_core::Kernel;
 pub const USAGE: &str = "usage: bitlinear-bench [--m 1,64] [--k 4096] [--n 4096] [--threads N] \
 [--impl bitlinear-avx512vnni,f32-matmul,membw,int8-peak,memory,burn-linear-f32,\
 burn-bitlinear-deployed,burn-bitlinear-train-forward,burn-linear-train-step,burn-bitlinear-train-step] [--backend ndarray|wgpu|cuda] [--cache cold|hot] \
-[--min-time SECONDS]";
+[--min-time SECONDS] [--weights separate|arena]";
 
 /// The Burn backend the `burn-*` impls run on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,6 +39,9 @@ pub struct Args {
     pub cache: Cache,
     pub min_time: f64,
     pub backend: BackendKind,
+    /// Core-kernel weight copies in one huge-page arena (`bitlinear_core::colocate`) instead of
+    /// one allocation each (`--weights arena`; default `separate`).
+    pub arena: bool,
 }
 
 fn list(v: &str) -> Result<Vec<usize>, String> {
@@ -62,6 +65,7 @@ impl Args {
             cache: Cache::Cold,
             min_time: 1.0,
             backend: BackendKind::NdArray,
+            arena: false,
         };
         let mut backend_given = false;
         while let Some(flag) = it.next() {
@@ -77,6 +81,13 @@ impl Args {
                         "cold" => Cache::Cold,
                         "hot" => Cache::Hot,
                         o => return Err(format!("--cache: `{o}` is not cold or hot")),
+                    }
+                }
+                "--weights" => {
+                    a.arena = match val()?.as_str() {
+                        "arena" => true,
+                        "separate" => false,
+                        o => return Err(format!("--weights: `{o}` is not separate or arena")),
                     }
                 }
                 "--min-time" => {

@@ -24,6 +24,7 @@
 
 #![warn(missing_docs)]
 
+pub mod arena;
 pub mod error;
 pub mod kernels;
 pub mod linear;
@@ -33,6 +34,7 @@ pub mod reference;
 mod simd_quant;
 mod weight_pack;
 
+pub use arena::colocate;
 pub use error::{BitLinearError, Result};
 pub use kernels::{Kernel, KERNEL_ENV};
 pub use linear::{int_matmul, linear, linear_into, linear_quantized_into, LinearOptions};

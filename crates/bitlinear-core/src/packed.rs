@@ -221,8 +221,8 @@ impl PackedTernary {
         // Fast pass, 8 bytes at a time: a field holds code 3 iff both of its bits are set.
         // Only blocks that may fail (code 3 seen, or overlapping the padding) are re-read
         // field by field below, so a checkpoint of any size validates at memory speed.
-        let edge_tile = self.n % TILE_N != 0;
-        let edge_block = self.k % BLOCK_K != 0;
+        let edge_tile = !self.n.is_multiple_of(TILE_N);
+        let edge_block = !self.k.is_multiple_of(BLOCK_K);
         let tiles = self.tiles_n();
         for (i, blk) in self.as_bytes().chunks_exact(BLOCK_BYTES).enumerate() {
             let (t, kb) = (i / blocks_k, i % blocks_k);
