@@ -8,8 +8,11 @@ use rand::{rngs::StdRng, Rng, SeedableRng};
 use crate::cli::{Args, Cache};
 use crate::timing::median_us;
 
-/// Bytes of distinct weights a cold run rotates over, so no copy stays in the 32 MiB L3.
-const COLD_BYTES: usize = 128 << 20;
+/// Bytes of distinct weights a cold run rotates over, so no copy stays in the 32 MiB L3. It was
+/// 128 MiB until session 3: with the copies in one huge-page arena (`--weights arena`) part of
+/// each 4 MB copy then still hit in the L3 (4096→4096 ran at 64 GB/s, twice the DRAM rate), so
+/// the rotation is now 32× the L3.
+const COLD_BYTES: usize = 1024 << 20;
 
 /// How many distinct weight copies a case rotates over (see [`Cache`]).
 pub(crate) fn copies(args: &Args, bytes_per_copy: usize) -> usize {
@@ -126,11 +129,14 @@ fn bitlinear(
     let base =
         PackedTernary::quantize(w, n, k, WeightGranularity::PerTensor, 1e-6).expect("quantize");
     let bytes = base.total_bytes();
-    let ws: Vec<PackedTernary> = if args.arena {
+    let copies: Vec<PackedTernary> = (0..copies(args, bytes))
+        .map(|c| distinct_copy(&base, c))
+        .collect();
+    let ws = if args.arena {
         // All copies in one huge-page arena, as a deployed model would hold its layers.
-        bitlinear_core::colocate(&vec![&base; copies(args, bytes)]).expect("arena")
+        bitlinear_core::colocate(&copies.iter().collect::<Vec<_>>()).expect("arena")
     } else {
-        (0..copies(args, bytes)).map(|_| base.clone()).collect()
+        copies
     };
     let opts = LinearOptions {
         kernel: Some(kernel),
@@ -144,10 +150,45 @@ fn bitlinear(
     (us, bytes)
 }
 
+/// Copy `c` of `base` with the weights of a pseudo-random half of its 64-byte blocks negated
+/// (codes 0 ↔ 2 in every field: `0xAAAAAAAA − word`, padding codes unchanged). Identical copies
+/// let the machine serve one physical copy for all of them (pages deduplicated below the
+/// guest, seen here: separate identical copies of 8192→28672 streamed at 54 GB/s against a
+/// 32 GB/s read bandwidth), which a cold run must not allow. Same cost per call.
+fn distinct_copy(base: &PackedTernary, c: usize) -> PackedTernary {
+    let mut words = base.to_u32_words();
+    for (b, block) in words.chunks_mut(16).enumerate() {
+        let h = (b as u64 ^ ((c as u64) << 32)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        if (h >> 63) == 1 {
+            for w in block {
+                *w = 0xAAAA_AAAA - *w;
+            }
+        }
+    }
+    PackedTernary::from_u32_words(
+        base.n(),
+        base.k(),
+        base.granularity(),
+        base.scales().to_vec(),
+        &words,
+    )
+    .expect("negated codes stay valid")
+}
+
 fn f32_matmul(args: &Args, x: &[f32], w: &[f32], m: usize, k: usize, n: usize) -> f64 {
     // w is [n, k] row-major; y = x · wᵀ. The `gemm` crate (faer's kernels) has fast GEMV and
     // GEMM paths and runs on rayon with the same thread count as bitlinear.
-    let ws: Vec<Vec<f32>> = (0..copies(args, n * k * 4)).map(|_| w.to_vec()).collect();
+    // Distinct copies (one element per 4 KiB page negated per copy), for the reason given at
+    // `distinct_copy`.
+    let ws: Vec<Vec<f32>> = (0..copies(args, n * k * 4))
+        .map(|c| {
+            let mut v = w.to_vec();
+            for i in (c % 1024..v.len()).step_by(1024) {
+                v[i] = -v[i];
+            }
+            v
+        })
+        .collect();
     let mut out = vec![0f32; m * n];
     median_us(args.min_time, |i| {
         let wi = &ws[i % ws.len()];
