@@ -15,8 +15,8 @@
 //! layers compute `dx`, `dW` and `db` (no optimizer step). Every timed call ends with
 //! `B::sync(device)`, so GPU figures include the kernels' completion, after a warm-up that also
 //! covers kernel compilation and, with the `cuda` feature, Burn's matmul autotuning.
-//! `--cache cold` rotates over distinct layer copies (≥ 128 MiB of weights in total), as the core
-//! impls do; `--cache hot` keeps one copy.
+//! `--cache cold` rotates over layer copies (1 GiB of weights in total; 128 MiB before session
+//! 3), as the core impls do; `--cache hot` keeps one copy.
 //!
 //! Backends (`--backend`): `ndarray` (burn-ndarray with `multi-threads` and `simd`, threads
 //! from `--threads`), `wgpu`, `cuda` (with the `cuda` feature, Burn's `autotune` on).

@@ -22,7 +22,7 @@ pub enum BackendKind {
 /// Whether weights are re-read from DRAM (cold) or stay cache resident (hot).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Cache {
-    /// Rotate over ≥ 128 MiB of distinct weight copies.
+    /// Rotate over 1 GiB of distinct weight copies.
     Cold,
     /// One weight copy.
     Hot,

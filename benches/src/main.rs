@@ -7,7 +7,7 @@
 //! Flags: `--m`, `--k`, `--n` (comma lists), `--threads` (rayon and baseline threads; default
 //! all cores), `--impl` (comma list; default the best detected kernel plus the baselines),
 //! `--cache cold|hot` (cold, the default, rotates over distinct weight copies totalling at least
-//! 128 MiB so weights stream from DRAM; hot keeps one copy), `--min-time` seconds per case,
+//! 1 GiB (128 MiB before session 3) so weights stream from DRAM; hot keeps one copy), `--min-time` seconds per case,
 //! `--weights separate|arena` (the core kernel's weight copies each in its own allocation, the
 //! default, or all in one huge-page arena, `bitlinear_core::colocate`, as a deployed model would).
 //! Impl names: `bitlinear-<kernel>` for any supported kernel (`bitlinear-avx512vnni`, ...),
