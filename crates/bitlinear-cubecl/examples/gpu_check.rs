@@ -447,6 +447,18 @@ fn batch_sizes(default: &[usize]) -> Vec<usize> {
         .unwrap_or_else(|| default.to_vec())
 }
 
+/// Runs a check of the hand-written CUDA kernels, or fails it where they cannot run.
+fn raw_check<R: Runtime>(
+    c: &ComputeClient<R>,
+    check: impl FnOnce() -> std::result::Result<(), String>,
+) -> std::result::Result<(), String> {
+    if raw_cuda_available(c) {
+        check()
+    } else {
+        Err("the hand-written CUDA kernels do not run here".into())
+    }
+}
+
 /// `GPU_CHECK_NO_FUSED=1` (set by the script when the fused check failed): every timed
 /// `ternary_linear` takes the two-launch path.
 fn no_fused() -> bool {
@@ -1025,15 +1037,11 @@ fn run<R: Runtime>(device: &R::Device, backend: &str) {
         ok &= report("gemv", check_matmul(&c, &mut rng, MatmulPath::Gemv));
     }
     if want("dp4a_gemv") {
-        let r = if raw_cuda_available(&c) {
-            check_matmul(&c, &mut rng, MatmulPath::Dp4aGemv)
-        } else {
-            Err("the hand-written CUDA kernels do not run here".into())
-        };
+        let r = raw_check(&c, || check_matmul(&c, &mut rng, MatmulPath::Dp4aGemv));
         ok &= report("dp4a_gemv", r);
     }
     if want("dp4a_gemv_configs") {
-        let r = if raw_cuda_available(&c) {
+        let r = raw_check(&c, || {
             (2..=5).try_for_each(|config| {
                 dp4a_gemv_config_override(config);
                 let r = check_matmul(&c, &mut rng, MatmulPath::Dp4aGemv)
@@ -1041,36 +1049,24 @@ fn run<R: Runtime>(device: &R::Device, backend: &str) {
                 dp4a_gemv_config_override(0);
                 r
             })
-        } else {
-            Err("the hand-written CUDA kernels do not run here".into())
-        };
+        });
         ok &= report("dp4a_gemv_configs", r);
     }
     if want("mma_gemm_256") {
-        let r = if raw_cuda_available(&c) {
+        let r = raw_check(&c, || {
             mma_gemm_warp_tiles_override(8);
             let r = check_matmul(&c, &mut rng, MatmulPath::MmaGemm);
             mma_gemm_warp_tiles_override(0);
             r
-        } else {
-            Err("the hand-written CUDA kernels do not run here".into())
-        };
+        });
         ok &= report("mma_gemm_256", r);
     }
     if want("fused_linear") {
-        let r = if raw_cuda_available(&c) {
-            check_fused_linear(&c, &mut rng)
-        } else {
-            Err("the hand-written CUDA kernels do not run here".into())
-        };
+        let r = raw_check(&c, || check_fused_linear(&c, &mut rng));
         ok &= report("fused_linear", r);
     }
     if want("mma_gemm") {
-        let r = if raw_cuda_available(&c) {
-            check_matmul(&c, &mut rng, MatmulPath::MmaGemm)
-        } else {
-            Err("the hand-written CUDA kernels do not run here".into())
-        };
+        let r = raw_check(&c, || check_matmul(&c, &mut rng, MatmulPath::MmaGemm));
         ok &= report("mma_gemm", r);
     }
     if want("gemv_plane") {
