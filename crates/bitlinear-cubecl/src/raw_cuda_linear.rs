@@ -1,5 +1,5 @@
-//! Host side of the hand-written CUDA kernels (`kernels/cuda/*.cu`): the dp4a GEMV and the
-//! `mma.sync` tensor-core GEMM. Each configuration (rows per block, scale granularity, bias,
+//! Host side of the hand-written CUDA kernels (`kernels/cuda/*.cu`): the dp4a GEMV (also fused
+//! with the activation quantization) and the `mma.sync` tensor-core GEMM. Each configuration (rows per block, scale granularity, bias,
 //! raw i32 output) is a `#define` prefix of the same source, compiled once by NVRTC and cached.
 
 use cubecl::prelude::*;
@@ -94,7 +94,7 @@ pub(crate) struct RawLaunch<'a> {
     pub m: usize,
     pub n: usize,
     pub blocks_k: usize,
-    /// 0 per tensor, 1 per channel (per-group scales never reach these kernels).
+    /// Per-channel weight scales, else per tensor (per-group scales never reach these kernels).
     pub per_channel: bool,
     pub has_bias: bool,
     pub raw: bool,
