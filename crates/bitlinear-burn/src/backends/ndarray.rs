@@ -290,20 +290,23 @@ impl BitLinearBackend for Nd {
         let Some(weights) = cached_packed(&packed, &scales, shape, spec) else {
             return fallback::deployed_forward::<Self>(x, packed, scales, bias, shape, spec);
         };
-        let bias_values = bias.as_ref().and_then(|b| with_f32(b, |v, _| v.to_vec()));
-        if bias.is_some() && bias_values.is_none() {
-            return fallback::deployed_forward::<Self>(x, packed, scales, bias, shape, spec);
-        }
         let opts = LinearOptions {
             activations: spec.quant.activations,
             eps: spec.eps,
             kernel: None,
         };
-        let y = with_f32(&x, |xs, dims| {
-            let out = linear(xs, dims[0], &weights, bias_values.as_deref(), &opts)
-                .unwrap_or_else(|e| core_error("kernel failed", e));
-            from_vec(out, [dims[0], shape.n])
-        });
+        let run = |b: Option<&[f32]>| {
+            with_f32(&x, |xs, dims| {
+                let out = linear(xs, dims[0], &weights, b, &opts)
+                    .unwrap_or_else(|e| core_error("kernel failed", e));
+                from_vec(out, [dims[0], shape.n])
+            })
+        };
+        // The bias is read in place (no per-call copy); a non-f32 bias takes the fallback.
+        let y = match bias.as_ref() {
+            None => run(None),
+            Some(b) => with_f32(b, |bs, _| run(Some(bs))).flatten(),
+        };
         match y {
             Some(y) => y,
             None => fallback::deployed_forward::<Self>(x, packed, scales, bias, shape, spec),
