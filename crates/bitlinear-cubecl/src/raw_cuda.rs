@@ -9,6 +9,10 @@
 //! arrive as pointers in binding order, followed by one by-value struct of `u64` scalars (the
 //! "info" argument, which the CUDA runtime passes as a grid constant from sm 70).
 
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, LazyLock, Mutex};
+
 use cubecl::prelude::*;
 use cubecl::server::{Handle, KernelArguments, MetadataBindingInfo};
 use cubecl::{CompilationError, Compiler, CubeTask};
@@ -20,21 +24,48 @@ pub fn raw_cuda_available<R: Runtime>(client: &ComputeClient<R>) -> bool {
     R::name(client) == "cuda" && client.properties().features.copy_async
 }
 
+/// The full source of one kernel configuration and a hash of it, built once per process.
+struct RawSource {
+    entry: String,
+    source: String,
+    hash: u64,
+}
+
+/// Sources already assembled, by entry name (each configuration has its own name).
+static SOURCES: LazyLock<Mutex<HashMap<String, Arc<RawSource>>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+
 /// One hand-written CUDA kernel: its complete source, entry point and block size.
 pub(crate) struct RawCudaKernel {
-    source: String,
-    entry: String,
+    source: Arc<RawSource>,
     cube_dim: CubeDim,
 }
 
 impl RawCudaKernel {
-    /// `source` must define `extern "C" __global__ void <entry>(...)`.
-    pub(crate) fn new(source: String, entry: String, cube_dim: CubeDim) -> Self {
-        Self {
-            source,
-            entry,
-            cube_dim,
-        }
+    /// The kernel named `entry`; `source` (which must define `extern "C" __global__ void
+    /// <entry>(...)`) is only called the first time this entry is seen in the process, so a
+    /// launch costs neither assembling nor hashing the (kilobytes long) source again. One entry
+    /// name must always stand for the same source.
+    pub(crate) fn cached(
+        entry: String,
+        source: impl FnOnce() -> String,
+        cube_dim: CubeDim,
+    ) -> Self {
+        let mut sources = SOURCES.lock().unwrap_or_else(|e| e.into_inner());
+        let source = sources
+            .entry(entry)
+            .or_insert_with_key(|entry| {
+                let source = source();
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                source.hash(&mut h);
+                Arc::new(RawSource {
+                    entry: entry.clone(),
+                    source,
+                    hash: h.finish(),
+                })
+            })
+            .clone();
+        Self { source, cube_dim }
     }
 
     /// Launches the kernel on `count` blocks with `buffers` (in the kernel's parameter order)
@@ -64,9 +95,10 @@ impl RawCudaKernel {
 
 impl KernelMetadata for RawCudaKernel {
     fn id(&self) -> KernelId {
-        // The source is the key: two kernels with the same text are the same kernel.
+        // The entry name and a hash of the source: a persistent PTX cache (CubeCL's
+        // `compilation.cache`) then never serves the PTX of an older source.
         KernelId::new::<Self>()
-            .info(self.source.clone())
+            .info((self.source.entry.clone(), self.source.hash))
             .cube_dim(self.cube_dim)
     }
 
@@ -93,16 +125,16 @@ impl<C: Compiler> CubeTask<C> for RawCudaKernel {
             cube_dim: self.cube_dim,
             body: Scope::root(false),
             options: KernelOptions {
-                kernel_name: self.entry.clone(),
+                kernel_name: self.source.entry.clone(),
                 debug_symbols: false,
                 cluster_dim: None,
             },
         };
         let repr = compiler.compile(empty, compilation_options, mode, address_type)?;
         Ok(CompiledKernel {
-            entrypoint_name: self.entry.clone(),
+            entrypoint_name: self.source.entry.clone(),
             debug_name: Some("bitlinear raw CUDA kernel"),
-            source: self.source.clone(),
+            source: self.source.source.clone(),
             repr: Some(repr),
             cube_dim: self.cube_dim,
             debug_info: None,
@@ -119,9 +151,9 @@ mod tests {
     /// carries our source and entry point, with no dynamic shared memory.
     #[test]
     fn compiles_to_the_given_source_with_the_cuda_compiler() {
-        let k = RawCudaKernel::new(
-            "extern \"C\" __global__ void my_entry() {}".into(),
+        let k = RawCudaKernel::cached(
             "my_entry".into(),
+            || "extern \"C\" __global__ void my_entry() {}".into(),
             CubeDim::new_1d(256),
         );
         let compiled = CubeTask::<CudaCompiler>::compile(
@@ -136,8 +168,44 @@ mod tests {
         assert!(compiled.source.contains("void my_entry()"));
         assert_eq!(compiled.cube_dim, CubeDim::new_1d(256));
         assert_eq!(compiled.repr.expect("repr").shared_memory_size(), 0);
-        // Different sources are different kernels.
-        let other = RawCudaKernel::new("x".into(), "my_entry".into(), CubeDim::new_1d(256));
-        assert_ne!(k.id(), other.id());
+    }
+}
+
+#[cfg(test)]
+mod cache_tests {
+    use super::*;
+
+    /// A source is assembled once per entry name; later launches reuse it (and its id).
+    #[test]
+    fn sources_are_built_once_per_entry() {
+        let mut built = 0;
+        let a = RawCudaKernel::cached(
+            "cache_test_a".into(),
+            || {
+                built += 1;
+                "source a".into()
+            },
+            CubeDim::new_1d(32),
+        );
+        let b = RawCudaKernel::cached(
+            "cache_test_a".into(),
+            || {
+                built += 1;
+                "never built".into()
+            },
+            CubeDim::new_1d(32),
+        );
+        assert_eq!(built, 1);
+        assert!(Arc::ptr_eq(&a.source, &b.source));
+        assert_eq!(a.id(), b.id());
+        let c = RawCudaKernel::cached(
+            "cache_test_c".into(),
+            || "source c".into(),
+            CubeDim::new_1d(32),
+        );
+        assert_ne!(a.id(), c.id());
+        // Same entry, another block size: another kernel.
+        let d = RawCudaKernel::cached("cache_test_a".into(), String::new, CubeDim::new_1d(64));
+        assert_ne!(a.id(), d.id());
     }
 }

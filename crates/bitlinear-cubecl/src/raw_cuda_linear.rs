@@ -213,9 +213,9 @@ impl RawLaunch<'_> {
                 ),
             ],
         );
-        let kernel = RawCudaKernel::new(
-            format!("{defines}{GEMV_SOURCE}"),
+        let kernel = RawCudaKernel::cached(
             entry,
+            || format!("{defines}{GEMV_SOURCE}"),
             CubeDim::new_1d(32 * config.warps as u32),
         );
         let count = CubeCount::Static(self.n.div_ceil(16) as u32, self.m.div_ceil(rows) as u32, 1);
@@ -231,9 +231,9 @@ impl RawLaunch<'_> {
         let tiles = GEMM_WARP_TILES.get().unwrap_or(GEMM_WARP_TILES_DEFAULT);
         let block_rows = 32 * tiles;
         let (entry, defines) = self.defines("gemm_mma", &[("BL_WM_TILES", tiles)]);
-        let kernel = RawCudaKernel::new(
-            format!("{defines}{GEMM_SOURCE}"),
+        let kernel = RawCudaKernel::cached(
             entry,
+            || format!("{defines}{GEMM_SOURCE}"),
             CubeDim::new_1d(256),
         );
         let count = CubeCount::Static(
