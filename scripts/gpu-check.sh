@@ -10,6 +10,10 @@
 # Prints JSON lines: device info, correctness checks of every kernel ("op":"check"; the tensor-core
 # path is forced), copy bandwidth, then bitlinear GEMV/GEMM timings and torch bf16 F.linear
 # timings for the same shapes. Total runtime is kept to a few minutes; GPU_CHECK_QUICK=1 shortens it.
+# Other knobs (all optional): GPU_CHECK_LIST="dp4a_gemv mma_gemm ..." runs only those checks;
+# GPU_CHECK_MS=1,2048 times only those batch sizes; GPU_CHECK_NO_NCU=1, GPU_CHECK_NO_TORCH=1 and
+# GPU_CHECK_NO_LOGS=1 skip the Nsight Compute device times, the torch baseline and the dumps of
+# generated kernel sources. The session-3 runs that fill BENCHMARKS.md's H100 section used these.
 set -uo pipefail
 
 BIN=${BIN:-.gpu/gpu_check}
