@@ -808,6 +808,7 @@ fn check_cmma_tiled<R: Runtime>(
 
 /// The streaming GEMV at every forced cube size, long rows (several accumulator flushes per
 /// unit), extreme values (largest partial sums) and a realistic 4096 → 4096 layer: exact i32.
+#[allow(clippy::needless_range_loop)]
 fn check_gemv_stream<R: Runtime>(
     c: &ComputeClient<R>,
     rng: &mut Rng,

@@ -165,13 +165,16 @@ fn packed_weights<R: CubeRuntime>(
     Some(weights)
 }
 
+/// `y` and the state saved for backward by [`train_forward`].
+type TrainForward<R, F, I, BT> = (CubeTensor<R>, SavedQuant<CubeBackend<R, F, I, BT>>);
+
 /// The kernel training forward on contiguous f32 operands: returns `y` and the saved state.
 fn train_forward<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement>(
     x: CubeTensor<R>,
     weight: CubeTensor<R>,
     bias: Option<CubeTensor<R>>,
     spec: QuantSpec,
-) -> (CubeTensor<R>, SavedQuant<CubeBackend<R, F, I, BT>>) {
+) -> TrainForward<R, F, I, BT> {
     let x = into_contiguous(x);
     let weight = into_contiguous(weight);
     let bias = bias.map(into_contiguous);
