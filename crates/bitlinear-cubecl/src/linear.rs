@@ -103,17 +103,24 @@ pub fn ternary_linear<R: Runtime>(
             weights.k
         )));
     }
-    if let Some(y) = fused_linear(client, x, m, k, weights, bias, act_granularity, eps, path)? {
-        return Ok(y);
+    // The whole layer in one launch where the dp4a GEMV runs with per-token activations and
+    // per-tensor or per-channel weight scales.
+    let fusable = act_granularity == ActivationGranularity::PerToken
+        && !matches!(weights.granularity, WeightGranularity::PerGroup(_))
+        && fused_gemv_fits(m, k)
+        && FUSED_OFF.get().is_none()
+        && matches!(path, MatmulPath::Auto | MatmulPath::Dp4aGemv)
+        && resolve_path(client, m, path)? == MatmulPath::Dp4aGemv;
+    if fusable {
+        return fused_linear(client, x, m, k, weights, bias, eps);
     }
     let acts = quantize_activations(client, x, m, k, act_granularity, eps)?;
     ternary_matmul(client, &acts, weights, bias, path)
 }
 
-/// The whole layer in one launch where the dp4a GEMV runs with per-token activations and
-/// per-tensor or per-channel weight scales: the GEMV quantizes `x` itself (same arithmetic as
-/// [`quantize_activations`]). `None` where that kernel does not apply.
-#[allow(clippy::too_many_arguments)]
+/// Quantizes `x` per token inside the dp4a GEMV (same arithmetic as [`quantize_activations`])
+/// and returns `y`: one launch for the whole layer. The caller checked that the kernel applies
+/// (see `ternary_linear`) and validated the weights against `k`.
 fn fused_linear<R: Runtime>(
     client: &ComputeClient<R>,
     x: &Handle,
@@ -121,24 +128,8 @@ fn fused_linear<R: Runtime>(
     k: usize,
     weights: &PackedWeights,
     bias: Option<&Handle>,
-    act_granularity: ActivationGranularity,
     eps: f32,
-    path: MatmulPath,
-) -> Result<Option<Handle>> {
-    if m == 0
-        || act_granularity != ActivationGranularity::PerToken
-        || matches!(weights.granularity, WeightGranularity::PerGroup(_))
-        || !fused_gemv_fits(m, k)
-        || FUSED_OFF.get().is_some()
-    {
-        return Ok(None);
-    }
-    if !matches!(path, MatmulPath::Auto | MatmulPath::Dp4aGemv)
-        || resolve_path(client, m, path)? != MatmulPath::Dp4aGemv
-    {
-        return Ok(None);
-    }
-    validate::positive("k", k)?;
+) -> Result<Handle> {
     let n = weights.n;
     validate::bytes("x", x, validate::mul(m, k, "M·K")? * 4)?;
     if let Some(b) = bias {
@@ -165,7 +156,7 @@ fn fused_linear<R: Runtime>(
     // SAFETY: shapes and buffer sizes validated above (the weights by the caller);
     // resolve_path checked the runtime.
     unsafe { launch.gemv(client) };
-    Ok(Some(out))
+    Ok(out)
 }
 
 static FUSED_OFF: TuningOverride = TuningOverride::new(&[1]);
@@ -326,23 +317,16 @@ fn launch_matmul<R: Runtime>(
         || unsafe { ArrayArg::from_raw_parts(raw_out.clone(), if raw { out_elems } else { 1 }) };
     let tiles_grid = CubeCount::Static(n.div_ceil(64) as u32, m.div_ceil(64) as u32, 1);
 
+    // Per-group f32 output needs per-group accumulation, which the large-tile cmma kernel and
+    // the hand-written kernels lack: their CubeCL counterparts run instead.
+    let per_group = gran == crate::kernels::common::GRAN_GROUP && !raw;
+    let path = match path {
+        MatmulPath::CmmaTiledGemm | MatmulPath::MmaGemm if per_group => MatmulPath::CmmaGemm,
+        MatmulPath::Dp4aGemv if per_group => MatmulPath::Gemv,
+        p => p,
+    };
     let path = match path {
         MatmulPath::Gemv if m > GEMV_STREAM_MAX_M => MatmulPath::GemvPlane,
-        // The large-tile kernel has no per-group accumulation: the 64×64 kernel does it.
-        MatmulPath::CmmaTiledGemm if gran == crate::kernels::common::GRAN_GROUP && !raw => {
-            MatmulPath::CmmaGemm
-        }
-        // The hand-written kernels have no per-group accumulation either.
-        MatmulPath::Dp4aGemv if gran == crate::kernels::common::GRAN_GROUP && !raw => {
-            if m > GEMV_STREAM_MAX_M {
-                MatmulPath::GemvPlane
-            } else {
-                MatmulPath::Gemv
-            }
-        }
-        MatmulPath::MmaGemm if gran == crate::kernels::common::GRAN_GROUP && !raw => {
-            MatmulPath::CmmaGemm
-        }
         p => p,
     };
     let raw_launch = || RawLaunch {
