@@ -182,11 +182,17 @@ fn check_matmul<R: Runtime>(
         &[1, 3, 16]
     } else if path == MatmulPath::Dp4aGemv {
         &[1, 2, 3, 5, 8, 9, 16]
+    } else if path == MatmulPath::WgmmaGemm {
+        // Also whole 64/128/256-row blocks.
+        &[1, 3, 16, 33, 64, 130, 256, 257]
     } else {
         &[1, 3, 16, 33, 130, 257]
     };
     // The hand-written kernels also on a K that takes several steps of every loop (257 k-blocks).
-    let ks: &[usize] = if matches!(path, MatmulPath::Dp4aGemv | MatmulPath::MmaGemm) {
+    let ks: &[usize] = if matches!(
+        path,
+        MatmulPath::Dp4aGemv | MatmulPath::MmaGemm | MatmulPath::WgmmaGemm
+    ) {
         &[1, 15, 17, 100, 300, 1040, 4100]
     } else {
         &[1, 15, 17, 100, 300, 1040]
@@ -220,10 +226,14 @@ fn check_matmul<R: Runtime>(
                     c,
                     ternary_matmul_i32(c, &acts, &w, path).map_err(|e| e.to_string())?,
                 );
-                for i in 0..m * n {
-                    if acc[i] != support::acc_range(&xq, &t, k, i / n, i % n, 0, k) {
-                        return Err(format!("i32 accumulator differs m={m} k={k} n={n} at {i}"));
-                    }
+                let want: Vec<i32> = (0..m * n)
+                    .map(|i| support::acc_range(&xq, &t, k, i / n, i % n, 0, k))
+                    .collect();
+                if acc != want {
+                    return Err(format!(
+                        "i32 accumulator differs m={m} k={k} n={n}: {}",
+                        mismatches(&acc, &want, n)
+                    ));
                 }
                 let bh = upload_f32(c, &bias);
                 let y = read_f32(
@@ -243,6 +253,58 @@ fn check_matmul<R: Runtime>(
         }
     }
     Ok(())
+}
+
+/// How many of `got` differ from `want` (`[M, N]`), with the first few as `(m, n) got/want`: what
+/// a layout bug needs to be located from one run.
+fn mismatches(got: &[i32], want: &[i32], n: usize) -> String {
+    let bad: Vec<usize> = (0..want.len()).filter(|&i| got.get(i) != Some(&want[i])).collect();
+    let first: Vec<String> = bad
+        .iter()
+        .take(6)
+        .map(|&i| format!("({},{}) {}/{}", i / n, i % n, got.get(i).copied().unwrap_or(0), want[i]))
+        .collect();
+    format!("{} of {} differ, first: {}", bad.len(), want.len(), first.join(" "))
+}
+
+/// Probes of the wgmma GEMM's layout on shapes that isolate one loop each (one k-step of 32, one
+/// 128-wide stage, several stages, then partial blocks), raw i32 output, reported one line each
+/// whatever the outcome: a failing run then says where the layout breaks.
+fn probe_wgmma<R: Runtime>(c: &ComputeClient<R>, rng: &mut Rng) -> std::result::Result<(), String> {
+    let mut all_ok = true;
+    for (m, k, n) in [
+        (64, 32, 64),
+        (64, 128, 64),
+        (64, 256, 128),
+        (128, 1024, 128),
+        (256, 512, 128),
+        (130, 300, 200),
+    ] {
+        let x = rng.vec(m * k, 1.5);
+        let xh = upload_f32(c, &x);
+        let (t, _, w) = random_packed(c, rng, n, k, Gran::Tensor);
+        let acts = quantize_activations(c, &xh, m, k, ActivationGranularity::PerToken, EPS)
+            .map_err(|e| e.to_string())?;
+        let (xq, _) = support::quantize_acts(&x, m, k, false, EPS);
+        let got = read_i32(
+            c,
+            ternary_matmul_i32(c, &acts, &w, MatmulPath::WgmmaGemm).map_err(|e| e.to_string())?,
+        );
+        let want: Vec<i32> = (0..m * n)
+            .map(|i| support::acc_range(&xq, &t, k, i / n, i % n, 0, k))
+            .collect();
+        let ok = got == want;
+        all_ok &= ok;
+        println!(
+            r#"{{"op":"probe","what":"wgmma","m":{m},"k":{k},"n":{n},"ok":{ok},"detail":"{}"}}"#,
+            mismatches(&got, &want, n)
+        );
+    }
+    if all_ok {
+        Ok(())
+    } else {
+        Err("see the probe lines".into())
+    }
 }
 
 /// The fused quantize + dp4a GEMV of `ternary_linear` (one launch): against the CPU reference,
@@ -481,6 +543,8 @@ struct Variant {
     dp4a_config: usize,
     /// mma GEMM 16-row tiles per warp (0: default).
     mma_tiles: usize,
+    /// wgmma GEMM block shape (0: default).
+    wgmma_config: usize,
     /// `ternary_linear` without the fused quantize + GEMV (two launches).
     unfused: bool,
     linear_too: bool,
@@ -497,6 +561,7 @@ impl Variant {
             tiled_k_blocks: 0,
             dp4a_config: 0,
             mma_tiles: 0,
+            wgmma_config: 0,
             unfused: false,
             linear_too: false,
         }
@@ -509,6 +574,11 @@ impl Variant {
     const fn mma(name: &'static str, tiles: usize) -> Self {
         let mut v = Self::new(name, MatmulPath::MmaGemm, 0, 0);
         v.mma_tiles = tiles;
+        v
+    }
+    const fn wgmma(name: &'static str, config: usize) -> Self {
+        let mut v = Self::new(name, MatmulPath::WgmmaGemm, 0, 0);
+        v.wgmma_config = config;
         v
     }
     const fn gemv_depth(name: &'static str, units: usize, depth: usize) -> Self {
@@ -528,12 +598,14 @@ impl Variant {
         cmma_tiled_k_blocks_override(self.tiled_k_blocks);
         dp4a_gemv_config_override(self.dp4a_config);
         mma_gemm_warp_tiles_override(self.mma_tiles);
+        wgmma_gemm_config_override(self.wgmma_config);
         fused_linear_off(self.unfused || no_fused());
     }
     fn reset() {
         fused_linear_off(no_fused());
         dp4a_gemv_config_override(0);
         mma_gemm_warp_tiles_override(0);
+        wgmma_gemm_config_override(0);
         gemv_stream_units_override(0);
         gemv_stream_depth_override(0);
         cmma_k_blocks_override(0);
@@ -543,7 +615,7 @@ impl Variant {
 
 /// Variants timed side by side for `m` rows: the default first (also timed with activation
 /// quantization), then the previous kernel and tuning alternatives.
-fn variants(m: usize, cmma_ok: bool, raw_ok: bool) -> Vec<Variant> {
+fn variants(m: usize, cmma_ok: bool, raw_ok: bool, wgmma_ok: bool) -> Vec<Variant> {
     let main = |mut v: Variant| {
         v.linear_too = true;
         v
@@ -592,6 +664,15 @@ fn variants(m: usize, cmma_ok: bool, raw_ok: bool) -> Vec<Variant> {
     } else if std::env::var("GPU_CHECK_ALL_VARIANTS").is_err() {
         // The hand-written mma.sync GEMM against the best CubeCL cmma kernel.
         let mut v = vec![];
+        // The Hopper wgmma kernel and its block shapes (GPU_CHECK_NO_WGMMA=1, set by the script
+        // when its check failed, leaves them out).
+        if wgmma_ok && std::env::var("GPU_CHECK_NO_WGMMA").is_err() {
+            v.push(main(Variant::wgmma("wgmma", 0)));
+            if std::env::var("GPU_CHECK_NO_WGMMA_CONFIGS").is_err() {
+                v.push(Variant::wgmma("wgmma-256", 2));
+                v.push(Variant::wgmma("wgmma-64", 3));
+            }
+        }
         if raw_ok && std::env::var("GPU_CHECK_NO_MMA").is_err() {
             v.push(main(Variant::new("mma", MatmulPath::MmaGemm, 0, 0)));
             if std::env::var("GPU_CHECK_NO_MMA_256").is_err() {
@@ -668,7 +749,7 @@ fn profile<R: Runtime>(c: &ComputeClient<R>, rng: &mut Rng, cmma_ok: bool) {
             let acts =
                 quantize_activations(c, &x, m, k, ActivationGranularity::PerToken, EPS).unwrap();
             sync(c);
-            for v in variants(m, cmma_ok, raw_cuda_available(c)) {
+            for v in variants(m, cmma_ok, raw_cuda_available(c), wgmma_available(c)) {
                 if v.path == MatmulPath::TiledGemm && m > 512 {
                     continue;
                 }
@@ -956,7 +1037,7 @@ fn bench<R: Runtime>(
             let x = upload_f32(c, &rng.vec(m * k, 1.0));
             let acts =
                 quantize_activations(c, &x, m, k, ActivationGranularity::PerToken, EPS).unwrap();
-            for v in variants(m, cmma_ok, raw_cuda_available(c)) {
+            for v in variants(m, cmma_ok, raw_cuda_available(c), wgmma_available(c)) {
                 v.apply();
                 // Kernel only (pre-quantized activations) and, for the main variants, the full
                 // layer (with the activation-quantization launch).
@@ -1065,6 +1146,36 @@ fn run<R: Runtime>(device: &R::Device, backend: &str) {
     if want("fused_linear") {
         let r = raw_check(&c, || check_fused_linear(&c, &mut rng));
         ok &= report("fused_linear", r);
+    }
+    if want("wgmma_probe") {
+        let r = if wgmma_available(&c) {
+            probe_wgmma(&c, &mut rng)
+        } else {
+            Err("the wgmma kernel does not run here".into())
+        };
+        ok &= report("wgmma_probe", r);
+    }
+    if want("wgmma_gemm") {
+        let r = if wgmma_available(&c) {
+            check_matmul(&c, &mut rng, MatmulPath::WgmmaGemm)
+        } else {
+            Err("the wgmma kernel does not run here".into())
+        };
+        ok &= report("wgmma_gemm", r);
+    }
+    if want("wgmma_gemm_configs") {
+        let r = if wgmma_available(&c) {
+            (2..=3).try_for_each(|config| {
+                wgmma_gemm_config_override(config);
+                let r = check_matmul(&c, &mut rng, MatmulPath::WgmmaGemm)
+                    .map_err(|e| format!("config {config}: {e}"));
+                wgmma_gemm_config_override(0);
+                r
+            })
+        } else {
+            Err("the wgmma kernel does not run here".into())
+        };
+        ok &= report("wgmma_gemm_configs", r);
     }
     if want("mma_gemm") {
         let r = raw_check(&c, || check_matmul(&c, &mut rng, MatmulPath::MmaGemm));

@@ -35,8 +35,10 @@ pub use linear::{
     gemv_stream_depth_override, gemv_stream_units_override, resolve_path, ternary_linear,
     ternary_matmul, ternary_matmul_i32, FORCE_PLANE_ENV, GEMV_MAX_M, GEMV_STREAM_MAX_M,
 };
-pub use raw_cuda::raw_cuda_available;
-pub use raw_cuda_linear::{dp4a_gemv_config_override, mma_gemm_warp_tiles_override};
+pub use raw_cuda::{raw_cuda_available, wgmma_available};
+pub use raw_cuda_linear::{
+    dp4a_gemv_config_override, mma_gemm_warp_tiles_override, wgmma_gemm_config_override,
+};
 pub use types::{
     packed_word_count, words_per_row, ActivationGranularity, MatmulPath, PackedWeights,
     QuantizedActivations, WeightGranularity, WeightLayout,

@@ -12,7 +12,7 @@ use crate::kernels::gemm_cmma_tiled::{gemm_cmma_tiled_kernel, TILE_M, TILE_N, UN
 use crate::kernels::gemm_tiled::gemm_tiled_kernel;
 use crate::kernels::gemv::gemv_kernel;
 use crate::kernels::gemv_stream::gemv_stream_kernel;
-use crate::raw_cuda::raw_cuda_available;
+use crate::raw_cuda::{raw_cuda_available, wgmma_available};
 use crate::raw_cuda_linear::{fused_gemv_fits, RawLaunch};
 use crate::tuning::TuningOverride;
 use crate::types::{
@@ -66,6 +66,15 @@ pub fn resolve_path<R: Runtime>(
                 reason: "the hand-written kernels need the CUDA runtime on sm >= 80".into(),
             })
         }
+        MatmulPath::WgmmaGemm if !wgmma_available(client) => Err(Error::PathUnavailable {
+            path: path.name(),
+            reason: "the wgmma kernel needs the CUDA runtime on sm 90 (Hopper)".into(),
+        }),
+        // The smallest block shape has 64 activation rows.
+        MatmulPath::WgmmaGemm if m.div_ceil(64) > 65_535 => Err(Error::PathUnavailable {
+            path: path.name(),
+            reason: format!("M = {m} exceeds the grid's 65535 tiles of 64 rows"),
+        }),
         MatmulPath::MmaGemm if m.div_ceil(128) > 65_535 => Err(Error::PathUnavailable {
             path: path.name(),
             reason: format!("M = {m} exceeds the grid's 65535 tiles of 128 rows"),
@@ -321,7 +330,9 @@ fn launch_matmul<R: Runtime>(
     // the hand-written kernels lack: their CubeCL counterparts run instead.
     let per_group = gran == crate::kernels::common::GRAN_GROUP && !raw;
     let path = match path {
-        MatmulPath::CmmaTiledGemm | MatmulPath::MmaGemm if per_group => MatmulPath::CmmaGemm,
+        MatmulPath::CmmaTiledGemm | MatmulPath::MmaGemm | MatmulPath::WgmmaGemm if per_group => {
+            MatmulPath::CmmaGemm
+        }
         MatmulPath::Dp4aGemv if per_group => MatmulPath::Gemv,
         p => p,
     };
@@ -350,6 +361,7 @@ fn launch_matmul<R: Runtime>(
         // runtime.
         MatmulPath::Dp4aGemv => unsafe { raw_launch().gemv(client) },
         MatmulPath::MmaGemm => unsafe { raw_launch().gemm(client) },
+        MatmulPath::WgmmaGemm => unsafe { raw_launch().wgmma_gemm(client) },
         MatmulPath::Gemv => {
             let (lpb, units) = gemv_stream_shape(client, m, tiles_n, blocks_k);
             // Per-group scales flush after every block: one block per step.

@@ -24,6 +24,16 @@ pub fn raw_cuda_available<R: Runtime>(client: &ComputeClient<R>) -> bool {
     R::name(client) == "cuda" && client.properties().features.copy_async
 }
 
+/// Whether the `wgmma` kernel can run on this client: the hand-written kernels run
+/// ([`raw_cuda_available`]) on the Hopper family, sm 90 (compiled as `sm_90a` by the runtime).
+/// CubeCL reports Hopper as the arch with tensor-memory copies (TMA) but without the im2col-wide
+/// mode of sm ≥ 100, which has no `wgmma`.
+pub fn wgmma_available<R: Runtime>(client: &ComputeClient<R>) -> bool {
+    use cubecl::ir::features::Tma;
+    let tma = client.properties().features.tma;
+    raw_cuda_available(client) && tma.contains(Tma::Base) && !tma.contains(Tma::Im2colWide)
+}
+
 /// The full source of one kernel configuration and a hash of it, built once per process.
 struct RawSource {
     entry: String,
@@ -35,10 +45,21 @@ struct RawSource {
 static SOURCES: LazyLock<Mutex<HashMap<String, Arc<RawSource>>>> =
     LazyLock::new(|| Mutex::new(HashMap::new()));
 
-/// One hand-written CUDA kernel: its complete source, entry point and block size.
+/// One hand-written CUDA kernel: its complete source, entry point, block size, and the bytes of
+/// dynamic shared memory it is launched with (for kernels declaring `extern __shared__`).
 pub(crate) struct RawCudaKernel {
     source: Arc<RawSource>,
     cube_dim: CubeDim,
+    dynamic_shared: usize,
+}
+
+/// Reserves `words` u32 of shared memory in an otherwise empty kernel. The CUDA runtime sizes a
+/// launch's dynamic shared memory from the compiled representation, and CubeCL only allocates
+/// shared memory that the kernel touches, hence the one store.
+#[cube]
+fn reserve_shared(#[comptime] words: usize) {
+    let mut smem = SharedMemory::<u32>::new(words);
+    smem[0] = 0u32;
 }
 
 impl RawCudaKernel {
@@ -65,7 +86,18 @@ impl RawCudaKernel {
                 })
             })
             .clone();
-        Self { source, cube_dim }
+        Self {
+            source,
+            cube_dim,
+            dynamic_shared: 0,
+        }
+    }
+
+    /// Launches the kernel with `bytes` of dynamic shared memory (its `extern __shared__` array;
+    /// above 48 KB too, up to the device's per-block limit, which the runtime checks).
+    pub(crate) fn with_dynamic_shared(mut self, bytes: usize) -> Self {
+        self.dynamic_shared = bytes;
+        self
     }
 
     /// Launches the kernel on `count` blocks with `buffers` (in the kernel's parameter order)
@@ -98,7 +130,7 @@ impl KernelMetadata for RawCudaKernel {
         // The entry name and a hash of the source: a persistent PTX cache (CubeCL's
         // `compilation.cache`) then never serves the PTX of an older source.
         KernelId::new::<Self>()
-            .info((self.source.entry.clone(), self.source.hash))
+            .info((self.source.entry.clone(), self.source.hash, self.dynamic_shared))
             .cube_dim(self.cube_dim)
     }
 
@@ -117,13 +149,19 @@ impl<C: Compiler> CubeTask<C> for RawCudaKernel {
     ) -> Result<CompiledKernel<C>, CompilationError> {
         // The runtime wants the compiler's representation too (it reads the kernel's dynamic
         // shared memory from it): an empty kernel gives one with none, which is right for
-        // kernels that only declare static `__shared__` arrays.
+        // kernels that only declare static `__shared__` arrays; others reserve their bytes.
+        let mut body = Scope::root(false);
+        if self.dynamic_shared > 0 {
+            // The frontend's index type, as the kernel launcher would register it.
+            body.register_type::<usize>(address_type);
+            reserve_shared::expand(&mut body, self.dynamic_shared.div_ceil(4));
+        }
         let empty = KernelDefinition {
             buffers: vec![],
             tensor_maps: vec![],
             scalars: vec![],
             cube_dim: self.cube_dim,
-            body: Scope::root(false),
+            body,
             options: KernelOptions {
                 kernel_name: self.source.entry.clone(),
                 debug_symbols: false,
@@ -168,6 +206,33 @@ mod tests {
         assert!(compiled.source.contains("void my_entry()"));
         assert_eq!(compiled.cube_dim, CubeDim::new_1d(256));
         assert_eq!(compiled.repr.expect("repr").shared_memory_size(), 0);
+    }
+
+    /// A kernel asking for dynamic shared memory gets (at least) that many bytes in the
+    /// representation the runtime sizes its launch from, above the 48 KB static limit too.
+    #[test]
+    fn reserves_the_dynamic_shared_memory_asked_for() {
+        for bytes in [4, 1000, 66 * 1024, 129 * 1024] {
+            let k = RawCudaKernel::cached(
+                format!("dyn_entry_{bytes}"),
+                || "extern \"C\" __global__ void dyn_entry() {}".into(),
+                CubeDim::new_1d(128),
+            )
+            .with_dynamic_shared(bytes);
+            let compiled = CubeTask::<CudaCompiler>::compile(
+                &k,
+                &mut CudaCompiler::default(),
+                &Default::default(),
+                ExecutionMode::Unchecked,
+                KernelMetadata::address_type(&k),
+            )
+            .expect("compiles");
+            let got = compiled.repr.expect("repr").shared_memory_size();
+            assert!(
+                (bytes..bytes + 64).contains(&got),
+                "asked {bytes} bytes, got {got}"
+            );
+        }
     }
 }
 

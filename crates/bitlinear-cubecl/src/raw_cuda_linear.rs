@@ -10,6 +10,7 @@ use crate::tuning::TuningOverride;
 
 const GEMV_SOURCE: &str = include_str!("kernels/cuda/gemv_dp4a.cu");
 const GEMM_SOURCE: &str = include_str!("kernels/cuda/gemm_mma.cu");
+const WGMMA_SOURCE: &str = include_str!("kernels/cuda/gemm_wgmma.cu");
 
 /// Largest number of activation rows one GEMV block handles (more rows: more blocks in `y`).
 const GEMV_ROWS_PER_BLOCK: usize = 8;
@@ -81,6 +82,69 @@ pub fn mma_gemm_warp_tiles_override(tiles: usize) {
 
 /// Default 16-row mma tiles per warp of the mma GEMM.
 const GEMM_WARP_TILES_DEFAULT: usize = 4;
+
+/// Block shape of the wgmma GEMM: warpgroups per block (64 weight rows each) and activation rows
+/// per block (the wgmma's N, also the accumulators per thread times 2).
+#[derive(Debug, Clone, Copy)]
+struct WgmmaConfig {
+    warpgroups: usize,
+    rows: usize,
+}
+
+/// The configurations [`wgmma_gemm_config_override`] selects from (1-based); the first is the
+/// default.
+const WGMMA_CONFIGS: [WgmmaConfig; 3] = [
+    WgmmaConfig {
+        warpgroups: 2,
+        rows: 128,
+    },
+    WgmmaConfig {
+        warpgroups: 2,
+        rows: 256,
+    },
+    WgmmaConfig {
+        warpgroups: 2,
+        rows: 64,
+    },
+];
+
+static WGMMA_CONFIG: TuningOverride = TuningOverride::new(&[1, 2, 3]);
+
+/// Forces one of the wgmma GEMM's block shapes (1: 128 weight rows × 128 activation rows, 2: ×
+/// 256, 3: × 64; 0 restores the default, 1). For benchmarks and tests: every shape computes the
+/// same result.
+#[doc(hidden)]
+pub fn wgmma_gemm_config_override(config: usize) {
+    WGMMA_CONFIG.set(config);
+}
+
+/// Activation stages in shared memory of the wgmma GEMM (see `gemm_wgmma.cu`).
+const WGMMA_STAGES: usize = 4;
+
+/// The `bl_wgmma` device function of `gemm_wgmma.cu` for `n` activation rows, as one `#define`
+/// line: `wgmma.mma_async` m64n`n`k32 s8·s8→s32 with the weight fragment in 4 registers, the
+/// activations through a shared-memory descriptor, and its `n / 2` accumulators, which the
+/// instruction adds to (scale-d = 1: they start at zero).
+fn wgmma_fn(n: usize) -> String {
+    let acc = n / 2;
+    let d: Vec<String> = (0..acc).map(|i| format!("%{i}")).collect();
+    let outs: Vec<String> = (0..acc).map(|i| format!("\"+r\"(d[{i}])")).collect();
+    format!(
+        "#define BL_WGMMA_FN static __device__ __forceinline__ void bl_wgmma(int (&d)[{acc}], \
+         const unsigned int (&a)[4], unsigned long long desc) {{ asm volatile(\"{{\\n.reg .pred \
+         p;\\nsetp.ne.b32 p, %{scale}, 0;\\nwgmma.mma_async.sync.aligned.m64n{n}k32.s32.s8.s8 \
+         {{{d}}}, {{%{a0}, %{a1}, %{a2}, %{a3}}}, %{desc}, p;\\n}}\\n\" : {outs} : \
+         \"r\"(a[0]), \"r\"(a[1]), \"r\"(a[2]), \"r\"(a[3]), \"r\"(1), \"l\"(desc)); }}\n",
+        d = d.join(", "),
+        outs = outs.join(", "),
+        a0 = acc,
+        a1 = acc + 1,
+        a2 = acc + 2,
+        a3 = acc + 3,
+        scale = acc + 4,
+        desc = acc + 5,
+    )
+}
 
 /// The buffers and sizes of one launch, already validated by the caller.
 pub(crate) struct RawLaunch<'a> {
@@ -243,6 +307,32 @@ impl RawLaunch<'_> {
         );
         unsafe { kernel.launch(client, count, &self.buffers(), self.scalars()) };
     }
+
+    /// Tensor-core GEMM on Hopper's warpgroup MMA (`wgmma` m64nNk32 s8, weights as the register
+    /// operand): blocks of 64 weight rows per warpgroup × 64-256 activation rows.
+    ///
+    /// # Safety
+    /// As [`Self::gemv`]; sm 90 ([`crate::wgmma_available`]).
+    pub(crate) unsafe fn wgmma_gemm<R: Runtime>(&self, client: &ComputeClient<R>) {
+        let config = WGMMA_CONFIGS[WGMMA_CONFIG.get().unwrap_or(1) - 1];
+        let (entry, defines) = self.defines(
+            "gemm_wgmma",
+            &[("BL_WGS", config.warpgroups), ("BL_BM", config.rows)],
+        );
+        let kernel = RawCudaKernel::cached(
+            entry,
+            || format!("{defines}{}{WGMMA_SOURCE}", wgmma_fn(config.rows)),
+            CubeDim::new_1d(128 * config.warpgroups as u32),
+        )
+        // The activation buffers, and 1 KB to align them to the 128-byte swizzle's 1024 bytes.
+        .with_dynamic_shared(WGMMA_STAGES * config.rows * 128 + 1024);
+        let count = CubeCount::Static(
+            self.n.div_ceil(64 * config.warpgroups) as u32,
+            self.m.div_ceil(config.rows) as u32,
+            1,
+        );
+        unsafe { kernel.launch(client, count, &self.buffers(), self.scalars()) };
+    }
 }
 
 #[cfg(test)]
@@ -258,6 +348,32 @@ mod tests {
         assert!(!fused_gemv_fits(0, 16));
         // The largest fused block's rows fit the shared memory the kernel declares.
         assert!(gemv_rows_per_block(FUSED_MAX_M) * FUSED_MAX_K <= FUSED_SHARED_BYTES);
+    }
+
+    /// The generated wgmma wrapper names every accumulator once, then the 4 fragment registers,
+    /// the scale and the descriptor, in operand order.
+    #[test]
+    fn wgmma_wrapper_lists_its_operands_in_order() {
+        for n in [64, 128, 256] {
+            let f = wgmma_fn(n);
+            let acc = n / 2;
+            assert!(f.starts_with("#define BL_WGMMA_FN "));
+            assert_eq!(f.matches('\n').count(), 1, "one line");
+            assert!(f.contains(&format!("m64n{n}k32.s32.s8.s8")));
+            assert!(f.contains(&format!("int (&d)[{acc}]")));
+            assert_eq!(f.matches("\"+r\"(d[").count(), acc);
+            assert!(f.contains(&format!("\"+r\"(d[{}])", acc - 1)));
+            assert!(f.contains(&format!(
+                "{{%{}, %{}, %{}, %{}}}, %{}, p;",
+                acc,
+                acc + 1,
+                acc + 2,
+                acc + 3,
+                acc + 5
+            )));
+            assert!(f.contains(&format!("setp.ne.b32 p, %{}, 0;", acc + 4)));
+            assert!(f.contains(&format!("{{%0, %1, ")));
+        }
     }
 
     #[test]

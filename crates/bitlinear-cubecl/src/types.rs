@@ -105,6 +105,11 @@ pub enum MatmulPath {
     /// Per-group weight scales run [`MatmulPath::CmmaGemm`] instead. What `Auto` picks for
     /// M > 16 where it can run.
     MmaGemm,
+    /// Force the hand-written Hopper GEMM (`wgmma` m64nNk32 s8, asynchronous warpgroup MMA,
+    /// with the weights decoded into its register operand and the activations in swizzled
+    /// shared memory); an error off CUDA sm 90 ([`crate::wgmma_available`]). Per-group weight
+    /// scales run [`MatmulPath::CmmaGemm`] instead.
+    WgmmaGemm,
 }
 
 impl MatmulPath {
@@ -119,6 +124,7 @@ impl MatmulPath {
             Self::CmmaTiledGemm => "cmma-tiled-gemm",
             Self::Dp4aGemv => "dp4a-gemv",
             Self::MmaGemm => "mma-gemm",
+            Self::WgmmaGemm => "wgmma-gemm",
         }
     }
 }
