@@ -669,8 +669,11 @@ fn variants(m: usize, cmma_ok: bool, raw_ok: bool, wgmma_ok: bool) -> Vec<Varian
         if wgmma_ok && std::env::var("GPU_CHECK_NO_WGMMA").is_err() {
             v.push(main(Variant::wgmma("wgmma", 0)));
             if std::env::var("GPU_CHECK_NO_WGMMA_CONFIGS").is_err() {
+                v.push(Variant::wgmma("wgmma-128", 1));
                 v.push(Variant::wgmma("wgmma-256", 2));
-                v.push(Variant::wgmma("wgmma-64", 3));
+                // 256 weight rows and 2 blocks per SM (configs 4, 5) were slower (run 2).
+                v.push(Variant::wgmma("wgmma-256-even", 6));
+                v.push(Variant::wgmma("wgmma-256-nofence", 7));
             }
         }
         if raw_ok && std::env::var("GPU_CHECK_NO_MMA").is_err() {
@@ -1165,7 +1168,7 @@ fn run<R: Runtime>(device: &R::Device, backend: &str) {
     }
     if want("wgmma_gemm_configs") {
         let r = if wgmma_available(&c) {
-            (2..=3).try_for_each(|config| {
+            (1..=7).try_for_each(|config| {
                 wgmma_gemm_config_override(config);
                 let r = check_matmul(&c, &mut rng, MatmulPath::WgmmaGemm)
                     .map_err(|e| format!("config {config}: {e}"));

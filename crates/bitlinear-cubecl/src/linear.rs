@@ -49,6 +49,11 @@ pub fn resolve_path<R: Runtime>(
             Ok(MatmulPath::Dp4aGemv)
         }
         MatmulPath::Auto if m <= GEMV_MAX_M => Ok(MatmulPath::Gemv),
+        // Hopper: the wgmma kernel (1.3-1.9x the mma.sync one at every benchmark shape on an
+        // H100, BENCHMARKS.md).
+        MatmulPath::Auto if wgmma_available(client) && m.div_ceil(64) <= 65_535 => {
+            Ok(MatmulPath::WgmmaGemm)
+        }
         MatmulPath::Auto if raw_cuda_available(client) => Ok(MatmulPath::MmaGemm),
         // The 128×128 double-buffered kernel beat the 64×64 one on every shape timed on an
         // H200 (and passed the exact CUDA checks); per-group f32 output falls back inside.

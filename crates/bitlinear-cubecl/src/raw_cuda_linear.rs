@@ -83,39 +83,86 @@ pub fn mma_gemm_warp_tiles_override(tiles: usize) {
 /// Default 16-row mma tiles per warp of the mma GEMM.
 const GEMM_WARP_TILES_DEFAULT: usize = 4;
 
-/// Block shape of the wgmma GEMM: warpgroups per block (64 weight rows each) and activation rows
-/// per block (the wgmma's N, also the accumulators per thread times 2).
+/// Block shape of the wgmma GEMM: warpgroups per block, 64-row weight slabs per warpgroup,
+/// activation rows per block (the wgmma's N; accumulators per thread = slabs × rows / 2), and
+/// blocks per SM asked of the compiler (2 caps the registers at 128 per thread).
 #[derive(Debug, Clone, Copy)]
 struct WgmmaConfig {
     warpgroups: usize,
+    slabs: usize,
     rows: usize,
+    min_blocks: usize,
+    /// Code-shape experiments: an even stage count (no tail copy of the loop body), and the
+    /// empty `asm` fences that pin the accumulators and fragments in their registers.
+    even: bool,
+    fences: bool,
 }
 
-/// The configurations [`wgmma_gemm_config_override`] selects from (1-based); the first is the
-/// default.
-const WGMMA_CONFIGS: [WgmmaConfig; 3] = [
-    WgmmaConfig {
-        warpgroups: 2,
-        rows: 128,
-    },
-    WgmmaConfig {
-        warpgroups: 2,
-        rows: 256,
-    },
-    WgmmaConfig {
-        warpgroups: 2,
-        rows: 64,
-    },
+impl WgmmaConfig {
+    const fn new(slabs: usize, rows: usize, min_blocks: usize) -> Self {
+        Self {
+            warpgroups: 2,
+            slabs,
+            rows,
+            min_blocks,
+            even: false,
+            fences: true,
+        }
+    }
+
+    const fn code_shape(mut self, even: bool, fences: bool) -> Self {
+        self.even = even;
+        self.fences = fences;
+        self
+    }
+
+    /// Weight rows per block.
+    const fn weight_rows(self) -> usize {
+        64 * self.slabs * self.warpgroups
+    }
+}
+
+/// The configurations [`wgmma_gemm_config_override`] selects from (1-based).
+const WGMMA_CONFIGS: [WgmmaConfig; 7] = [
+    WgmmaConfig::new(1, 128, 1),
+    WgmmaConfig::new(1, 256, 1),
+    WgmmaConfig::new(1, 64, 1),
+    WgmmaConfig::new(2, 128, 1),
+    WgmmaConfig::new(1, 128, 2),
+    WgmmaConfig::new(1, 256, 1).code_shape(true, true),
+    WgmmaConfig::new(1, 256, 1).code_shape(false, false),
 ];
 
-static WGMMA_CONFIG: TuningOverride = TuningOverride::new(&[1, 2, 3]);
+static WGMMA_CONFIG: TuningOverride = TuningOverride::new(&[1, 2, 3, 4, 5, 6, 7]);
 
-/// Forces one of the wgmma GEMM's block shapes (1: 128 weight rows × 128 activation rows, 2: ×
-/// 256, 3: × 64; 0 restores the default, 1). For benchmarks and tests: every shape computes the
-/// same result.
+/// Forces one of the wgmma GEMM's block shapes (weight rows × activation rows: 1: 128 × 128,
+/// 2: 128 × 256, 3: 128 × 64, 4: 256 × 128, 5: 128 × 128 at 2 blocks per SM, 6: as 2 with an
+/// even stage count, 7: as 2 without the register fences; 0 restores the default). For benchmarks and tests: every shape computes the same result.
 #[doc(hidden)]
 pub fn wgmma_gemm_config_override(config: usize) {
     WGMMA_CONFIG.set(config);
+}
+
+/// Time per activation row of a 256-row block relative to a 128-row one (H100, M = 2048, the
+/// four benchmark shapes: 0.74-0.93, BENCHMARKS.md): the larger block streams its weights once
+/// for twice the rows.
+const WGMMA_ROWS_256_COST: f64 = 0.8;
+
+/// The default wgmma block shape (1-based index into [`WGMMA_CONFIGS`]) for `m` × `n` on `sms`
+/// multiprocessors (one block each at a time): 256 activation rows per block unless that leaves
+/// so few blocks that more waves of 128-row blocks finish sooner (e.g. 4096 outputs at M = 512:
+/// 64 blocks of 256 rows leave half of an H100 idle).
+fn wgmma_default_config(m: usize, n: usize, sms: usize) -> usize {
+    let cost = |index: usize, per_row: f64| {
+        let c = WGMMA_CONFIGS[index - 1];
+        let blocks = n.div_ceil(c.weight_rows()) * m.div_ceil(c.rows);
+        (blocks.div_ceil(sms.max(1)) * c.rows) as f64 * per_row
+    };
+    if cost(2, WGMMA_ROWS_256_COST) < cost(1, 1.0) {
+        2
+    } else {
+        1
+    }
 }
 
 /// Activation stages in shared memory of the wgmma GEMM (see `gemm_wgmma.cu`).
@@ -314,10 +361,23 @@ impl RawLaunch<'_> {
     /// # Safety
     /// As [`Self::gemv`]; sm 90 ([`crate::wgmma_available`]).
     pub(crate) unsafe fn wgmma_gemm<R: Runtime>(&self, client: &ComputeClient<R>) {
-        let config = WGMMA_CONFIGS[WGMMA_CONFIG.get().unwrap_or(1) - 1];
+        let index = WGMMA_CONFIG
+            .get()
+            .unwrap_or_else(|| {
+                let sms = client.properties().hardware.num_streaming_multiprocessors;
+                wgmma_default_config(self.m, self.n, sms.unwrap_or(132) as usize)
+            });
+        let config = WGMMA_CONFIGS[index - 1];
         let (entry, defines) = self.defines(
             "gemm_wgmma",
-            &[("BL_WGS", config.warpgroups), ("BL_BM", config.rows)],
+            &[
+                ("BL_WGS", config.warpgroups),
+                ("BL_SLABS", config.slabs),
+                ("BL_BM", config.rows),
+                ("BL_MINB", config.min_blocks),
+                ("BL_EVEN", config.even as usize),
+                ("BL_FENCES", config.fences as usize),
+            ],
         );
         let kernel = RawCudaKernel::cached(
             entry,
@@ -327,7 +387,7 @@ impl RawLaunch<'_> {
         // The activation buffers, and 1 KB to align them to the 128-byte swizzle's 1024 bytes.
         .with_dynamic_shared(WGMMA_STAGES * config.rows * 128 + 1024);
         let count = CubeCount::Static(
-            self.n.div_ceil(64 * config.warpgroups) as u32,
+            self.n.div_ceil(config.weight_rows()) as u32,
             self.m.div_ceil(config.rows) as u32,
             1,
         );
@@ -374,6 +434,25 @@ mod tests {
             assert!(f.contains(&format!("setp.ne.b32 p, %{}, 0;", acc + 4)));
             assert!(f.contains(&format!("{{%0, %1, ")));
         }
+    }
+
+    /// On an H100 (132 SMs), the block shapes measured fastest at the benchmark shapes.
+    #[test]
+    fn wgmma_default_block_shape_follows_the_waves() {
+        for (m, n, want) in [
+            (512, 4096, 1),
+            (512, 11008, 1),
+            (512, 28672, 2),
+            (512, 6912, 2),
+            (2048, 4096, 2),
+            (2048, 11008, 2),
+            (2048, 28672, 2),
+            (2048, 6912, 2),
+        ] {
+            assert_eq!(wgmma_default_config(m, n, 132), want, "M = {m}, N = {n}");
+        }
+        // Tiny problems and a missing SM count still pick a valid shape.
+        assert!((1..=WGMMA_CONFIGS.len()).contains(&wgmma_default_config(17, 1, 0)));
     }
 
     #[test]

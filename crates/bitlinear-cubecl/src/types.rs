@@ -77,7 +77,7 @@ pub enum WeightLayout {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum MatmulPath {
     /// On CUDA sm ≥ 80 the hand-written kernels ([`MatmulPath::Dp4aGemv`] for `M ≤ 16`, else
-    /// [`MatmulPath::MmaGemm`]); elsewhere the CubeCL GEMV for `M ≤ 16`, else the `cmma` GEMM
+    /// [`MatmulPath::WgmmaGemm`] on Hopper and [`MatmulPath::MmaGemm`] on other GPUs); elsewhere the CubeCL GEMV for `M ≤ 16`, else the `cmma` GEMM
     /// where available, else the tiled GEMM.
     #[default]
     Auto,
@@ -103,12 +103,12 @@ pub enum MatmulPath {
     /// Force the hand-written CUDA tensor-core GEMM (`mma.sync` m16n8k32 s8 on register-decoded
     /// weights, 128×128 tiles, 3-stage `cp.async` pipeline); an error off CUDA sm ≥ 80.
     /// Per-group weight scales run [`MatmulPath::CmmaGemm`] instead. What `Auto` picks for
-    /// M > 16 where it can run.
+    /// M > 16 on CUDA sm ≥ 80 other than Hopper.
     MmaGemm,
     /// Force the hand-written Hopper GEMM (`wgmma` m64nNk32 s8, asynchronous warpgroup MMA,
     /// with the weights decoded into its register operand and the activations in swizzled
     /// shared memory); an error off CUDA sm 90 ([`crate::wgmma_available`]). Per-group weight
-    /// scales run [`MatmulPath::CmmaGemm`] instead.
+    /// scales run [`MatmulPath::CmmaGemm`] instead. What `Auto` picks for M > 16 on Hopper.
     WgmmaGemm,
 }
 

@@ -154,14 +154,22 @@ fn lavapipe_has_no_cmma_and_falls_back_to_tiled() {
 fn lavapipe_has_no_raw_cuda_kernels_and_falls_back_to_cubecl() {
     let c = client();
     assert!(!raw_cuda_available(&c));
+    assert!(!wgmma_available(&c));
     for m in [1, 4, 16, 17, 512] {
         let p = resolve_path(&c, m, MatmulPath::Auto).unwrap();
         assert!(
-            !matches!(p, MatmulPath::Dp4aGemv | MatmulPath::MmaGemm),
+            !matches!(
+                p,
+                MatmulPath::Dp4aGemv | MatmulPath::MmaGemm | MatmulPath::WgmmaGemm
+            ),
             "M = {m}: {p:?}"
         );
     }
-    for (m, path) in [(1, MatmulPath::Dp4aGemv), (64, MatmulPath::MmaGemm)] {
+    for (m, path) in [
+        (1, MatmulPath::Dp4aGemv),
+        (64, MatmulPath::MmaGemm),
+        (64, MatmulPath::WgmmaGemm),
+    ] {
         let r = resolve_path(&c, m, path);
         assert!(matches!(r, Err(Error::PathUnavailable { .. })), "{r:?}");
     }
