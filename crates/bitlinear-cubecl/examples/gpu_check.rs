@@ -258,13 +258,28 @@ fn check_matmul<R: Runtime>(
 /// How many of `got` differ from `want` (`[M, N]`), with the first few as `(m, n) got/want`: what
 /// a layout bug needs to be located from one run.
 fn mismatches(got: &[i32], want: &[i32], n: usize) -> String {
-    let bad: Vec<usize> = (0..want.len()).filter(|&i| got.get(i) != Some(&want[i])).collect();
+    let bad: Vec<usize> = (0..want.len())
+        .filter(|&i| got.get(i) != Some(&want[i]))
+        .collect();
     let first: Vec<String> = bad
         .iter()
         .take(6)
-        .map(|&i| format!("({},{}) {}/{}", i / n, i % n, got.get(i).copied().unwrap_or(0), want[i]))
+        .map(|&i| {
+            format!(
+                "({},{}) {}/{}",
+                i / n,
+                i % n,
+                got.get(i).copied().unwrap_or(0),
+                want[i]
+            )
+        })
         .collect();
-    format!("{} of {} differ, first: {}", bad.len(), want.len(), first.join(" "))
+    format!(
+        "{} of {} differ, first: {}",
+        bad.len(),
+        want.len(),
+        first.join(" ")
+    )
 }
 
 /// Probes of the wgmma GEMM's layout on shapes that isolate one loop each (one k-step of 32, one
@@ -671,9 +686,8 @@ fn variants(m: usize, cmma_ok: bool, raw_ok: bool, wgmma_ok: bool) -> Vec<Varian
             if std::env::var("GPU_CHECK_NO_WGMMA_CONFIGS").is_err() {
                 v.push(Variant::wgmma("wgmma-128", 1));
                 v.push(Variant::wgmma("wgmma-256", 2));
-                // 256 weight rows and 2 blocks per SM (configs 4, 5) were slower (run 2).
-                v.push(Variant::wgmma("wgmma-256-even", 6));
-                v.push(Variant::wgmma("wgmma-256-nofence", 7));
+                v.push(Variant::wgmma("wgmma-w256", 4));
+                v.push(Variant::wgmma("wgmma-128x2", 5));
             }
         }
         if raw_ok && std::env::var("GPU_CHECK_NO_MMA").is_err() {
@@ -1168,7 +1182,7 @@ fn run<R: Runtime>(device: &R::Device, backend: &str) {
     }
     if want("wgmma_gemm_configs") {
         let r = if wgmma_available(&c) {
-            (1..=7).try_for_each(|config| {
+            (1..=5).try_for_each(|config| {
                 wgmma_gemm_config_override(config);
                 let r = check_matmul(&c, &mut rng, MatmulPath::WgmmaGemm)
                     .map_err(|e| format!("config {config}: {e}"));

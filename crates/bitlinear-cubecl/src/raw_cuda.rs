@@ -130,7 +130,11 @@ impl KernelMetadata for RawCudaKernel {
         // The entry name and a hash of the source: a persistent PTX cache (CubeCL's
         // `compilation.cache`) then never serves the PTX of an older source.
         KernelId::new::<Self>()
-            .info((self.source.entry.clone(), self.source.hash, self.dynamic_shared))
+            .info((
+                self.source.entry.clone(),
+                self.source.hash,
+                self.dynamic_shared,
+            ))
             .cube_dim(self.cube_dim)
     }
 

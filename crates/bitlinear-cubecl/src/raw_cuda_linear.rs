@@ -92,10 +92,6 @@ struct WgmmaConfig {
     slabs: usize,
     rows: usize,
     min_blocks: usize,
-    /// Code-shape experiments: an even stage count (no tail copy of the loop body), and the
-    /// empty `asm` fences that pin the accumulators and fragments in their registers.
-    even: bool,
-    fences: bool,
 }
 
 impl WgmmaConfig {
@@ -105,15 +101,7 @@ impl WgmmaConfig {
             slabs,
             rows,
             min_blocks,
-            even: false,
-            fences: true,
         }
-    }
-
-    const fn code_shape(mut self, even: bool, fences: bool) -> Self {
-        self.even = even;
-        self.fences = fences;
-        self
     }
 
     /// Weight rows per block.
@@ -123,21 +111,19 @@ impl WgmmaConfig {
 }
 
 /// The configurations [`wgmma_gemm_config_override`] selects from (1-based).
-const WGMMA_CONFIGS: [WgmmaConfig; 7] = [
+const WGMMA_CONFIGS: [WgmmaConfig; 5] = [
     WgmmaConfig::new(1, 128, 1),
     WgmmaConfig::new(1, 256, 1),
     WgmmaConfig::new(1, 64, 1),
     WgmmaConfig::new(2, 128, 1),
     WgmmaConfig::new(1, 128, 2),
-    WgmmaConfig::new(1, 256, 1).code_shape(true, true),
-    WgmmaConfig::new(1, 256, 1).code_shape(false, false),
 ];
 
-static WGMMA_CONFIG: TuningOverride = TuningOverride::new(&[1, 2, 3, 4, 5, 6, 7]);
+static WGMMA_CONFIG: TuningOverride = TuningOverride::new(&[1, 2, 3, 4, 5]);
 
 /// Forces one of the wgmma GEMM's block shapes (weight rows × activation rows: 1: 128 × 128,
-/// 2: 128 × 256, 3: 128 × 64, 4: 256 × 128, 5: 128 × 128 at 2 blocks per SM, 6: as 2 with an
-/// even stage count, 7: as 2 without the register fences; 0 restores the default). For benchmarks and tests: every shape computes the same result.
+/// 2: 128 × 256, 3: 128 × 64, 4: 256 × 128, 5: 128 × 128 at 2 blocks per SM; 0 restores the
+/// default). For benchmarks and tests: every shape computes the same result.
 #[doc(hidden)]
 pub fn wgmma_gemm_config_override(config: usize) {
     WGMMA_CONFIG.set(config);
@@ -163,6 +149,16 @@ fn wgmma_default_config(m: usize, n: usize, sms: usize) -> usize {
     } else {
         1
     }
+}
+
+/// The wgmma GEMM's block shapes as (warpgroups, 64-row slabs per warpgroup, activation rows,
+/// blocks per SM), in override order: what its CPU emulation test compiles the kernel for.
+#[doc(hidden)]
+pub fn wgmma_block_shapes() -> Vec<(usize, usize, usize, usize)> {
+    WGMMA_CONFIGS
+        .iter()
+        .map(|c| (c.warpgroups, c.slabs, c.rows, c.min_blocks))
+        .collect()
 }
 
 /// Activation stages in shared memory of the wgmma GEMM (see `gemm_wgmma.cu`).
@@ -361,12 +357,10 @@ impl RawLaunch<'_> {
     /// # Safety
     /// As [`Self::gemv`]; sm 90 ([`crate::wgmma_available`]).
     pub(crate) unsafe fn wgmma_gemm<R: Runtime>(&self, client: &ComputeClient<R>) {
-        let index = WGMMA_CONFIG
-            .get()
-            .unwrap_or_else(|| {
-                let sms = client.properties().hardware.num_streaming_multiprocessors;
-                wgmma_default_config(self.m, self.n, sms.unwrap_or(132) as usize)
-            });
+        let index = WGMMA_CONFIG.get().unwrap_or_else(|| {
+            let sms = client.properties().hardware.num_streaming_multiprocessors;
+            wgmma_default_config(self.m, self.n, sms.unwrap_or(132) as usize)
+        });
         let config = WGMMA_CONFIGS[index - 1];
         let (entry, defines) = self.defines(
             "gemm_wgmma",
@@ -375,8 +369,6 @@ impl RawLaunch<'_> {
                 ("BL_SLABS", config.slabs),
                 ("BL_BM", config.rows),
                 ("BL_MINB", config.min_blocks),
-                ("BL_EVEN", config.even as usize),
-                ("BL_FENCES", config.fences as usize),
             ],
         );
         let kernel = RawCudaKernel::cached(
@@ -432,7 +424,7 @@ mod tests {
                 acc + 5
             )));
             assert!(f.contains(&format!("setp.ne.b32 p, %{}, 0;", acc + 4)));
-            assert!(f.contains(&format!("{{%0, %1, ")));
+            assert!(f.contains("{%0, %1, "));
         }
     }
 

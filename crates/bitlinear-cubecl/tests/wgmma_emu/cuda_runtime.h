@@ -1,0 +1,12 @@
+// Stand-in for CUDA's header in the CPU emulation of gemm_wgmma.cu (see emu.cpp): the CUDA
+// keywords the kernel uses, as plain C++.
+#pragma once
+#include <cstddef>
+#define __device__
+#define __global__
+#define __forceinline__ inline
+#define __launch_bounds__(...)
+#define __restrict__
+#define __align__(x) alignas(x)
+inline float __fmul_rn(float a, float b) { return a * b; }
+inline float __fadd_rn(float a, float b) { return a + b; }

@@ -1,0 +1,240 @@
+// CPU emulation of the wgmma GEMM (crates/bitlinear-cubecl/src/kernels/cuda/gemm_wgmma.cu), to
+// check its index arithmetic, tails and pipeline bookkeeping without a GPU. The kernel source
+// compiles unchanged as C++; one std::thread per CUDA thread, blocks one after another.
+// Modelled here, as measured exact on an H100 (session 4): cp.async (16-byte copies or zero fills
+// that land when a wait retires their commit group), __syncthreads, and wgmma m64nNk32 s8 with A in registers (each warp's 16 rows:
+// lane (g, t) holds rows g and g + 8, inputs 4t..4t+3 and 16 + 4t..) and B through a K-major,
+// 128-byte-swizzled shared-memory descriptor (16-byte chunk c of row r at r * 128 + (c ^ r % 8)
+// * 16 within each 1024-byte group of 8 rows), accumulators of lane (g, t): element i at row
+// g + 8 ((i / 2) % 2), column 8 (i / 4) + 2t + i % 2, executed when a wait retires its commit
+// group, so reading a stage before its copies landed or overwriting what an in-flight wgmma
+// reads gives wrong results here. Not modelled: the proxy fences (a missing one goes unnoticed).
+//
+// Build: c++ -std=c++20 -O1 -pthread -fsanitize=address -DBL_KERNEL='"path/to/gemm_wgmma.cu"' -DBL_BM=.. -DBL_SLABS=..
+//        -DBL_WGS=2 -DBL_MINB=1 -DBL_GRAN=1 -DBL_BIAS=1 -DBL_RAW=0|1 -I<this folder> emu.cpp
+// Run:   ./emu M K N seed   (exit status 0 when every output matches the reference)
+#include <barrier>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <deque>
+#include <random>
+#include <thread>
+#include <vector>
+
+struct BlDim3 {
+  unsigned int x, y, z;
+};
+static thread_local BlDim3 threadIdx;
+static BlDim3 blockIdx;
+
+static unsigned char emu_smem[256 * 1024];
+static std::barrier<> *emu_block_barrier;
+static std::barrier<> *emu_wg_barrier[8];
+static unsigned int emu_frag[8][128][4];
+
+#define BL_HOST_EMULATION 1
+#define BL_DYNAMIC_SHARED(name) unsigned char *name = emu_smem
+#define BL_WGMMA_FN
+#define BL_ENTRY bl_emu_kernel
+
+static void __syncthreads() { emu_block_barrier->arrive_and_wait(); }
+
+static unsigned int bl_smem(const void *p) {
+  return (unsigned int)((const unsigned char *)p - emu_smem);
+}
+
+// cp.async: each thread's copies wait in commit groups and land only when a wait retires their
+// group, so a stage read before its wait sees the buffer's stale bytes.
+struct EmuCopy {
+  unsigned int dst;
+  const void *src;
+  unsigned int bytes;
+};
+static thread_local std::vector<EmuCopy> emu_open_group;
+static thread_local std::deque<std::vector<EmuCopy>> emu_groups;
+
+static void bl_cp16(unsigned int dst, const void *src, unsigned int bytes) {
+  if (dst + 16 > sizeof(emu_smem)) {
+    std::fprintf(stderr, "shared store out of range: %u\n", dst);
+    std::abort();
+  }
+  // The source is read when the copy is issued (as any later write to global memory is
+  // unrelated here); it must be in bounds (AddressSanitizer checks it).
+  EmuCopy c{dst, src, bytes};
+  if (bytes == 16) {
+    volatile unsigned char probe = ((const unsigned char *)src)[15];
+    (void)probe;
+  }
+  emu_open_group.push_back(c);
+}
+
+static void emu_cp_commit() {
+  emu_groups.push_back(std::move(emu_open_group));
+  emu_open_group.clear();
+}
+
+static void emu_cp_wait(unsigned int pending) {
+  while (emu_groups.size() > pending) {
+    for (const EmuCopy &c : emu_groups.front()) {
+      if (c.bytes == 16) {
+        std::memcpy(emu_smem + c.dst, c.src, 16);
+      } else {
+        std::memset(emu_smem + c.dst, 0, 16);
+      }
+    }
+    emu_groups.pop_front();
+  }
+}
+
+#define BL_CP_ASYNC_COMMIT() emu_cp_commit()
+#define BL_CP_ASYNC_WAIT(n) emu_cp_wait(n)
+#define BL_FENCE_PROXY_ASYNC() ((void)0)
+#define BL_WGMMA_FENCE() ((void)0)
+
+// wgmma: issued operations wait in commit groups and execute, reading the fragment registers
+// and shared memory at that moment, only when a wait retires their group. A kernel that
+// overwrites a fragment or a buffer an in-flight wgmma still reads computes garbage here.
+struct EmuMma {
+  int *d;
+  const unsigned int *a;
+  unsigned long long desc;
+};
+static thread_local std::vector<EmuMma> emu_open_mma;
+static thread_local std::deque<std::vector<EmuMma>> emu_mma_groups;
+
+// One warpgroup-wide wgmma: every thread posts its A fragment, then computes its accumulators.
+static void emu_mma_execute(const EmuMma &op) {
+  const unsigned int tid = threadIdx.x, wg = tid >> 7, l = tid & 127;
+  std::memcpy(emu_frag[wg][l], op.a, 16);
+  emu_wg_barrier[wg]->arrive_and_wait();
+  if ((op.desc >> 62) != 1) {
+    std::fprintf(stderr, "descriptor is not the 128-byte swizzle\n");
+    std::abort();
+  }
+  const unsigned int start = (unsigned int)(op.desc & 0x3FFF) << 4;
+  const unsigned int sbo = (unsigned int)((op.desc >> 32) & 0x3FFF) << 4;
+  const unsigned int warp = l >> 5, g = (l & 31) >> 2, t = l & 3;
+  for (int i = 0; i < BL_BM / 2; ++i) {
+    const unsigned int n = 16 * warp + g + 8 * ((i >> 1) & 1);
+    const unsigned int m = 8 * (i >> 2) + 2 * t + (i & 1);
+    int sum = 0;
+    for (unsigned int k = 0; k < 32; ++k) {
+      const unsigned int r = n % 16, lane = (r % 8) * 4 + (k % 16) / 4;
+      const unsigned int reg = (k < 16 ? 0 : 2) + r / 8;
+      const int av = (signed char)(emu_frag[wg][(n / 16) * 32 + lane][reg] >> (8 * (k % 4)));
+      unsigned int pa = start + (m / 8) * sbo + (m % 8) * 128 + k;
+      pa ^= ((pa >> 7) & 7) << 4;
+      if (pa >= sizeof(emu_smem)) {
+        std::fprintf(stderr, "shared load out of range: %u\n", pa);
+        std::abort();
+      }
+      sum += av * (signed char)emu_smem[pa];
+    }
+    op.d[i] += sum;
+  }
+  emu_wg_barrier[wg]->arrive_and_wait();
+}
+
+static void bl_wgmma(int (&d)[BL_BM / 2], const unsigned int (&a)[4], unsigned long long desc) {
+  emu_open_mma.push_back(EmuMma{d, a, desc});
+}
+
+static void emu_mma_commit() {
+  emu_mma_groups.push_back(std::move(emu_open_mma));
+  emu_open_mma.clear();
+}
+
+static void emu_mma_wait(unsigned int pending) {
+  while (emu_mma_groups.size() > pending) {
+    for (const EmuMma &op : emu_mma_groups.front()) emu_mma_execute(op);
+    emu_mma_groups.pop_front();
+  }
+}
+
+#define BL_WGMMA_COMMIT() emu_mma_commit()
+#define BL_WGMMA_WAIT(n) emu_mma_wait(n)
+
+#include BL_KERNEL
+
+int main(int argc, char **argv) {
+  if (argc < 5) {
+    std::fprintf(stderr, "usage: emu M K N seed\n");
+    return 2;
+  }
+  const unsigned int M = std::atoi(argv[1]), K = std::atoi(argv[2]), N = std::atoi(argv[3]);
+  std::mt19937_64 rng(std::strtoull(argv[4], nullptr, 10));
+  const unsigned int BK = (K + 15) / 16, kp = 16 * BK, tiles = (N + 15) / 16;
+  // Activations: int8, rows padded with zeros to kp bytes.
+  std::vector<signed char> x((size_t)M * kp, 0);
+  for (unsigned int m = 0; m < M; ++m)
+    for (unsigned int k = 0; k < K; ++k) x[(size_t)m * kp + k] = (signed char)(rng() % 256);
+  // Ternary weights and their packed words (input 4s + j of a 16-block in field 4j + s).
+  std::vector<int> w((size_t)N * K);
+  for (auto &v : w) v = (int)(rng() % 3) - 1;
+  std::vector<unsigned int> packed((size_t)tiles * BK * 16, 0);
+  for (unsigned int n = 0; n < tiles * 16; ++n)
+    for (unsigned int k = 0; k < BK * 16; ++k) {
+      // Padding gets random codes too: it must not matter.
+      const unsigned int code = (n < N && k < K) ? (unsigned int)(w[(size_t)n * K + k] + 1) : (unsigned int)(rng() % 3);
+      const unsigned int kb = k / 16, s = (k % 16) / 4, j = k % 4;
+      packed[((size_t)(n / 16) * BK + kb) * 16 + n % 16] |= code << (2 * (4 * j + s));
+    }
+  std::vector<float> xs(M), ws(N), bias(N);
+  for (auto &v : xs) v = 0.01f + (float)(rng() % 1000) / 1e4f;
+  for (auto &v : ws) v = 0.01f + (float)(rng() % 1000) / 1e4f;
+  for (auto &v : bias) v = (float)((int)(rng() % 2001) - 1000) / 1e3f;
+  std::vector<float> out((size_t)M * N, -7.0f);
+  std::vector<int> out_raw((size_t)M * N, -7);
+
+  const unsigned int threads = 128 * BL_WGS;
+  const BlGemmParams p{M, N, BK};
+  std::barrier<> block_barrier(threads);
+  emu_block_barrier = &block_barrier;
+  std::vector<std::barrier<> *> wgb;
+  for (int i = 0; i < BL_WGS; ++i) emu_wg_barrier[i] = new std::barrier<>(128);
+  const unsigned int gx = (N + 64 * BL_SLABS * BL_WGS - 1) / (64 * BL_SLABS * BL_WGS);
+  const unsigned int gy = (M + BL_BM - 1) / BL_BM;
+  for (unsigned int by = 0; by < gy; ++by)
+    for (unsigned int bx = 0; bx < gx; ++bx) {
+      blockIdx = {bx, by, 0};
+      std::memset(emu_smem, 0xA5, sizeof(emu_smem));  // stale garbage, as on a GPU
+      std::vector<std::thread> pool;
+      for (unsigned int t = 0; t < threads; ++t)
+        pool.emplace_back([&, t] {
+          threadIdx = {t, 0, 0};
+          bl_emu_kernel((const unsigned char *)x.data(), packed.data(), xs.data(), ws.data(),
+                        bias.data(), out.data(), out_raw.data(), p);
+        });
+      for (auto &th : pool) th.join();
+    }
+
+  unsigned long bad = 0;
+  for (unsigned int m = 0; m < M; ++m)
+    for (unsigned int n = 0; n < N; ++n) {
+      int acc = 0;
+      for (unsigned int k = 0; k < K; ++k) acc += x[(size_t)m * kp + k] * w[(size_t)n * K + k];
+      const size_t o = (size_t)m * N + n;
+#if BL_RAW
+      const bool ok = out_raw[o] == acc;
+      if (!ok && bad < 5) std::fprintf(stderr, "(%u,%u) got %d want %d\n", m, n, out_raw[o], acc);
+#else
+#if BL_GRAN == 1
+      const float sw = ws[n];
+#else
+      const float sw = ws[0];
+#endif
+      float y = ((float)acc * xs[m]) * sw;
+#if BL_BIAS
+      y = y + bias[n];
+#endif
+      const bool ok = out[o] == y;
+      if (!ok && bad < 5) std::fprintf(stderr, "(%u,%u) got %g want %g\n", m, n, out[o], y);
+#endif
+      bad += !ok;
+    }
+  std::printf("M=%u K=%u N=%u BM=%d slabs=%d raw=%d: %lu of %lu differ\n", M, K, N, BL_BM, BL_SLABS,
+              BL_RAW, bad, (unsigned long)M * N);
+  return bad == 0 ? 0 : 1;
+}

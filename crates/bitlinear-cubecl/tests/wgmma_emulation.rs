@@ -1,0 +1,99 @@
+//! The Hopper wgmma GEMM (`src/kernels/cuda/gemm_wgmma.cu`) run on the CPU: its source compiled
+//! as C++ with `tests/wgmma_emu/emu.cpp`, which models the few instructions it uses (cp.async and
+//! wgmma, both completing only when a wait retires their commit group; the swizzled shared-memory
+//! operand and the register fragments as measured exact on an H100). Every block shape the host
+//! launches, against an exact reference, on shapes with partial blocks in M, N and K, under
+//! AddressSanitizer: index arithmetic, tails and the pipeline's in-flight hazards are checked
+//! here, without a GPU.
+//!
+//! Needs a C++20 compiler (`$CXX`, else `c++`); without one the test says so and passes, unless
+//! `BITLINEAR_REQUIRE_CXX=1` (set by `.ci/run`), where it fails.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn compiler() -> Option<String> {
+    let cxx = std::env::var("CXX").unwrap_or_else(|_| "c++".into());
+    Command::new(&cxx)
+        .arg("--version")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|_| cxx)
+}
+
+fn build(cxx: &str, out: &Path, shape: (usize, usize, usize, usize), raw: bool) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let kernel = dir.join("src/kernels/cuda/gemm_wgmma.cu");
+    let (warpgroups, slabs, rows, min_blocks) = shape;
+    let status = Command::new(cxx)
+        .args(["-std=c++20", "-O1", "-pthread", "-fsanitize=address"])
+        .arg(format!("-DBL_KERNEL=\"{}\"", kernel.display()))
+        .arg(format!("-DBL_WGS={warpgroups}"))
+        .arg(format!("-DBL_SLABS={slabs}"))
+        .arg(format!("-DBL_BM={rows}"))
+        .arg(format!("-DBL_MINB={min_blocks}"))
+        // Raw i32 output; else the f32 epilogue with per-channel scales and a bias.
+        .arg(format!("-DBL_RAW={}", raw as u8))
+        .arg(format!("-DBL_GRAN={}", !raw as u8))
+        .arg("-DBL_BIAS=1")
+        .arg(format!("-I{}", dir.join("tests/wgmma_emu").display()))
+        .arg(dir.join("tests/wgmma_emu/emu.cpp"))
+        .arg("-o")
+        .arg(out)
+        .status()
+        .expect("run the C++ compiler");
+    assert!(
+        status.success(),
+        "emulation of {shape:?} (raw {raw}) failed to compile"
+    );
+}
+
+#[test]
+fn wgmma_kernel_matches_the_reference_in_cpu_emulation() {
+    let Some(cxx) = compiler() else {
+        assert!(
+            std::env::var("BITLINEAR_REQUIRE_CXX").is_err(),
+            "BITLINEAR_REQUIRE_CXX is set but no C++ compiler runs"
+        );
+        eprintln!("skipped: no C++ compiler (set CXX)");
+        return;
+    };
+    let dir: PathBuf =
+        std::env::temp_dir().join(format!("bitlinear-wgmma-emu-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // Blocks per SM changes only the compiler's register budget: one build per code shape.
+    let mut shapes = bitlinear_cubecl::wgmma_block_shapes();
+    assert!(!shapes.is_empty());
+    shapes.sort_by_key(|&(w, s, r, _)| (w, s, r));
+    shapes.dedup_by_key(|&mut (w, s, r, _)| (w, s, r));
+    for (i, &shape) in shapes.iter().enumerate() {
+        for raw in [true, false] {
+            let exe = dir.join(format!("emu_{i}_{raw}"));
+            build(&cxx, &exe, shape, raw);
+            // M: 1, partial and whole blocks; K: 1, odd, one 32-step, several stages with a
+            // partial last one; N: below, at and across the block's weight rows.
+            for (m, k, n, seed) in [
+                (1, 1, 1, 1),
+                (3, 15, 7, 2),
+                (33, 100, 65, 3),
+                (64, 32, 64, 4),
+                (130, 300, 200, 5),
+                (257, 1040, 129, 6),
+                (256, 4100, 33, 7),
+            ] {
+                let out = Command::new(&exe)
+                    .args([m, k, n, seed].map(|v| v.to_string()))
+                    .output()
+                    .expect("run the emulation");
+                assert!(
+                    out.status.success(),
+                    "block shape {shape:?}, raw {raw}, M={m} K={k} N={n}: {}{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
