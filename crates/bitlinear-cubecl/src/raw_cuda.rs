@@ -189,6 +189,18 @@ mod tests {
     use super::*;
     use cubecl::cuda::CudaCompiler;
 
+    /// The task compiled by the CUDA compiler, host side only (no GPU needed).
+    fn compile_for_cuda(k: &RawCudaKernel) -> CompiledKernel<CudaCompiler> {
+        CubeTask::<CudaCompiler>::compile(
+            k,
+            &mut CudaCompiler::default(),
+            &Default::default(),
+            ExecutionMode::Unchecked,
+            KernelMetadata::address_type(k),
+        )
+        .expect("compiles")
+    }
+
     /// The CUDA compiler (host side only, no GPU needed) accepts the task and the compiled kernel
     /// carries our source and entry point, with no dynamic shared memory.
     #[test]
@@ -198,14 +210,7 @@ mod tests {
             || "extern \"C\" __global__ void my_entry() {}".into(),
             CubeDim::new_1d(256),
         );
-        let compiled = CubeTask::<CudaCompiler>::compile(
-            &k,
-            &mut CudaCompiler::default(),
-            &Default::default(),
-            ExecutionMode::Unchecked,
-            KernelMetadata::address_type(&k),
-        )
-        .expect("compiles");
+        let compiled = compile_for_cuda(&k);
         assert_eq!(compiled.entrypoint_name, "my_entry");
         assert!(compiled.source.contains("void my_entry()"));
         assert_eq!(compiled.cube_dim, CubeDim::new_1d(256));
@@ -223,15 +228,10 @@ mod tests {
                 CubeDim::new_1d(128),
             )
             .with_dynamic_shared(bytes);
-            let compiled = CubeTask::<CudaCompiler>::compile(
-                &k,
-                &mut CudaCompiler::default(),
-                &Default::default(),
-                ExecutionMode::Unchecked,
-                KernelMetadata::address_type(&k),
-            )
-            .expect("compiles");
-            let got = compiled.repr.expect("repr").shared_memory_size();
+            let got = compile_for_cuda(&k)
+                .repr
+                .expect("repr")
+                .shared_memory_size();
             assert!(
                 (bytes..bytes + 64).contains(&got),
                 "asked {bytes} bytes, got {got}"

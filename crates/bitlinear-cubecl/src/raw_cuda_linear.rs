@@ -8,6 +8,8 @@ use cubecl::server::Handle;
 use crate::raw_cuda::RawCudaKernel;
 use crate::tuning::TuningOverride;
 
+/// The output store every kernel shares, prepended to each after its `#define`s.
+const EPILOGUE_SOURCE: &str = include_str!("kernels/cuda/epilogue.cuh");
 const GEMV_SOURCE: &str = include_str!("kernels/cuda/gemv_dp4a.cu");
 const GEMM_SOURCE: &str = include_str!("kernels/cuda/gemm_mma.cu");
 const WGMMA_SOURCE: &str = include_str!("kernels/cuda/gemm_wgmma.cu");
@@ -322,7 +324,7 @@ impl RawLaunch<'_> {
         );
         let kernel = RawCudaKernel::cached(
             entry,
-            || format!("{defines}{GEMV_SOURCE}"),
+            || format!("{defines}{EPILOGUE_SOURCE}{GEMV_SOURCE}"),
             CubeDim::new_1d(32 * config.warps as u32),
         );
         let count = CubeCount::Static(self.n.div_ceil(16) as u32, self.m.div_ceil(rows) as u32, 1);
@@ -340,7 +342,7 @@ impl RawLaunch<'_> {
         let (entry, defines) = self.defines("gemm_mma", &[("BL_WM_TILES", tiles)]);
         let kernel = RawCudaKernel::cached(
             entry,
-            || format!("{defines}{GEMM_SOURCE}"),
+            || format!("{defines}{EPILOGUE_SOURCE}{GEMM_SOURCE}"),
             CubeDim::new_1d(256),
         );
         let count = CubeCount::Static(
@@ -373,7 +375,12 @@ impl RawLaunch<'_> {
         );
         let kernel = RawCudaKernel::cached(
             entry,
-            || format!("{defines}{}{WGMMA_SOURCE}", wgmma_fn(config.rows)),
+            || {
+                format!(
+                    "{defines}{}{EPILOGUE_SOURCE}{WGMMA_SOURCE}",
+                    wgmma_fn(config.rows)
+                )
+            },
             CubeDim::new_1d(128 * config.warpgroups as u32),
         )
         // The activation buffers, and 1 KB to align them to the 128-byte swizzle's 1024 bytes.

@@ -1,6 +1,6 @@
 // Packed-ternary GEMM on int8 tensor cores with mma.sync m16n8k32 (CUDA sm >= 80). Prepended
 // by the host (raw_cuda_linear.rs): BL_ENTRY, BL_GRAN (0 per tensor, 1 per channel), BL_BIAS,
-// BL_RAW, BL_WM_TILES (16-row mma tiles per warp: 4 or 8).
+// BL_RAW, BL_WM_TILES (16-row mma tiles per warp: 4 or 8), then epilogue.cuh (`bl_store`).
 //
 // Block tile BM = 32 BL_WM_TILES (128 or 256, M) x 128 (N), K in stages of 64 (4 k-blocks),
 // cp.async pipeline of 3 stages (2 for BM = 256, to stay under 48 KB of static shared memory).
@@ -165,21 +165,8 @@ extern "C" __global__ void __launch_bounds__(256) BL_ENTRY(
         const unsigned int gm = m_base + warp_m * 16 * BL_WM_TILES + mt * 16 + g + (e >> 1) * 8;
         const unsigned int gn = n_base + warp_n * 32 + nt * 8 + 2 * t + (e & 1);
         if (gm < M && gn < N) {
-          const size_t o = (size_t)gm * N + gn;
-#if BL_RAW
-          out_raw[o] = acc[mt][nt][e];
-#else
-#if BL_GRAN == 1
-          const float sw = w_scales[gn];
-#else
-          const float sw = w_scales[0];
-#endif
-          float y = __fmul_rn(__fmul_rn((float)acc[mt][nt][e], x_scales[gm]), sw);
-#if BL_BIAS
-          y = __fadd_rn(y, bias[gn]);
-#endif
-          out[o] = y;
-#endif
+          bl_store(out, out_raw, (size_t)gm * N + gn, acc[mt][nt][e], x_scales[gm], w_scales,
+                   bias, gn);
         }
       }
 }

@@ -10,6 +10,7 @@
 //             whole layer in one launch. Same arithmetic as quantize_rows_kernel:
 //             s = max(absmax, eps) / 127 (NaN if the row holds NaN/Inf, with zero codes),
 //             q = clamp(round_half_even(x / s), -128, 127).
+// and then epilogue.cuh (`bl_store`).
 //
 // Layout (shared with bitlinear-core): tile t of 16 output rows, k-block kb of 16 inputs is 16
 // u32 words at ((t * blocks_k) + kb) * 16; word r is row 16t + r; input 4s + j sits in the
@@ -225,26 +226,12 @@ extern "C" __global__ void BL_BOUNDS BL_ENTRY(
 #pragma unroll
       for (int w = 0; w < BL_WARPS; ++w) t += red[w][m][row];
       const size_t o = (size_t)(m0 + m) * N + nn;
-#if BL_RAW
-      out_raw[o] = t;
-#else
-#if BL_GRAN == 1
-      const float sw = w_scales[nn];
-#else
-      const float sw = w_scales[0];
-#endif
-      // Same order and rounding as the reference epilogue (no fused multiply-add).
 #if BL_FUSED
       const float xs = sx[m];
 #else
       const float xs = x_scales[m0 + m];
 #endif
-      float y = __fmul_rn(__fmul_rn((float)t, xs), sw);
-#if BL_BIAS
-      y = __fadd_rn(y, bias[nn]);
-#endif
-      out[o] = y;
-#endif
+      bl_store(out, out_raw, o, t, xs, w_scales, bias, nn);
     }
   }
 }
