@@ -688,6 +688,10 @@ fn variants(m: usize, cmma_ok: bool, raw_ok: bool, wgmma_ok: bool) -> Vec<Varian
                 v.push(Variant::wgmma("wgmma-256", 2));
                 v.push(Variant::wgmma("wgmma-w256", 4));
                 v.push(Variant::wgmma("wgmma-128x2", 5));
+                // Weights decoded into shared memory instead of registers.
+                v.push(Variant::wgmma("wgmma-ss-256", 6));
+                v.push(Variant::wgmma("wgmma-ss-128x2", 7));
+                v.push(Variant::wgmma("wgmma-ss-128", 8));
             }
         }
         if raw_ok && std::env::var("GPU_CHECK_NO_MMA").is_err() {
@@ -1182,7 +1186,7 @@ fn run<R: Runtime>(device: &R::Device, backend: &str) {
     }
     if want("wgmma_gemm_configs") {
         let r = if wgmma_available(&c) {
-            (1..=5).try_for_each(|config| {
+            (1..=8).try_for_each(|config| {
                 wgmma_gemm_config_override(config);
                 let r = check_matmul(&c, &mut rng, MatmulPath::WgmmaGemm)
                     .map_err(|e| format!("config {config}: {e}"));

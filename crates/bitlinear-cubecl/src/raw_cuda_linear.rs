@@ -86,14 +86,16 @@ pub fn mma_gemm_warp_tiles_override(tiles: usize) {
 const GEMM_WARP_TILES_DEFAULT: usize = 4;
 
 /// Block shape of the wgmma GEMM: warpgroups per block, 64-row weight slabs per warpgroup,
-/// activation rows per block (the wgmma's N; accumulators per thread = slabs × rows / 2), and
-/// blocks per SM asked of the compiler (2 caps the registers at 128 per thread).
+/// activation rows per block (the wgmma's N; accumulators per thread = slabs × rows / 2),
+/// blocks per SM asked of the compiler (2 caps the registers at 128 per thread), and where the
+/// decoded weights go (registers, or shared memory with `a_smem`).
 #[derive(Debug, Clone, Copy)]
 struct WgmmaConfig {
     warpgroups: usize,
     slabs: usize,
     rows: usize,
     min_blocks: usize,
+    a_smem: bool,
 }
 
 impl WgmmaConfig {
@@ -103,29 +105,51 @@ impl WgmmaConfig {
             slabs,
             rows,
             min_blocks,
+            a_smem: false,
         }
+    }
+
+    /// The same shape with the decoded weights in shared memory.
+    const fn weights_in_shared(mut self) -> Self {
+        self.a_smem = true;
+        self
     }
 
     /// Weight rows per block.
     const fn weight_rows(self) -> usize {
         64 * self.slabs * self.warpgroups
     }
+
+    /// Dynamic shared memory: the activation stages, two decoded weight tiles per warpgroup and
+    /// slab with `a_smem`, and 1 KB to align them to the 128-byte swizzle's 1024 bytes.
+    const fn shared_bytes(self) -> usize {
+        let weights = if self.a_smem {
+            2 * self.warpgroups * self.slabs * 64 * 128
+        } else {
+            0
+        };
+        WGMMA_STAGES * self.rows * 128 + weights + 1024
+    }
 }
 
 /// The configurations [`wgmma_gemm_config_override`] selects from (1-based).
-const WGMMA_CONFIGS: [WgmmaConfig; 5] = [
+const WGMMA_CONFIGS: [WgmmaConfig; 8] = [
     WgmmaConfig::new(1, 128, 1),
     WgmmaConfig::new(1, 256, 1),
     WgmmaConfig::new(1, 64, 1),
     WgmmaConfig::new(2, 128, 1),
     WgmmaConfig::new(1, 128, 2),
+    // Weights decoded into shared memory (checked in CPU emulation only, so far).
+    WgmmaConfig::new(1, 256, 1).weights_in_shared(),
+    WgmmaConfig::new(1, 128, 2).weights_in_shared(),
+    WgmmaConfig::new(1, 128, 1).weights_in_shared(),
 ];
 
-static WGMMA_CONFIG: TuningOverride = TuningOverride::new(&[1, 2, 3, 4, 5]);
+static WGMMA_CONFIG: TuningOverride = TuningOverride::new(&[1, 2, 3, 4, 5, 6, 7, 8]);
 
 /// Forces one of the wgmma GEMM's block shapes (weight rows × activation rows: 1: 128 × 128,
-/// 2: 128 × 256, 3: 128 × 64, 4: 256 × 128, 5: 128 × 128 at 2 blocks per SM; 0 restores the
-/// default). For benchmarks and tests: every shape computes the same result.
+/// 2: 128 × 256, 3: 128 × 64, 4: 256 × 128, 5: 128 × 128 at 2 blocks per SM; 6, 7, 8: 2, 5 and
+/// 1 with the decoded weights in shared memory; 0 restores the default). For benchmarks and tests: every shape computes the same result.
 #[doc(hidden)]
 pub fn wgmma_gemm_config_override(config: usize) {
     WGMMA_CONFIG.set(config);
@@ -154,12 +178,13 @@ fn wgmma_default_config(m: usize, n: usize, sms: usize) -> usize {
 }
 
 /// The wgmma GEMM's block shapes as (warpgroups, 64-row slabs per warpgroup, activation rows,
-/// blocks per SM), in override order: what its CPU emulation test compiles the kernel for.
+/// blocks per SM, weights in shared memory), in override order: what its CPU emulation test
+/// compiles the kernel for.
 #[doc(hidden)]
-pub fn wgmma_block_shapes() -> Vec<(usize, usize, usize, usize)> {
+pub fn wgmma_block_shapes() -> Vec<(usize, usize, usize, usize, bool)> {
     WGMMA_CONFIGS
         .iter()
-        .map(|c| (c.warpgroups, c.slabs, c.rows, c.min_blocks))
+        .map(|c| (c.warpgroups, c.slabs, c.rows, c.min_blocks, c.a_smem))
         .collect()
 }
 
@@ -167,27 +192,40 @@ pub fn wgmma_block_shapes() -> Vec<(usize, usize, usize, usize)> {
 const WGMMA_STAGES: usize = 4;
 
 /// The `bl_wgmma` device function of `gemm_wgmma.cu` for `n` activation rows, as one `#define`
-/// line: `wgmma.mma_async` m64n`n`k32 s8·s8→s32 with the weight fragment in 4 registers, the
-/// activations through a shared-memory descriptor, and its `n / 2` accumulators, which the
-/// instruction adds to (scale-d = 1: they start at zero).
-fn wgmma_fn(n: usize) -> String {
+/// line: `wgmma.mma_async` m64n`n`k32 s8·s8→s32 with the weight fragment in 4 registers (or,
+/// with `a_smem`, through a second shared-memory descriptor), the activations through a
+/// shared-memory descriptor, and its `n / 2` accumulators, which the instruction adds to
+/// (scale-d = 1: they start at zero).
+fn wgmma_fn(n: usize, a_smem: bool) -> String {
     let acc = n / 2;
     let d: Vec<String> = (0..acc).map(|i| format!("%{i}")).collect();
     let outs: Vec<String> = (0..acc).map(|i| format!("\"+r\"(d[{i}])")).collect();
+    // The A operand's parameter, its place in the instruction, and its input constraints; then
+    // the scale and the activations' descriptor follow.
+    let (a_param, a_operand, a_inputs, next) = if a_smem {
+        (
+            "unsigned long long desc_a".to_string(),
+            format!("%{acc}"),
+            "\"l\"(desc_a)".to_string(),
+            acc + 1,
+        )
+    } else {
+        (
+            "const unsigned int (&a)[4]".to_string(),
+            format!("{{%{}, %{}, %{}, %{}}}", acc, acc + 1, acc + 2, acc + 3),
+            "\"r\"(a[0]), \"r\"(a[1]), \"r\"(a[2]), \"r\"(a[3])".to_string(),
+            acc + 4,
+        )
+    };
     format!(
         "#define BL_WGMMA_FN static __device__ __forceinline__ void bl_wgmma(int (&d)[{acc}], \
-         const unsigned int (&a)[4], unsigned long long desc) {{ asm volatile(\"{{\\n.reg .pred \
-         p;\\nsetp.ne.b32 p, %{scale}, 0;\\nwgmma.mma_async.sync.aligned.m64n{n}k32.s32.s8.s8 \
-         {{{d}}}, {{%{a0}, %{a1}, %{a2}, %{a3}}}, %{desc}, p;\\n}}\\n\" : {outs} : \
-         \"r\"(a[0]), \"r\"(a[1]), \"r\"(a[2]), \"r\"(a[3]), \"r\"(1), \"l\"(desc)); }}\n",
+         {a_param}, unsigned long long desc) {{ asm volatile(\"{{\\n.reg .pred p;\\nsetp.ne.b32 \
+         p, %{scale}, 0;\\nwgmma.mma_async.sync.aligned.m64n{n}k32.s32.s8.s8 {{{d}}}, \
+         {a_operand}, %{desc}, p;\\n}}\\n\" : {outs} : {a_inputs}, \"r\"(1), \"l\"(desc)); }}\n",
         d = d.join(", "),
         outs = outs.join(", "),
-        a0 = acc,
-        a1 = acc + 1,
-        a2 = acc + 2,
-        a3 = acc + 3,
-        scale = acc + 4,
-        desc = acc + 5,
+        scale = next,
+        desc = next + 1,
     )
 }
 
@@ -371,6 +409,7 @@ impl RawLaunch<'_> {
                 ("BL_SLABS", config.slabs),
                 ("BL_BM", config.rows),
                 ("BL_MINB", config.min_blocks),
+                ("BL_A_SMEM", config.a_smem as usize),
             ],
         );
         let kernel = RawCudaKernel::cached(
@@ -378,13 +417,12 @@ impl RawLaunch<'_> {
             || {
                 format!(
                     "{defines}{}{EPILOGUE_SOURCE}{WGMMA_SOURCE}",
-                    wgmma_fn(config.rows)
+                    wgmma_fn(config.rows, config.a_smem)
                 )
             },
             CubeDim::new_1d(128 * config.warpgroups as u32),
         )
-        // The activation buffers, and 1 KB to align them to the 128-byte swizzle's 1024 bytes.
-        .with_dynamic_shared(WGMMA_STAGES * config.rows * 128 + 1024);
+        .with_dynamic_shared(config.shared_bytes());
         let count = CubeCount::Static(
             self.n.div_ceil(config.weight_rows()) as u32,
             self.m.div_ceil(config.rows) as u32,
@@ -414,24 +452,36 @@ mod tests {
     #[test]
     fn wgmma_wrapper_lists_its_operands_in_order() {
         for n in [64, 128, 256] {
-            let f = wgmma_fn(n);
-            let acc = n / 2;
-            assert!(f.starts_with("#define BL_WGMMA_FN "));
-            assert_eq!(f.matches('\n').count(), 1, "one line");
-            assert!(f.contains(&format!("m64n{n}k32.s32.s8.s8")));
-            assert!(f.contains(&format!("int (&d)[{acc}]")));
-            assert_eq!(f.matches("\"+r\"(d[").count(), acc);
-            assert!(f.contains(&format!("\"+r\"(d[{}])", acc - 1)));
-            assert!(f.contains(&format!(
-                "{{%{}, %{}, %{}, %{}}}, %{}, p;",
-                acc,
-                acc + 1,
-                acc + 2,
-                acc + 3,
-                acc + 5
-            )));
-            assert!(f.contains(&format!("setp.ne.b32 p, %{}, 0;", acc + 4)));
-            assert!(f.contains("{%0, %1, "));
+            for a_smem in [false, true] {
+                let f = wgmma_fn(n, a_smem);
+                let acc = n / 2;
+                // The operands after the accumulators: the fragment's 4 registers or A's
+                // descriptor, then the scale and B's descriptor.
+                let after = if a_smem { acc + 1 } else { acc + 4 };
+                assert!(f.starts_with("#define BL_WGMMA_FN "));
+                assert_eq!(f.matches('\n').count(), 1, "one line");
+                assert!(f.contains(&format!("m64n{n}k32.s32.s8.s8")));
+                assert!(f.contains(&format!("int (&d)[{acc}]")));
+                assert_eq!(f.matches("\"+r\"(d[").count(), acc);
+                assert!(f.contains(&format!("\"+r\"(d[{}])", acc - 1)));
+                assert!(f.contains("{%0, %1, "));
+                assert!(f.contains(&format!("setp.ne.b32 p, %{after}, 0;")));
+                assert!(f.contains(&format!(", %{}, p;", after + 1)));
+                if a_smem {
+                    assert!(f.contains(&format!("}}, %{acc}, %{}, p;", after + 1)));
+                    assert!(f.contains("\"l\"(desc_a), \"r\"(1), \"l\"(desc)"));
+                } else {
+                    assert!(f.contains(&format!(
+                        "}}, {{%{}, %{}, %{}, %{}}}, %{}, p;",
+                        acc,
+                        acc + 1,
+                        acc + 2,
+                        acc + 3,
+                        after + 1
+                    )));
+                    assert!(f.contains("\"r\"(a[3]), \"r\"(1), \"l\"(desc)"));
+                }
+            }
         }
     }
 

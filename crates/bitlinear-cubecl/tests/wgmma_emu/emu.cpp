@@ -1,5 +1,6 @@
 // CPU emulation of the wgmma GEMM (crates/bitlinear-cubecl/src/kernels/cuda/gemm_wgmma.cu), to
-// check its index arithmetic, tails and pipeline bookkeeping without a GPU. The kernel source
+// check its index arithmetic, tails and pipeline bookkeeping without a GPU. A in shared memory
+// (BL_A_SMEM) uses the same descriptor model as B. The kernel source
 // compiles unchanged as C++; one std::thread per CUDA thread, blocks one after another.
 // Modelled here, as measured exact on an H100 (session 4): cp.async (16-byte copies or zero fills
 // that land when a wait retires their commit group), __syncthreads, and wgmma m64nNk32 s8 with A in registers (each warp's 16 rows:
@@ -10,8 +11,9 @@
 // group, so reading a stage before its copies landed or overwriting what an in-flight wgmma
 // reads gives wrong results here. Not modelled: the proxy fences (a missing one goes unnoticed).
 //
-// Build: c++ -std=c++20 -O1 -pthread -fsanitize=address -DBL_KERNEL='"path/to/gemm_wgmma.cu"' -DBL_BM=.. -DBL_SLABS=..
-//        -DBL_WGS=2 -DBL_MINB=1 -DBL_GRAN=1 -DBL_BIAS=1 -DBL_RAW=0|1 -I<this folder> emu.cpp
+// Build: c++ -std=c++20 -O1 -pthread -fsanitize=address -DBL_KERNEL='"path/to/gemm_wgmma.cu"'
+//        -DBL_BM=.. -DBL_SLABS=.. -DBL_WGS=2 -DBL_MINB=1 -DBL_A_SMEM=0|1 -DBL_GRAN=1 -DBL_BIAS=1
+//        -DBL_RAW=0|1 -I<this folder> emu.cpp
 // Run:   ./emu M K N seed   (exit status 0 when every output matches the reference)
 #include <barrier>
 #include <cstdint>
@@ -98,39 +100,62 @@ static void emu_cp_wait(unsigned int pending) {
 // overwrites a fragment or a buffer an in-flight wgmma still reads computes garbage here.
 struct EmuMma {
   int *d;
-  const unsigned int *a;
-  unsigned long long desc;
+  const unsigned int *a;  // the A fragment in registers, or null: A in shared memory
+  unsigned long long desc_a, desc;
 };
-static thread_local std::vector<EmuMma> emu_open_mma;
-static thread_local std::deque<std::vector<EmuMma>> emu_mma_groups;
 
-// One warpgroup-wide wgmma: every thread posts its A fragment, then computes its accumulators.
-static void emu_mma_execute(const EmuMma &op) {
-  const unsigned int tid = threadIdx.x, wg = tid >> 7, l = tid & 127;
-  std::memcpy(emu_frag[wg][l], op.a, 16);
-  emu_wg_barrier[wg]->arrive_and_wait();
-  if ((op.desc >> 62) != 1) {
+// A K-major, 128-byte-swizzled operand through its descriptor: element (row, k) of the 32-wide
+// k-step it starts.
+static signed char emu_operand(unsigned long long desc, unsigned int row, unsigned int k) {
+  if ((desc >> 62) != 1) {
     std::fprintf(stderr, "descriptor is not the 128-byte swizzle\n");
     std::abort();
   }
-  const unsigned int start = (unsigned int)(op.desc & 0x3FFF) << 4;
-  const unsigned int sbo = (unsigned int)((op.desc >> 32) & 0x3FFF) << 4;
+  const unsigned int start = (unsigned int)(desc & 0x3FFF) << 4;
+  const unsigned int sbo = (unsigned int)((desc >> 32) & 0x3FFF) << 4;
+  unsigned int pa = start + (row / 8) * sbo + (row % 8) * 128 + k;
+  pa ^= ((pa >> 7) & 7) << 4;
+  if (pa >= sizeof(emu_smem)) {
+    std::fprintf(stderr, "shared load out of range: %u\n", pa);
+    std::abort();
+  }
+  return (signed char)emu_smem[pa];
+}
+
+// 16 bytes to a shared address, at once (plain stores).
+static void bl_st16(unsigned int dst, unsigned int a, unsigned int b, unsigned int c,
+                    unsigned int d) {
+  if (dst + 16 > sizeof(emu_smem)) {
+    std::fprintf(stderr, "shared store out of range: %u\n", dst);
+    std::abort();
+  }
+  const unsigned int v[4] = {a, b, c, d};
+  std::memcpy(emu_smem + dst, v, 16);
+}
+static thread_local std::vector<EmuMma> emu_open_mma;
+static thread_local std::deque<std::vector<EmuMma>> emu_mma_groups;
+
+// One warpgroup-wide wgmma: every thread posts its A fragment (if in registers), then computes
+// its accumulators.
+static void emu_mma_execute(const EmuMma &op) {
+  const unsigned int tid = threadIdx.x, wg = tid >> 7, l = tid & 127;
+  if (op.a != nullptr) std::memcpy(emu_frag[wg][l], op.a, 16);
+  emu_wg_barrier[wg]->arrive_and_wait();
   const unsigned int warp = l >> 5, g = (l & 31) >> 2, t = l & 3;
   for (int i = 0; i < BL_BM / 2; ++i) {
     const unsigned int n = 16 * warp + g + 8 * ((i >> 1) & 1);
     const unsigned int m = 8 * (i >> 2) + 2 * t + (i & 1);
     int sum = 0;
     for (unsigned int k = 0; k < 32; ++k) {
-      const unsigned int r = n % 16, lane = (r % 8) * 4 + (k % 16) / 4;
-      const unsigned int reg = (k < 16 ? 0 : 2) + r / 8;
-      const int av = (signed char)(emu_frag[wg][(n / 16) * 32 + lane][reg] >> (8 * (k % 4)));
-      unsigned int pa = start + (m / 8) * sbo + (m % 8) * 128 + k;
-      pa ^= ((pa >> 7) & 7) << 4;
-      if (pa >= sizeof(emu_smem)) {
-        std::fprintf(stderr, "shared load out of range: %u\n", pa);
-        std::abort();
+      int av;
+      if (op.a != nullptr) {
+        const unsigned int r = n % 16, lane = (r % 8) * 4 + (k % 16) / 4;
+        const unsigned int reg = (k < 16 ? 0 : 2) + r / 8;
+        av = (signed char)(emu_frag[wg][(n / 16) * 32 + lane][reg] >> (8 * (k % 4)));
+      } else {
+        av = emu_operand(op.desc_a, n, k);
       }
-      sum += av * (signed char)emu_smem[pa];
+      sum += av * emu_operand(op.desc, m, k);
     }
     op.d[i] += sum;
   }
@@ -138,7 +163,11 @@ static void emu_mma_execute(const EmuMma &op) {
 }
 
 static void bl_wgmma(int (&d)[BL_BM / 2], const unsigned int (&a)[4], unsigned long long desc) {
-  emu_open_mma.push_back(EmuMma{d, a, desc});
+  emu_open_mma.push_back(EmuMma{d, a, 0, desc});
+}
+
+static void bl_wgmma(int (&d)[BL_BM / 2], unsigned long long desc_a, unsigned long long desc) {
+  emu_open_mma.push_back(EmuMma{d, nullptr, desc_a, desc});
 }
 
 static void emu_mma_commit() {
