@@ -9,8 +9,8 @@
 // Operands are swapped: the block computes y^T = W . x^T, so the weights are wgmma's A operand,
 // which may live in registers, and are never written to shared memory as int8. A warpgroup owns
 // BL_SLABS slabs of 64 weight rows (4 packed tiles of 16 each, one per warp; two slabs reuse
-// each activation tile for twice the rows, halving its L2 traffic); the m64nNk32 A fragment of lane
-// (g = lane / 4, t = lane % 4) in warp w is rows 16w + g and 16w + g + 8, inputs 4t..4t+3 and
+// each activation tile for twice the rows, halving its L2 traffic); the m64nNk32 A fragment of
+// lane (g = lane / 4, t = lane % 4) in warp w is rows 16w + g and 16w + g + 8, inputs 4t..4t+3 and
 // 16 + 4t..+3 of the 32-input step, and in the packed layout (input 4s + j in the 2-bit field
 // 4j + s of the row's word) `(word >> 2t) & 0x03030303` holds exactly those 4 codes in byte
 // order: each fragment register is one packed word, shifted and turned into signed bytes
@@ -29,10 +29,10 @@
 // per slab; then, while the tensor cores work, start the copy of stage s + 2's activations into
 // the buffer stage s - 2 used and load stage s + 2's words; wait for stage s - 1's wgmma, which
 // frees the other fragment set. One wgmma group stays in flight across the barrier, and the
-// path from the barrier to the wgmma is a few instructions: with one block of 8 warps per SM,
-// the warps' instruction latency, not the tensor cores, set the pace when the copies and the
-// decode sat on that path (H100, ncu and SASS in BENCHMARKS.md). The accumulator of lane (g, t),
-// element i: weight row 16w + g + 8 ((i / 2) % 2), activation row 8 (i / 4) + 2t + i % 2.
+// path from the barrier to the wgmma is a few instructions (with the copies and the decode on
+// that path, and their addresses recomputed per copy, the kernel issued 23% more instructions
+// in the same time on an H100: neither was the bound; BENCHMARKS.md). The accumulator of lane
+// (g, t), element i: weight row 16w + g + 8 ((i / 2) % 2), activation row 8 (i / 4) + 2t + i % 2.
 
 // The same header CubeCL includes in every kernel it generates (found through its include path).
 #include <cuda_runtime.h>
