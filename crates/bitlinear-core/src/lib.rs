@@ -33,6 +33,7 @@ pub mod quant;
 pub mod reference;
 mod simd_quant;
 mod weight_pack;
+mod work_runs;
 
 pub use arena::colocate;
 pub use error::{BitLinearError, Result};

@@ -3,8 +3,14 @@
 //!
 //! Work is cut into tasks of (up to 64 rows) × (a run of 16-row weight tiles). Inside a task,
 //! rows go through the kernel `MR` at a time over K slices small enough that the `MR` activation
-//! rows stay in L1 while the task's weight tiles (≤ a few hundred KiB) stay in L2. At M = 1 the
-//! tiles are simply split into contiguous runs, so each core streams its part of the weights.
+//! rows stay in L1 while the task's weight tiles (≤ a few hundred KiB) stay in L2.
+//!
+//! A few rows (the GEMV case, M ≤ 4) from `linear_into` take another route: the work is split
+//! before anything else, one task per thread, and every task quantizes the rows itself, then
+//! claims chunks of tiles, first from the front of its own contiguous run, then from the back of
+//! the others' (`WorkRuns`). Each core thus starts streaming its weights without waiting for a
+//! serial prologue, streams one long ascending run, and the core that starts late or streams
+//! slower is relieved by the other instead of holding the call back.
 
 use rayon::prelude::*;
 
@@ -12,9 +18,10 @@ use crate::error::{BitLinearError, Result};
 use crate::kernels::{scalar::Scalar, Kernel, TileKernel};
 use crate::packed::{PackedTernary, BLOCK_BYTES, BLOCK_K, TILE_N};
 use crate::quant::{
-    quantize_activations_into, ActivationGranularity, QuantizedActivations, WeightGranularity,
-    DEFAULT_EPS,
+    check_eps, quantize_activations_into, quantizes_in_parallel, ActivationGranularity,
+    QuantizedActivations, WeightGranularity, DEFAULT_EPS,
 };
+use crate::work_runs::WorkRuns;
 
 /// Options of the fused f32 → f32 entry points.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -73,16 +80,39 @@ pub fn linear_into(
             w.k()
         )));
     }
-    // Reused per thread: a per-call allocation would cost as much as a small GEMV.
-    thread_local! {
-        static SCRATCH: std::cell::RefCell<QuantizedActivations> =
-            std::cell::RefCell::new(QuantizedActivations::empty());
+    if split_first(m, w) {
+        // Each task quantizes the rows itself (see `drive`): check up front what the
+        // quantization would reject, so that the tasks do not fail.
+        check_eps(opts.eps)?;
+        let input = FloatInput {
+            x,
+            m,
+            granularity: opts.activations,
+            eps: opts.eps,
+        };
+        return run(kernel, Input::Float(input), w, Output::Float { bias, out });
     }
-    SCRATCH.with(|cell| {
-        let mut xq = cell.borrow_mut();
-        quantize_activations_into(x, m, w.k(), opts.activations, opts.eps, &mut xq)?;
-        run(kernel, &xq, w, Output::Float { bias, out })
+    with_scratch(|xq| {
+        quantize_activations_into(x, m, w.k(), opts.activations, opts.eps, xq)?;
+        run(kernel, Input::Quantized(xq), w, Output::Float { bias, out })
     })
+}
+
+/// Runs `f` on this thread's reusable activation buffer (a per-call allocation would cost as
+/// much as a small GEMV).
+///
+/// The buffer is taken out of the thread-local for the call and put back after: a nested call
+/// on the same thread (a rayon thread waiting inside `f` may run another `linear_into`) then
+/// gets an empty buffer of its own instead of a `RefCell` borrow panic.
+fn with_scratch<R>(f: impl FnOnce(&mut QuantizedActivations) -> R) -> R {
+    thread_local! {
+        static SCRATCH: std::cell::Cell<Option<QuantizedActivations>> =
+            const { std::cell::Cell::new(None) };
+    }
+    let mut xq = SCRATCH.take().unwrap_or_else(QuantizedActivations::empty);
+    let r = f(&mut xq);
+    SCRATCH.set(Some(xq));
+    r
 }
 
 /// The output for pre-quantized int8 activations: `y = (xq · Wqᵀ) · s_x · s_w + b`.
@@ -94,7 +124,7 @@ pub fn linear_quantized_into(
     out: &mut [f32],
 ) -> Result<()> {
     let kernel = resolve(kernel)?;
-    run(kernel, xq, w, Output::Float { bias, out })
+    run(kernel, Input::Quantized(xq), w, Output::Float { bias, out })
 }
 
 /// The exact integer products `xq · Wqᵀ` (`[m, n]` i32, over all K, scales ignored).
@@ -105,7 +135,12 @@ pub fn int_matmul(
 ) -> Result<Vec<i32>> {
     let kernel = resolve(kernel)?;
     let mut out = vec![0i32; xq.m() * w.n()];
-    run(kernel, xq, w, Output::Int { out: &mut out })?;
+    run(
+        kernel,
+        Input::Quantized(xq),
+        w,
+        Output::Int { out: &mut out },
+    )?;
     Ok(out)
 }
 
@@ -137,12 +172,32 @@ enum Output<'a> {
     },
 }
 
-fn run(kernel: Kernel, xq: &QuantizedActivations, w: &PackedTernary, output: Output) -> Result<()> {
-    let (m, n) = (xq.m(), w.n());
-    if xq.k() != w.k() && m > 0 {
+/// The activations a call starts from.
+enum Input<'a> {
+    /// Already quantized (`m` and `k` from the buffer).
+    Quantized(&'a QuantizedActivations),
+    /// f32 rows that every task quantizes itself ([`split_first`] holds).
+    Float(FloatInput<'a>),
+}
+
+/// Row-major `[m, k]` f32 activations and how to quantize them (`k` is the weights' K).
+#[derive(Clone, Copy)]
+struct FloatInput<'a> {
+    x: &'a [f32],
+    m: usize,
+    granularity: ActivationGranularity,
+    eps: f32,
+}
+
+fn run(kernel: Kernel, input: Input, w: &PackedTernary, output: Output) -> Result<()> {
+    let (m, k) = match &input {
+        Input::Quantized(xq) => (xq.m(), xq.k()),
+        Input::Float(f) => (f.m, w.k()),
+    };
+    let n = w.n();
+    if k != w.k() && m > 0 {
         return Err(BitLinearError::ShapeMismatch(format!(
-            "activations have k = {}, weights have k = {}",
-            xq.k(),
+            "activations have k = {k}, weights have k = {}",
             w.k()
         )));
     }
@@ -165,21 +220,24 @@ fn run(kernel: Kernel, xq: &QuantizedActivations, w: &PackedTernary, output: Out
         return Ok(());
     }
     match kernel {
-        Kernel::Scalar => drive::<Scalar>(xq, w, output),
+        Kernel::Scalar => drive::<Scalar>(input, w, output),
         #[cfg(target_arch = "x86_64")]
-        Kernel::Avx2 => drive::<crate::kernels::x86::avx2::Avx2>(xq, w, output),
+        Kernel::Avx2 => drive::<crate::kernels::x86::avx2::Avx2>(input, w, output),
         #[cfg(target_arch = "x86_64")]
-        Kernel::AvxVnni => drive::<crate::kernels::x86::avxvnni::AvxVnni>(xq, w, output),
+        Kernel::AvxVnni => drive::<crate::kernels::x86::avxvnni::AvxVnni>(input, w, output),
         #[cfg(target_arch = "x86_64")]
-        Kernel::Avx512Vnni => drive::<crate::kernels::x86::avx512vnni::Avx512Vnni>(xq, w, output),
+        Kernel::Avx512Vnni => {
+            drive::<crate::kernels::x86::avx512vnni::Avx512Vnni>(input, w, output)
+        }
         #[cfg(target_arch = "aarch64")]
-        Kernel::Neon => drive::<crate::kernels::aarch64::neon::Neon>(xq, w, output),
+        Kernel::Neon => drive::<crate::kernels::aarch64::neon::Neon>(input, w, output),
         #[cfg(target_arch = "aarch64")]
-        Kernel::NeonDotprod => drive::<crate::kernels::aarch64::neon_dot::NeonDot>(xq, w, output),
+        Kernel::NeonDotprod => {
+            drive::<crate::kernels::aarch64::neon_dot::NeonDot>(input, w, output)
+        }
         #[allow(unreachable_patterns)]
-        other => return Err(BitLinearError::UnsupportedKernel(other.name().to_string())),
+        other => Err(BitLinearError::UnsupportedKernel(other.name().to_string())),
     }
-    Ok(())
 }
 
 /// A K range handed to the kernel in one call; never crosses a scale-group boundary.
@@ -198,6 +256,11 @@ struct SharedOut<T>(*mut T);
 unsafe impl<T> Send for SharedOut<T> {}
 unsafe impl<T> Sync for SharedOut<T> {}
 
+/// Weight bytes per chunk that the tasks of a few-row call claim at a time, rounded to whole
+/// tiles (one tile at K ≥ 1024). Small, so the tasks finish within a chunk of each other;
+/// measured at 1024→1024 against 8 and 16 KiB: as fast or faster.
+const CHUNK_BYTES: usize = 4096;
+
 /// Everything a task needs, read-only.
 struct Plan<'a> {
     xq: &'a QuantizedActivations,
@@ -207,79 +270,136 @@ struct Plan<'a> {
     /// Σ_k xq[row, k] per row and group: the bias of the unsigned-code products.
     row_sums: Vec<i32>,
     grouped: bool,
+    /// Rows per kernel call at most.
+    mr_max: usize,
 }
 
-fn drive<K: TileKernel>(xq: &QuantizedActivations, w: &PackedTernary, output: Output) {
-    let (m, n) = (xq.m(), w.n());
-    let grouped = matches!(output, Output::Float { .. })
-        && matches!(w.granularity(), WeightGranularity::PerGroup(_));
-    let (groups, group_blocks) = match w.granularity() {
-        WeightGranularity::PerGroup(g) if grouped => (w.k().div_ceil(g), g / BLOCK_K),
-        _ => (1, w.blocks_k()),
-    };
-    let mr_max = K::MAX_ROWS.min(m.next_power_of_two());
-    // Keep the MR activation rows of one slice within ~16 KiB of L1.
-    let kc = if mr_max >= 4 {
-        (16384 / (mr_max * BLOCK_K)).max(16)
-    } else {
-        usize::MAX
-    };
-    let mut slices = Vec::new();
-    for g in 0..groups {
-        let g0 = g * group_blocks;
-        let g1 = ((g + 1) * group_blocks).min(w.blocks_k());
-        let mut kb = g0;
-        while kb < g1 {
-            let nkb = kc.min(g1 - kb);
-            slices.push(Slice {
-                kb0: kb,
-                nkb,
-                group: g,
-                ends_group: kb + nkb == g1,
-            });
-            kb += nkb;
-        }
-    }
-    let (kp, stride) = (xq.k_padded(), xq.row_stride());
-    let mut row_sums = vec![0i32; m * groups];
-    for r in 0..m {
-        let codes = &xq.codes_padded()[r * stride..r * stride + kp];
+impl<'a> Plan<'a> {
+    /// K slices and row sums of `xq` against `w` for kernel `K`; `grouped` applies per-group
+    /// weight scales inside the K loop (float output with per-group weights).
+    fn new<K: TileKernel>(
+        xq: &'a QuantizedActivations,
+        w: &'a PackedTernary,
+        grouped: bool,
+    ) -> Self {
+        let m = xq.m();
+        let (groups, group_blocks) = match w.granularity() {
+            WeightGranularity::PerGroup(g) if grouped => (w.k().div_ceil(g), g / BLOCK_K),
+            _ => (1, w.blocks_k()),
+        };
+        let mr_max = K::MAX_ROWS.min(m.next_power_of_two());
+        // Keep the MR activation rows of one slice within ~16 KiB of L1.
+        let kc = if mr_max >= 4 {
+            (16384 / (mr_max * BLOCK_K)).max(16)
+        } else {
+            usize::MAX
+        };
+        let mut slices = Vec::new();
         for g in 0..groups {
-            let lo = g * group_blocks * BLOCK_K;
-            let hi = ((g + 1) * group_blocks * BLOCK_K).min(kp);
-            row_sums[r * groups + g] = codes[lo..hi].iter().map(|&c| c as i32).sum();
+            let g0 = g * group_blocks;
+            let g1 = ((g + 1) * group_blocks).min(w.blocks_k());
+            let mut kb = g0;
+            while kb < g1 {
+                let nkb = kc.min(g1 - kb);
+                slices.push(Slice {
+                    kb0: kb,
+                    nkb,
+                    group: g,
+                    ends_group: kb + nkb == g1,
+                });
+                kb += nkb;
+            }
+        }
+        let (kp, stride) = (xq.k_padded(), xq.row_stride());
+        let mut row_sums = vec![0i32; m * groups];
+        for r in 0..m {
+            let codes = &xq.codes_padded()[r * stride..r * stride + kp];
+            for g in 0..groups {
+                let lo = g * group_blocks * BLOCK_K;
+                let hi = ((g + 1) * group_blocks * BLOCK_K).min(kp);
+                row_sums[r * groups + g] = crate::simd_quant::sum_codes(&codes[lo..hi]);
+            }
+        }
+        Plan {
+            xq,
+            w,
+            slices,
+            groups,
+            row_sums,
+            grouped,
+            mr_max,
         }
     }
-    let plan = Plan {
-        xq,
-        w,
-        slices,
-        groups,
-        row_sums,
-        grouped,
-    };
+}
 
-    // Task grid: row groups of ≤ 64 × runs of tiles, about 4 tasks per thread.
-    let tiles = w.tiles_n();
-    let row_group = m.min(64);
-    let row_groups = m.div_ceil(row_group);
-    let threads = rayon::current_num_threads().max(1);
-    let work = m as u64 * n as u64 * w.k() as u64;
-    // A few rows stream the weights once: one contiguous run per thread keeps each core's
-    // hardware prefetcher on a single long stream. More rows: 4 tasks per thread balance load.
-    let want = if work < (1 << 16) {
-        1
-    } else if m <= 4 {
-        threads
-    } else {
-        4 * threads
-    };
-    let tile_runs = want.div_ceil(row_groups).clamp(1, tiles);
-    let run_len = tiles.div_ceil(tile_runs);
-    let tile_runs = tiles.div_ceil(run_len);
-    let tasks = row_groups * tile_runs;
+/// The task grid: row groups of ≤ 64 rows × runs of consecutive weight tiles.
+#[derive(Clone, Copy)]
+struct Grid {
+    m: usize,
+    tiles: usize,
+    row_group: usize,
+    tile_runs: usize,
+    run_len: usize,
+}
 
-    let (f_out, i_out, bias) = match output {
+impl Grid {
+    fn new(m: usize, w: &PackedTernary, threads: usize) -> Self {
+        let tiles = w.tiles_n();
+        let row_group = m.min(64);
+        let row_groups = m.div_ceil(row_group);
+        let work = m as u64 * w.n() as u64 * w.k() as u64;
+        // A few rows stream the weights once: one contiguous run per thread keeps each core's
+        // hardware prefetcher on a single long stream. More rows: 4 tasks per thread balance
+        // load.
+        let want = if work < (1 << 16) {
+            1
+        } else if m <= 4 {
+            threads
+        } else {
+            4 * threads
+        };
+        let tile_runs = want.div_ceil(row_groups).clamp(1, tiles.max(1));
+        let run_len = tiles.div_ceil(tile_runs).max(1);
+        let tile_runs = tiles.div_ceil(run_len).max(1);
+        Grid {
+            m,
+            tiles,
+            row_group,
+            tile_runs,
+            run_len,
+        }
+    }
+
+    fn tasks(&self) -> usize {
+        self.m.div_ceil(self.row_group) * self.tile_runs
+    }
+
+    /// The rows and tiles of task `t`.
+    fn task(&self, t: usize) -> (std::ops::Range<usize>, std::ops::Range<usize>) {
+        let (rg, tr) = (t / self.tile_runs, t % self.tile_runs);
+        let rows = rg * self.row_group..((rg + 1) * self.row_group).min(self.m);
+        let tiles = tr * self.run_len..((tr + 1) * self.run_len).min(self.tiles);
+        (rows, tiles)
+    }
+}
+
+/// Whether `linear_into` splits the work across threads before quantizing, every task
+/// quantizing the (few) activation rows itself: the quantization then leaves the serial
+/// prologue, the other cores start streaming weights as soon as they pick their task up, and
+/// no quantized row moves between cores. Only where the split puts all rows in every task (a
+/// few rows, several tile runs) and the quantization of those rows runs serially (else every
+/// task would fork-join inside).
+fn split_first(m: usize, w: &PackedTernary) -> bool {
+    let threads = rayon::current_num_threads();
+    m <= 4
+        && threads > 1
+        && !quantizes_in_parallel(m, w.k())
+        && Grid::new(m, w, threads).tasks() > 1
+}
+
+/// Float or int output as raw pointers for the tasks, and the bias.
+fn raw_output<'a>(output: Output<'a>) -> (SharedOut<f32>, SharedOut<i32>, Option<&'a [f32]>) {
+    match output {
         Output::Float { bias, out } => (
             SharedOut(out.as_mut_ptr()),
             SharedOut(std::ptr::null_mut()),
@@ -290,20 +410,87 @@ fn drive<K: TileKernel>(xq: &QuantizedActivations, w: &PackedTernary, output: Ou
             SharedOut(out.as_mut_ptr()),
             None,
         ),
-    };
-    let task = |t: usize| {
-        let (rg, tr) = (t / tile_runs, t % tile_runs);
-        let rows = rg * row_group..((rg + 1) * row_group).min(m);
-        let tiles = tr * run_len..((tr + 1) * run_len).min(tiles);
-        // SAFETY: (rows, tiles) regions of different tasks are disjoint, the pointers
-        // address m × n outputs, and the plan's buffers match the kernel contract.
-        unsafe { run_task::<K>(&plan, rows, tiles, mr_max, bias, f_out, i_out) };
-    };
-    if tasks == 1 {
-        task(0);
-    } else {
-        (0..tasks).into_par_iter().for_each(task);
     }
+}
+
+fn drive<K: TileKernel>(input: Input, w: &PackedTernary, output: Output) -> Result<()> {
+    let grouped = matches!(output, Output::Float { .. })
+        && matches!(w.granularity(), WeightGranularity::PerGroup(_));
+    let m = match &input {
+        Input::Quantized(xq) => xq.m(),
+        Input::Float(f) => f.m,
+    };
+    let grid = Grid::new(m, w, rayon::current_num_threads().max(1));
+    let (f_out, i_out, bias) = raw_output(output);
+    // SAFETY (both paths): the (rows, tiles) regions of different tasks are disjoint, the
+    // pointers address m × n outputs (checked by `run`), and the plan's buffers match the
+    // kernel contract.
+    match input {
+        Input::Quantized(xq) => {
+            let plan = Plan::new::<K>(xq, w, grouped);
+            let task = |t: usize| {
+                let (rows, tiles) = grid.task(t);
+                // SAFETY: see above.
+                unsafe {
+                    run_task::<K>(
+                        &plan,
+                        rows,
+                        tiles,
+                        &mut Accumulators::default(),
+                        bias,
+                        f_out,
+                        i_out,
+                    )
+                };
+            };
+            if grid.tasks() == 1 {
+                task(0);
+            } else {
+                (0..grid.tasks()).into_par_iter().for_each(task);
+            }
+            Ok(())
+        }
+        Input::Float(f) => {
+            // One task per thread, each claiming chunks of whole tiles (see `WorkRuns`).
+            let chunk_tiles = (CHUNK_BYTES / (w.blocks_k() * BLOCK_BYTES)).max(1);
+            let runs = WorkRuns::new(grid.tiles.div_ceil(chunk_tiles), grid.tasks());
+            (0..grid.tasks()).into_par_iter().try_for_each(|t| {
+                // A task picked up after the others took every chunk (its thread was busy, or
+                // the caller runs it itself after its own) need not quantize.
+                if runs.all_claimed() {
+                    return Ok(());
+                }
+                with_scratch(|xq| {
+                    quantize_activations_into(f.x, f.m, w.k(), f.granularity, f.eps, xq)?;
+                    let plan = Plan::new::<K>(xq, w, grouped);
+                    let mut acc = Accumulators::default();
+                    runs.begin(t);
+                    while let Some(c) = runs.next(t) {
+                        let tiles = c * chunk_tiles..((c + 1) * chunk_tiles).min(grid.tiles);
+                        // SAFETY: see above; `WorkRuns` hands every chunk to one task.
+                        unsafe {
+                            run_task::<K>(&plan, 0..f.m, tiles, &mut acc, bias, f_out, i_out)
+                        };
+                    }
+                    runs.end();
+                    // Task 0 runs on the thread that called `try_for_each` (rayon runs the
+                    // leftmost part of a split itself), which joins the others next.
+                    if t == 0 {
+                        runs.settle();
+                    }
+                    Ok(())
+                })
+            })
+        }
+    }
+}
+
+/// A task's accumulators, kept across the chunks it runs (an allocation per chunk would cost
+/// more than a small chunk's compute).
+#[derive(Default)]
+struct Accumulators {
+    int: Vec<i32>,
+    float: Vec<f32>,
 }
 
 /// # Safety
@@ -313,13 +500,21 @@ unsafe fn run_task<K: TileKernel>(
     plan: &Plan,
     rows: std::ops::Range<usize>,
     tiles: std::ops::Range<usize>,
-    mr_max: usize,
+    scratch: &mut Accumulators,
     bias: Option<&[f32]>,
     f_out: SharedOut<f32>,
     i_out: SharedOut<i32>,
 ) {
-    let mut acc = vec![0i32; tiles.len() * mr_max * TILE_N];
-    let mut accf = vec![0f32; if plan.grouped { acc.len() } else { 0 }];
+    let mr_max = plan.mr_max;
+    let len = tiles.len() * mr_max * TILE_N;
+    // `chunk` zeroes what it uses: only grow.
+    if scratch.int.len() < len {
+        scratch.int.resize(len, 0);
+    }
+    if plan.grouped && scratch.float.len() < len {
+        scratch.float.resize(len, 0.0);
+    }
+    let (acc, accf) = (&mut scratch.int, &mut scratch.float);
     let mut r = rows.start;
     while r < rows.end {
         // The kernel's maximum if that many rows are left, else the largest power of two.
@@ -332,12 +527,12 @@ unsafe fn run_task<K: TileKernel>(
         // SAFETY: forwarded; mr is K::MAX_ROWS or a power of two below it.
         unsafe {
             match mr {
-                1 => chunk::<K, 1>(plan, r, &tiles, &mut acc, &mut accf, bias, f_out, i_out),
-                2 => chunk::<K, 2>(plan, r, &tiles, &mut acc, &mut accf, bias, f_out, i_out),
-                4 => chunk::<K, 4>(plan, r, &tiles, &mut acc, &mut accf, bias, f_out, i_out),
-                8 => chunk::<K, 8>(plan, r, &tiles, &mut acc, &mut accf, bias, f_out, i_out),
-                16 => chunk::<K, 16>(plan, r, &tiles, &mut acc, &mut accf, bias, f_out, i_out),
-                _ => chunk::<K, 24>(plan, r, &tiles, &mut acc, &mut accf, bias, f_out, i_out),
+                1 => chunk::<K, 1>(plan, r, &tiles, acc, accf, bias, f_out, i_out),
+                2 => chunk::<K, 2>(plan, r, &tiles, acc, accf, bias, f_out, i_out),
+                4 => chunk::<K, 4>(plan, r, &tiles, acc, accf, bias, f_out, i_out),
+                8 => chunk::<K, 8>(plan, r, &tiles, acc, accf, bias, f_out, i_out),
+                16 => chunk::<K, 16>(plan, r, &tiles, acc, accf, bias, f_out, i_out),
+                _ => chunk::<K, 24>(plan, r, &tiles, acc, accf, bias, f_out, i_out),
             }
         }
         r += mr;

@@ -439,23 +439,30 @@ pub fn quantize_activations_into(
     out.codes.resize(m * stride, 0);
     out.scales.clear();
     out.scales.resize(m, 0.0);
-    let rows: Vec<&[f32]> = x.chunks_exact(k).collect();
-    // Large batches quantize rows in parallel; one row is too little work to split.
-    let parallel = m > 1 && m * k >= 1 << 15;
-    let absmax: Vec<f32> = if parallel {
-        rows.par_iter().map(|r| simd_quant::absmax(r)).collect()
+    let parallel = quantizes_in_parallel(m, k);
+    // The scales hold each row's absmax until they are turned into scales (no allocation:
+    // at M = 1 one would cost a good part of the quantization).
+    let absmax = |(s, row): (&mut f32, &[f32])| *s = simd_quant::absmax(row);
+    if parallel {
+        out.scales
+            .par_iter_mut()
+            .zip(x.par_chunks_exact(k))
+            .for_each(absmax);
     } else {
-        rows.iter().map(|r| simd_quant::absmax(r)).collect()
-    };
+        out.scales
+            .iter_mut()
+            .zip(x.chunks_exact(k))
+            .for_each(absmax);
+    }
     match granularity {
         ActivationGranularity::PerToken => {
-            for (s, &a) in out.scales.iter_mut().zip(&absmax) {
-                *s = activation_scale(a, eps);
+            for s in out.scales.iter_mut() {
+                *s = activation_scale(*s, eps);
             }
         }
         ActivationGranularity::PerTensor => {
             // NaN marks a non-finite row and must win over any finite maximum.
-            let max = absmax.iter().fold(0f32, |m, &a| {
+            let max = out.scales.iter().fold(0f32, |m, &a| {
                 if a.is_nan() || m.is_nan() {
                     f32::NAN
                 } else {
@@ -465,23 +472,35 @@ pub fn quantize_activations_into(
             out.scales.fill(activation_scale(max, eps));
         }
     }
-    let (all_codes, out_scales) = (&mut out.codes, &out.scales);
-    let quantize = |(r, codes): (usize, &mut [i8])| {
-        let s = out_scales[r];
-        // Non-finite rows keep zero codes; their NaN scale makes their outputs NaN.
-        if s.is_finite() && absmax[r].is_finite() {
-            simd_quant::quantize_row(rows[r], s, &mut codes[..k]);
+    let out_scales = &out.scales;
+    let quantize = |((s, codes), row): ((&f32, &mut [i8]), &[f32])| {
+        // Non-finite rows keep zero codes; their NaN scale makes their outputs NaN. (A finite
+        // scale means every row it covers is finite: absmax is NaN for a non-finite row, and
+        // the scale of a NaN absmax is NaN.)
+        if s.is_finite() {
+            simd_quant::quantize_row(row, *s, &mut codes[..k]);
         }
     };
     if parallel {
-        all_codes
-            .par_chunks_mut(stride)
-            .enumerate()
+        out_scales
+            .par_iter()
+            .zip(out.codes.par_chunks_mut(stride))
+            .zip(x.par_chunks_exact(k))
             .for_each(quantize);
     } else {
-        all_codes.chunks_mut(stride).enumerate().for_each(quantize);
+        out_scales
+            .iter()
+            .zip(out.codes.chunks_mut(stride))
+            .zip(x.chunks_exact(k))
+            .for_each(quantize);
     }
     Ok(())
+}
+
+/// Whether [`quantize_activations_into`] splits `[m, k]` activations across rayon threads:
+/// large batches do; one row is too little work to split.
+pub(crate) fn quantizes_in_parallel(m: usize, k: usize) -> bool {
+    m > 1 && m * k >= 1 << 15
 }
 
 /// `max(absmax, eps) / 127`; NaN (a non-finite input) stays NaN.

@@ -1,4 +1,5 @@
-//! Activation quantization inner loops, compiled for the best vector ISA at run time.
+//! Activation quantization inner loops and the sum of a row's codes, compiled for the best
+//! vector ISA at run time.
 //!
 //! The loops are plain Rust written so LLVM vectorizes them; wrapping them in
 //! `#[target_feature]` functions lets one binary use AVX-512/AVX2 (`vroundps` for
@@ -39,33 +40,51 @@ pub(crate) fn quantize_row(x: &[f32], s: f32, out: &mut [i8]) {
     quantize_row_generic(x, s, out)
 }
 
-const LANES: usize = 16;
+/// Σ codes as i32 (the row sums of the bias correction).
+pub(crate) fn sum_codes(codes: &[i8]) -> i32 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512bw") {
+            // SAFETY: the CPU supports AVX-512BW, checked just above.
+            return unsafe { sum_codes_avx512(codes) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2, checked just above.
+            return unsafe { sum_codes_avx2(codes) };
+        }
+    }
+    sum_codes_generic(codes)
+}
+
+#[inline(always)]
+fn sum_codes_generic(codes: &[i8]) -> i32 {
+    codes.iter().map(|&c| c as i32).sum()
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+unsafe fn sum_codes_avx512(codes: &[i8]) -> i32 {
+    sum_codes_generic(codes)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn sum_codes_avx2(codes: &[i8]) -> i32 {
+    sum_codes_generic(codes)
+}
 
 #[inline(always)]
 fn absmax_generic(x: &[f32]) -> f32 {
-    // Lane-wise partial maxima vectorize; `bad` counts non-finite values.
-    let mut acc = [0f32; LANES];
-    let mut bad = [0u32; LANES];
-    let chunks = x.chunks_exact(LANES);
-    let rest = chunks.remainder();
-    for c in chunks {
-        for i in 0..LANES {
-            let a = c[i].abs();
-            bad[i] |= (a.is_nan() || a == f32::INFINITY) as u32;
-            acc[i] = if a > acc[i] { a } else { acc[i] };
-        }
+    // The bit pattern of |v| orders like |v|, and every NaN or ±Inf pattern lies above every
+    // finite one: one integer maximum (an unsigned max reduction LLVM vectorizes) gives both
+    // the result and the non-finite check.
+    const MAGNITUDE: u32 = 0x7FFF_FFFF;
+    let m = x.iter().map(|v| v.to_bits() & MAGNITUDE).max().unwrap_or(0);
+    if m >= f32::INFINITY.to_bits() {
+        f32::NAN
+    } else {
+        f32::from_bits(m)
     }
-    let mut m = 0f32;
-    let mut any_bad = bad.iter().any(|&b| b != 0);
-    for &v in rest {
-        let a = v.abs();
-        any_bad |= !a.is_finite();
-        m = if a > m { a } else { m };
-    }
-    if any_bad {
-        return f32::NAN;
-    }
-    acc.iter().fold(m, |m, &a| if a > m { a } else { m })
 }
 
 #[inline(always)]

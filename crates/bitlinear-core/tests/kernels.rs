@@ -223,3 +223,96 @@ fn very_long_k_stays_exact() {
         }
     }
 }
+
+#[test]
+fn few_row_calls_match_reference_on_any_pool() {
+    // M ≤ 4 from `linear` splits the work before quantizing and lets the threads claim chunks
+    // of tiles: check it on pools of several sizes, every kernel and weight granularity, with
+    // N giving uneven chunk counts and K spanning one to several tiles per chunk.
+    let mut rng = StdRng::seed_from_u64(0x5917);
+    let pools: Vec<rayon::ThreadPool> = [2, 3, 4]
+        .iter()
+        .map(|&t| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(t)
+                .build()
+                .unwrap()
+        })
+        .collect();
+    let shapes = [
+        (1, 1024, 1024),
+        (1, 4100, 33),
+        (2, 300, 517),
+        (3, 257, 1001),
+        (4, 2048, 47),
+        (1, 64, 4096),
+    ];
+    for (case, &(m, k, n)) in shapes.iter().enumerate() {
+        let gran = granularities()[case % 4];
+        let w = random_weights(&mut rng, n, k, 3);
+        let tw = quantize_weights(&w, n, k, gran, DEFAULT_EPS).unwrap();
+        let packed = PackedTernary::pack(&tw);
+        let mut x = random_activations(&mut rng, m, k);
+        if m > 1 {
+            x[k + 5] = f32::INFINITY; // row 1 is non-finite: NaN outputs, others unaffected
+        }
+        let bias: Vec<f32> = (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+        for act in [
+            ActivationGranularity::PerToken,
+            ActivationGranularity::PerTensor,
+        ] {
+            let xq = quantize_activations(&x, m, k, act, DEFAULT_EPS).unwrap();
+            let want = reference::linear(&xq, &tw, Some(&bias));
+            for pool in &pools {
+                for kern in Kernel::supported() {
+                    let opts = LinearOptions {
+                        activations: act,
+                        eps: DEFAULT_EPS,
+                        kernel: Some(kern),
+                    };
+                    let got = pool.install(|| linear(&x, m, &packed, Some(&bias), &opts).unwrap());
+                    // NaN != NaN: compare bit patterns.
+                    let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                    assert_eq!(
+                        bits(&got),
+                        bits(&want),
+                        "kernel {kern}, {} threads, m={m} k={k} n={n} {gran:?} {act:?}",
+                        pool.current_num_threads()
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn nested_calls_from_rayon_tasks_agree() {
+    // Layers run from inside rayon tasks (one per sequence, say): a thread waiting in one
+    // call's join may run another call; each must get its own activation buffer.
+    let mut rng = StdRng::seed_from_u64(11);
+    let (k, n) = (1024, 1024);
+    let w = random_weights(&mut rng, n, k, 3);
+    let packed =
+        PackedTernary::quantize(&w, n, k, WeightGranularity::PerTensor, DEFAULT_EPS).unwrap();
+    let opts = LinearOptions::default();
+    for m in [1, 2, 9, 64] {
+        let xs: Vec<Vec<f32>> = (0..16)
+            .map(|_| random_activations(&mut rng, m, k))
+            .collect();
+        let want: Vec<Vec<f32>> = xs
+            .iter()
+            .map(|x| linear(x, m, &packed, None, &opts).unwrap())
+            .collect();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(3)
+            .build()
+            .unwrap();
+        let got: Vec<Vec<f32>> = pool.install(|| {
+            use rayon::prelude::*;
+            xs.par_iter()
+                .map(|x| linear(x, m, &packed, None, &opts).unwrap())
+                .collect()
+        });
+        assert_eq!(got, want, "m={m}");
+    }
+}

@@ -153,3 +153,38 @@ fn quant_type_strings() {
     }
     assert_eq!(QuantType::all().len(), 6);
 }
+
+#[test]
+fn absmax_finds_the_largest_magnitude_and_any_non_finite_value() {
+    // Long rows (vectorized), the extreme value at every kind of position, signed zeros and
+    // subnormals included.
+    let k = 1037;
+    for pos in [0, 1, 15, 16, 511, 1024, 1036] {
+        for extreme in [-7.5f32, 7.5, f32::MIN_POSITIVE / 4.0, -0.0] {
+            let mut x: Vec<f32> = (0..k)
+                .map(|i| {
+                    if extreme.abs() >= 1.0 {
+                        ((i % 7) as f32 - 3.0) * 0.5
+                    } else {
+                        0.0
+                    }
+                })
+                .collect();
+            x[pos] = extreme;
+            let q = quantize_activations(&x, 1, k, ActivationGranularity::PerToken, 1e-30).unwrap();
+            let absmax = x.iter().fold(0f32, |a, v| a.max(v.abs()));
+            assert_eq!(
+                q.scales()[0],
+                absmax.max(1e-30) / 127.0,
+                "pos {pos} {extreme}"
+            );
+        }
+        for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+            let mut x = vec![1.0f32; k];
+            x[pos] = bad;
+            let q = quantize_activations(&x, 1, k, ActivationGranularity::PerToken, 1e-6).unwrap();
+            assert!(q.scales()[0].is_nan(), "pos {pos} {bad}");
+            assert!(q.row(0).iter().all(|&c| c == 0));
+        }
+    }
+}
