@@ -14,6 +14,8 @@
 # GPU_CHECK_MS=1,2048 times only those batch sizes; GPU_CHECK_NO_NCU=1, GPU_CHECK_NO_TORCH=1 and
 # GPU_CHECK_NO_LOGS=1 skip the Nsight Compute device times, the torch baseline and the dumps of
 # generated kernel sources. The session-3 runs that fill BENCHMARKS.md's H100 section used these.
+# GPU_CHECK_NCU_DETAIL=<kernel-name regex> adds Nsight Compute's detailed sections (stall reasons
+# included) for one launch of that kernel.
 set -uo pipefail
 
 BIN=${BIN:-.gpu/gpu_check}
@@ -117,6 +119,18 @@ for (what, m, k, n), rs in groups.items():
                       "tops": round(2 * m * k * n / us / 1e6, 2), "kernel": rs[0][1],
                       "grid": rs[0][2], "block": rs[0][3]}))
 PY
+  fi
+
+  # GPU_CHECK_NCU_DETAIL=<regex>: Nsight Compute's throughput, scheduler, stall and source
+  # sections for the first launch whose kernel name matches (e.g. gemm_wgmma.*bm256, or
+  # gemv_dp4a), in .gpu/ncu_detail.txt: where a kernel's time goes, one launch, ~20 s.
+  if command -v ncu >/dev/null 2>&1 && [ -n "${GPU_CHECK_NCU_DETAIL:-}" ]; then
+    GPU_CHECK_PROFILE=1 GPU_CHECK_SKIP_CHECKS=1 timeout 120 ncu --clock-control none \
+      --kernel-name "regex:${GPU_CHECK_NCU_DETAIL}" --launch-count 1 \
+      --section SpeedOfLight --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis \
+      --section SchedulerStats --section WarpStateStats --section LaunchStats --section Occupancy \
+      --section SourceCounters "$BIN" > .gpu/ncu_detail.txt 2>> .gpu/gpu_check.stderr
+    echo "{\"op\":\"note\",\"what\":\"ncu detail for ${GPU_CHECK_NCU_DETAIL} exited with $? (.gpu/ncu_detail.txt)\"}" | tee -a "$RESULTS"
   fi
 else
   echo "{\"op\":\"error\",\"what\":\"$BIN not found or not executable\"}" | tee -a "$RESULTS"

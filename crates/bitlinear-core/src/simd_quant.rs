@@ -5,20 +5,34 @@
 //! `#[target_feature]` functions lets one binary use AVX-512/AVX2 (`vroundps` for
 //! round-half-to-even, wide compares) without `-C target-cpu=native`.
 
+/// Runs the variant of a loop compiled for the best ISA this CPU has: `$avx512` (compiled with
+/// AVX-512 F, BW and VL) where all three are detected, else `$avx2` (compiled with AVX2 and at
+/// most FMA) where both are, else `$generic`.
+macro_rules! best_isa {
+    ($avx512:expr, $avx2:expr, $generic:expr) => {{
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f")
+                && std::arch::is_x86_feature_detected!("avx512bw")
+                && std::arch::is_x86_feature_detected!("avx512vl")
+            {
+                // SAFETY: the variant enables exactly these features, detected just above.
+                return unsafe { $avx512 };
+            }
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                // SAFETY: the variant enables at most these features, detected just above.
+                return unsafe { $avx2 };
+            }
+        }
+        $generic
+    }};
+}
+
 /// Largest |v| of a slice; NaN if any element is NaN or ±Inf.
 pub(crate) fn absmax(x: &[f32]) -> f32 {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU supports AVX-512F, checked just above.
-            return unsafe { absmax_avx512(x) };
-        }
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU supports AVX2, checked just above.
-            return unsafe { absmax_avx2(x) };
-        }
-    }
-    absmax_generic(x)
+    best_isa!(absmax_avx512(x), absmax_avx2(x), absmax_generic(x))
 }
 
 /// Writes `clamp(round_ties_even(x / s), -128, 127)` into `out` (same length as `x`).
@@ -26,34 +40,20 @@ pub(crate) fn absmax(x: &[f32]) -> f32 {
 /// `x` must be finite and `s` finite and positive (the caller checked both via [`absmax`]).
 pub(crate) fn quantize_row(x: &[f32], s: f32, out: &mut [i8]) {
     assert_eq!(x.len(), out.len());
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU supports AVX-512F, checked just above.
-            return unsafe { quantize_row_avx512(x, s, out) };
-        }
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU supports AVX2, checked just above.
-            return unsafe { quantize_row_avx2(x, s, out) };
-        }
-    }
-    quantize_row_generic(x, s, out)
+    best_isa!(
+        quantize_row_avx512(x, s, out),
+        quantize_row_avx2(x, s, out),
+        quantize_row_generic(x, s, out)
+    )
 }
 
 /// Σ codes as i32 (the row sums of the bias correction).
 pub(crate) fn sum_codes(codes: &[i8]) -> i32 {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512bw") {
-            // SAFETY: the CPU supports AVX-512BW, checked just above.
-            return unsafe { sum_codes_avx512(codes) };
-        }
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU supports AVX2, checked just above.
-            return unsafe { sum_codes_avx2(codes) };
-        }
-    }
-    sum_codes_generic(codes)
+    best_isa!(
+        sum_codes_avx512(codes),
+        sum_codes_avx2(codes),
+        sum_codes_generic(codes)
+    )
 }
 
 #[inline(always)]
