@@ -229,6 +229,16 @@ fn wgmma_fn(n: usize, a_smem: bool) -> String {
     )
 }
 
+/// A kernel's whole source: `flags` as `#define`s, `BL_ENTRY` (the entry point's name), the
+/// output store every kernel shares, then `body`.
+fn kernel_source(entry: &str, flags: &[(&str, usize)], body: &str) -> String {
+    let mut text = String::new();
+    for (key, value) in flags {
+        text.push_str(&format!("#define {key} {value}\n"));
+    }
+    format!("{text}#define BL_ENTRY {entry}\n{EPILOGUE_SOURCE}{body}")
+}
+
 /// The buffers and sizes of one launch, already validated by the caller.
 pub(crate) struct RawLaunch<'a> {
     pub codes: &'a Handle,
@@ -308,25 +318,31 @@ impl RawLaunch<'_> {
         s
     }
 
-    /// `#define`s shared by both kernels, and a name that spells them out.
-    fn defines(&self, family: &str, extra: &[(&str, usize)]) -> (String, String) {
-        let mut flags: Vec<(&str, usize)> = vec![
+    /// The kernel of this launch's configuration plus `extra` flags: named
+    /// `bitlinear_<family>_<flag><value>...` on every launch, its source assembled only the
+    /// first time that name is seen ([`kernel_source`]; `body` is the kernel's own part).
+    fn kernel(
+        &self,
+        family: &str,
+        extra: &[(&'static str, usize)],
+        body: impl FnOnce() -> String,
+        cube_dim: CubeDim,
+    ) -> RawCudaKernel {
+        let mut flags: Vec<(&'static str, usize)> = vec![
             ("BL_GRAN", self.per_channel as usize),
             ("BL_BIAS", self.has_bias as usize),
             ("BL_RAW", self.raw as usize),
         ];
         flags.extend_from_slice(extra);
         let mut name = format!("bitlinear_{family}");
-        let mut text = String::new();
-        for (key, value) in flags {
+        for (key, value) in &flags {
             name.push_str(&format!(
                 "_{}{value}",
                 key.trim_start_matches("BL_").to_lowercase()
             ));
-            text.push_str(&format!("#define {key} {value}\n"));
         }
-        text.push_str(&format!("#define BL_ENTRY {name}\n"));
-        (name, text)
+        let entry = name.clone();
+        RawCudaKernel::cached(name, || kernel_source(&entry, &flags, &body()), cube_dim)
     }
 
     /// Packed GEMV with dp4a, `m ≤ 16`: one block (256 threads by default) per 16 output rows and per
@@ -340,7 +356,7 @@ impl RawLaunch<'_> {
         // Four accumulators per output save a shift per 4 weights; affordable in registers
         // for up to 2 rows.
         let split = config.split && rows <= 2;
-        let (entry, defines) = self.defines(
+        let kernel = self.kernel(
             "gemv_dp4a",
             &[
                 ("BL_MR", rows),
@@ -359,10 +375,7 @@ impl RawLaunch<'_> {
                     },
                 ),
             ],
-        );
-        let kernel = RawCudaKernel::cached(
-            entry,
-            || format!("{defines}{EPILOGUE_SOURCE}{GEMV_SOURCE}"),
+            || GEMV_SOURCE.to_string(),
             CubeDim::new_1d(32 * config.warps as u32),
         );
         let count = CubeCount::Static(self.n.div_ceil(16) as u32, self.m.div_ceil(rows) as u32, 1);
@@ -377,10 +390,10 @@ impl RawLaunch<'_> {
     pub(crate) unsafe fn gemm<R: Runtime>(&self, client: &ComputeClient<R>) {
         let tiles = GEMM_WARP_TILES.get().unwrap_or(GEMM_WARP_TILES_DEFAULT);
         let block_rows = 32 * tiles;
-        let (entry, defines) = self.defines("gemm_mma", &[("BL_WM_TILES", tiles)]);
-        let kernel = RawCudaKernel::cached(
-            entry,
-            || format!("{defines}{EPILOGUE_SOURCE}{GEMM_SOURCE}"),
+        let kernel = self.kernel(
+            "gemm_mma",
+            &[("BL_WM_TILES", tiles)],
+            || GEMM_SOURCE.to_string(),
             CubeDim::new_1d(256),
         );
         let count = CubeCount::Static(
@@ -402,27 +415,20 @@ impl RawLaunch<'_> {
             wgmma_default_config(self.m, self.n, sms.unwrap_or(132) as usize)
         });
         let config = WGMMA_CONFIGS[index - 1];
-        let (entry, defines) = self.defines(
-            "gemm_wgmma",
-            &[
-                ("BL_WGS", config.warpgroups),
-                ("BL_SLABS", config.slabs),
-                ("BL_BM", config.rows),
-                ("BL_MINB", config.min_blocks),
-                ("BL_A_SMEM", config.a_smem as usize),
-            ],
-        );
-        let kernel = RawCudaKernel::cached(
-            entry,
-            || {
-                format!(
-                    "{defines}{}{EPILOGUE_SOURCE}{WGMMA_SOURCE}",
-                    wgmma_fn(config.rows, config.a_smem)
-                )
-            },
-            CubeDim::new_1d(128 * config.warpgroups as u32),
-        )
-        .with_dynamic_shared(config.shared_bytes());
+        let kernel = self
+            .kernel(
+                "gemm_wgmma",
+                &[
+                    ("BL_WGS", config.warpgroups),
+                    ("BL_SLABS", config.slabs),
+                    ("BL_BM", config.rows),
+                    ("BL_MINB", config.min_blocks),
+                    ("BL_A_SMEM", config.a_smem as usize),
+                ],
+                || format!("{}{WGMMA_SOURCE}", wgmma_fn(config.rows, config.a_smem)),
+                CubeDim::new_1d(128 * config.warpgroups as u32),
+            )
+            .with_dynamic_shared(config.shared_bytes());
         let count = CubeCount::Static(
             self.n.div_ceil(config.weight_rows()) as u32,
             self.m.div_ceil(config.rows) as u32,
@@ -502,6 +508,16 @@ mod tests {
         }
         // Tiny problems and a missing SM count still pick a valid shape.
         assert!((1..=WGMMA_CONFIGS.len()).contains(&wgmma_default_config(17, 1, 0)));
+    }
+
+    /// Flags, then the entry point, then the shared output store, then the kernel's own part.
+    #[test]
+    fn kernel_source_defines_the_flags_before_the_code() {
+        let s = kernel_source("k_gran1", &[("BL_GRAN", 1), ("BL_MR", 8)], "BODY");
+        assert!(s.starts_with("#define BL_GRAN 1\n#define BL_MR 8\n#define BL_ENTRY k_gran1\n"));
+        assert!(s.ends_with("BODY"));
+        let store = s.find("bl_store").expect("the epilogue is in");
+        assert!(store < s.find("BODY").unwrap());
     }
 
     #[test]
