@@ -250,12 +250,23 @@ extern "C" __global__ void __launch_bounds__(BL_THREADS, BL_MINB) BL_ENTRY(
   load_w(0, w0);
   load_w(1, w1);
 
+  // Pins the accumulators and a fragment set in their registers around the wgmma.
+  auto fence_regs = [&](Frags &frags) {
+#pragma unroll
+    for (int sl = 0; sl < BL_SLABS; ++sl) {
+      bl_fence_acc(acc[sl]);
+#if BL_A_SMEM
+      (void)frags;
+#else
+      bl_fence_frag(frags[sl]);
+#endif
+    }
+  };
+
   auto step = [&](unsigned int s, Words &w, Frags &a, Frags &a_other) {
     // Before the barrier, off the path from it to the wgmma: `a` (or this parity's tiles) was
     // read by stage s - 2's wgmma, done since the previous step's wait.
 #if BL_A_SMEM
-    (void)a;
-    (void)a_other;
 #pragma unroll
     for (int sl = 0; sl < BL_SLABS; ++sl)
 #pragma unroll
@@ -276,13 +287,7 @@ extern "C" __global__ void __launch_bounds__(BL_THREADS, BL_MINB) BL_ENTRY(
     BL_CP_ASYNC_WAIT(1);
     BL_FENCE_PROXY_ASYNC();
     __syncthreads();
-#pragma unroll
-    for (int sl = 0; sl < BL_SLABS; ++sl) {
-      bl_fence_acc(acc[sl]);
-#if !BL_A_SMEM
-      bl_fence_frag(a[sl]);
-#endif
-    }
+    fence_regs(a);
     BL_WGMMA_FENCE();
     const unsigned int buf = sbase + (s % BL_STAGES) * BL_STAGE_BYTES;
 #pragma unroll
@@ -304,13 +309,7 @@ extern "C" __global__ void __launch_bounds__(BL_THREADS, BL_MINB) BL_ENTRY(
     BL_WGMMA_WAIT(1);
     // Stage s - 1's wgmma are done: the other fragment set, which they read, is free only from
     // here (the fence keeps the compiler from reusing its registers while they were in flight).
-#pragma unroll
-    for (int sl = 0; sl < BL_SLABS; ++sl) {
-      bl_fence_acc(acc[sl]);
-#if !BL_A_SMEM
-      bl_fence_frag(a_other[sl]);
-#endif
-    }
+    fence_regs(a_other);
   };
 
   unsigned int s = 0;
