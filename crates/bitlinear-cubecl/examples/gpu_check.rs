@@ -692,6 +692,13 @@ fn variants(m: usize, cmma_ok: bool, raw_ok: bool, wgmma_ok: bool) -> Vec<Varian
                 v.push(Variant::wgmma("wgmma-ss-256", 6));
                 v.push(Variant::wgmma("wgmma-ss-128x2", 7));
                 v.push(Variant::wgmma("wgmma-ss-128", 8));
+                // Packed words by cp.async with the activations, deeper prefetch.
+                v.push(Variant::wgmma("wgmma-cp3-256", 9));
+                v.push(Variant::wgmma("wgmma-cp4-256", 10));
+                v.push(Variant::wgmma("wgmma-cp4-128", 11));
+                v.push(Variant::wgmma("wgmma-cp6-128", 12));
+                v.push(Variant::wgmma("wgmma-cp3-128x2", 13));
+                v.push(Variant::wgmma("wgmma-ss-cp3-256", 14));
             }
         }
         if raw_ok && std::env::var("GPU_CHECK_NO_MMA").is_err() {
@@ -1186,7 +1193,7 @@ fn run<R: Runtime>(device: &R::Device, backend: &str) {
     }
     if want("wgmma_gemm_configs") {
         let r = if wgmma_available(&c) {
-            (1..=8).try_for_each(|config| {
+            (1..=wgmma_kernel_flags().len()).try_for_each(|config| {
                 wgmma_gemm_config_override(config);
                 let r = check_matmul(&c, &mut rng, MatmulPath::WgmmaGemm)
                     .map_err(|e| format!("config {config}: {e}"));

@@ -87,8 +87,9 @@ const GEMM_WARP_TILES_DEFAULT: usize = 4;
 
 /// Block shape of the wgmma GEMM: warpgroups per block, 64-row weight slabs per warpgroup,
 /// activation rows per block (the wgmma's N; accumulators per thread = slabs × rows / 2),
-/// blocks per SM asked of the compiler (2 caps the registers at 128 per thread), and where the
-/// decoded weights go (registers, or shared memory with `a_smem`).
+/// blocks per SM asked of the compiler (2 caps the registers at 128 per thread), where the
+/// decoded weights go (registers, or shared memory with `a_smem`), whether the packed words
+/// travel by cp.async with the activations (`w_cp`), and the prefetch distance in stages.
 #[derive(Debug, Clone, Copy)]
 struct WgmmaConfig {
     warpgroups: usize,
@@ -96,6 +97,8 @@ struct WgmmaConfig {
     rows: usize,
     min_blocks: usize,
     a_smem: bool,
+    w_cp: bool,
+    distance: usize,
 }
 
 impl WgmmaConfig {
@@ -106,6 +109,8 @@ impl WgmmaConfig {
             rows,
             min_blocks,
             a_smem: false,
+            w_cp: false,
+            distance: 2,
         }
     }
 
@@ -115,25 +120,61 @@ impl WgmmaConfig {
         self
     }
 
+    /// The same shape with the packed words copied into shared memory with the activations,
+    /// `distance` (≥ 3) stages ahead.
+    const fn words_copied(mut self, distance: usize) -> Self {
+        self.w_cp = true;
+        self.distance = distance;
+        self
+    }
+
     /// Weight rows per block.
     const fn weight_rows(self) -> usize {
         64 * self.slabs * self.warpgroups
     }
 
+    /// Shared-memory buffers: the prefetch distance plus the two stages whose wgmma may be in
+    /// flight.
+    const fn stages(self) -> usize {
+        self.distance + 2
+    }
+
     /// Dynamic shared memory: the activation stages, two decoded weight tiles per warpgroup and
-    /// slab with `a_smem`, and 1 KB to align them to the 128-byte swizzle's 1024 bytes.
+    /// slab with `a_smem`, the word stages with `w_cp` (512 bytes per 16-row tile), and 1 KB to
+    /// align them to the 128-byte swizzle's 1024 bytes.
     const fn shared_bytes(self) -> usize {
         let weights = if self.a_smem {
             2 * self.warpgroups * self.slabs * 64 * 128
         } else {
             0
         };
-        WGMMA_STAGES * self.rows * 128 + weights + 1024
+        let words = if self.w_cp {
+            self.stages() * self.weight_rows() / 16 * 512
+        } else {
+            0
+        };
+        self.stages() * self.rows * 128 + weights + words + 1024
+    }
+
+    /// The `#define`s the kernel source is compiled with for this shape.
+    fn flags(self) -> Vec<(&'static str, usize)> {
+        vec![
+            ("BL_WGS", self.warpgroups),
+            ("BL_SLABS", self.slabs),
+            ("BL_BM", self.rows),
+            ("BL_MINB", self.min_blocks),
+            ("BL_A_SMEM", self.a_smem as usize),
+            ("BL_W_CP", self.w_cp as usize),
+            ("BL_DIST", self.distance),
+        ]
     }
 }
 
+/// Dynamic shared memory one block may reserve on sm 90 (227 KB).
+const SM90_MAX_DYNAMIC_SHARED: usize = 227 * 1024;
+
 /// The configurations [`wgmma_gemm_config_override`] selects from (1-based).
-const WGMMA_CONFIGS: [WgmmaConfig; 8] = [
+const WGMMA_CONFIGS: [WgmmaConfig; 14] = [
     WgmmaConfig::new(1, 128, 1),
     WgmmaConfig::new(1, 256, 1),
     WgmmaConfig::new(1, 64, 1),
@@ -143,13 +184,26 @@ const WGMMA_CONFIGS: [WgmmaConfig; 8] = [
     WgmmaConfig::new(1, 256, 1).weights_in_shared(),
     WgmmaConfig::new(1, 128, 2).weights_in_shared(),
     WgmmaConfig::new(1, 128, 1).weights_in_shared(),
+    // Words by cp.async, deeper prefetch (checked in CPU emulation only, so far).
+    WgmmaConfig::new(1, 256, 1).words_copied(3),
+    WgmmaConfig::new(1, 256, 1).words_copied(4),
+    WgmmaConfig::new(1, 128, 1).words_copied(4),
+    WgmmaConfig::new(1, 128, 1).words_copied(6),
+    WgmmaConfig::new(1, 128, 2).words_copied(3),
+    WgmmaConfig::new(1, 256, 1)
+        .weights_in_shared()
+        .words_copied(3),
 ];
 
-static WGMMA_CONFIG: TuningOverride = TuningOverride::new(&[1, 2, 3, 4, 5, 6, 7, 8]);
+static WGMMA_CONFIG: TuningOverride =
+    TuningOverride::new(&[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14]);
 
 /// Forces one of the wgmma GEMM's block shapes (weight rows × activation rows: 1: 128 × 128,
 /// 2: 128 × 256, 3: 128 × 64, 4: 256 × 128, 5: 128 × 128 at 2 blocks per SM; 6, 7, 8: 2, 5 and
-/// 1 with the decoded weights in shared memory; 0 restores the default). For benchmarks and tests: every shape computes the same result.
+/// 1 with the decoded weights in shared memory; 9, 10: 2 with the packed words copied with the
+/// activations, 3 and 4 stages ahead; 11, 12: 1 so, 4 and 6 ahead; 13: 5 so, 3 ahead; 14: 6 so,
+/// 3 ahead; 0 restores the default). For benchmarks and tests: every shape computes the same
+/// result.
 #[doc(hidden)]
 pub fn wgmma_gemm_config_override(config: usize) {
     WGMMA_CONFIG.set(config);
@@ -177,19 +231,13 @@ fn wgmma_default_config(m: usize, n: usize, sms: usize) -> usize {
     }
 }
 
-/// The wgmma GEMM's block shapes as (warpgroups, 64-row slabs per warpgroup, activation rows,
-/// blocks per SM, weights in shared memory), in override order: what its CPU emulation test
-/// compiles the kernel for.
+/// The `#define`s of each wgmma GEMM configuration, in override order (1-based: entry `i - 1`
+/// is [`wgmma_gemm_config_override`]`(i)`): what its CPU emulation test compiles the kernel
+/// with.
 #[doc(hidden)]
-pub fn wgmma_block_shapes() -> Vec<(usize, usize, usize, usize, bool)> {
-    WGMMA_CONFIGS
-        .iter()
-        .map(|c| (c.warpgroups, c.slabs, c.rows, c.min_blocks, c.a_smem))
-        .collect()
+pub fn wgmma_kernel_flags() -> Vec<Vec<(&'static str, usize)>> {
+    WGMMA_CONFIGS.iter().map(|c| c.flags()).collect()
 }
-
-/// Activation stages in shared memory of the wgmma GEMM (see `gemm_wgmma.cu`).
-const WGMMA_STAGES: usize = 4;
 
 /// The `bl_wgmma` device function of `gemm_wgmma.cu` for `n` activation rows, as one `#define`
 /// line: `wgmma.mma_async` m64n`n`k32 s8·s8→s32 with the weight fragment in 4 registers (or,
@@ -415,16 +463,12 @@ impl RawLaunch<'_> {
             wgmma_default_config(self.m, self.n, sms.unwrap_or(132) as usize)
         });
         let config = WGMMA_CONFIGS[index - 1];
+        // Checked for every configuration by a unit test.
+        debug_assert!(config.shared_bytes() <= SM90_MAX_DYNAMIC_SHARED);
         let kernel = self
             .kernel(
                 "gemm_wgmma",
-                &[
-                    ("BL_WGS", config.warpgroups),
-                    ("BL_SLABS", config.slabs),
-                    ("BL_BM", config.rows),
-                    ("BL_MINB", config.min_blocks),
-                    ("BL_A_SMEM", config.a_smem as usize),
-                ],
+                &config.flags(),
                 || format!("{}{WGMMA_SOURCE}", wgmma_fn(config.rows, config.a_smem)),
                 CubeDim::new_1d(128 * config.warpgroups as u32),
             )
@@ -508,6 +552,29 @@ mod tests {
         }
         // Tiny problems and a missing SM count still pick a valid shape.
         assert!((1..=WGMMA_CONFIGS.len()).contains(&wgmma_default_config(17, 1, 0)));
+    }
+
+    /// Every wgmma configuration fits one block's shared memory on sm 90, two where it asks for
+    /// two blocks per SM, and has a prefetch distance its kernel accepts.
+    #[test]
+    fn wgmma_configs_fit_shared_memory() {
+        for c in WGMMA_CONFIGS {
+            assert!(
+                c.min_blocks * c.shared_bytes() <= SM90_MAX_DYNAMIC_SHARED,
+                "{c:?}: {} bytes",
+                c.shared_bytes()
+            );
+            assert!(
+                if c.w_cp {
+                    c.distance >= 3
+                } else {
+                    c.distance == 2
+                },
+                "{c:?}"
+            );
+            assert_eq!(c.weight_rows() / 16 * 32 % (128 * c.warpgroups), 0, "{c:?}");
+        }
+        assert_eq!(WGMMA_CONFIGS.len(), wgmma_kernel_flags().len());
     }
 
     /// Flags, then the entry point, then the shared output store, then the kernel's own part.

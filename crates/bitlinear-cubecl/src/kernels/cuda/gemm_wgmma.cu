@@ -19,6 +19,13 @@
 // the 128-byte swizzle (16-byte chunk c of row r at r * 128 + ((c ^ (r % 8)) * 16)), one
 // 128-byte-wide k stage of BL_BM rows per buffer, 4 buffers, 2 stages in flight.
 //
+// BL_W_CP = 1 (an experiment, not measured yet): the packed words travel with the activations,
+// by cp.async into a per-stage buffer (the block's tiles, 512 bytes each per stage), and are
+// read from shared memory just before their decode, which frees the registers that held two
+// stages of words and lets the prefetch distance BL_DIST grow (3 or more: stage s + 1 must have
+// landed at step s, because its words are decoded at the end of step s; BL_DIST + 2 buffers).
+// Whether the copies' latency, at two stages in flight, is what holds the tensor pipe at 42%.
+//
 // BL_A_SMEM = 1 (an experiment, not measured yet): the decoded weights go to shared memory
 // instead, each word once (the four lanes of a row group split the stage's k-blocks), in two
 // tiles per warpgroup and slab, and wgmma reads both operands through descriptors; fewer
@@ -41,9 +48,22 @@
 #define BL_DYNAMIC_SHARED(name) extern __shared__ __align__(1024) unsigned char name[]
 #endif
 
+#ifndef BL_W_CP
+#define BL_W_CP 0
+#endif
+#ifndef BL_DIST
+#define BL_DIST 2
+#endif
+#if BL_W_CP ? BL_DIST < 3 : BL_DIST != 2
+#error "BL_DIST: 2 with the words in registers, 3 or more with BL_W_CP"
+#endif
+
 #define BL_THREADS (128 * BL_WGS)
 #define BL_KB_STAGE 8  // k-blocks of 16 inputs per stage: 128 bytes of each activation row
-#define BL_STAGES 4
+#define BL_STAGES (BL_DIST + 2)
+#define BL_TILES (BL_WGS * BL_SLABS * 4)   // 16-row packed tiles per block
+#define BL_W_STAGE_BYTES (BL_TILES * 512)  // their words of one stage (BL_W_CP)
+#define BL_W_COPIES (BL_TILES * 32 / BL_THREADS)
 #define BL_STAGE_BYTES (BL_BM * 128)
 #define BL_ACC (BL_BM / 2)
 #define BL_X_PASS (BL_THREADS / 8)  // activation rows one pass of 16-byte copies covers
@@ -146,8 +166,16 @@ extern "C" __global__ void __launch_bounds__(BL_THREADS, BL_MINB) BL_ENTRY(
   for (int i = 0; i < BL_X_COPIES; ++i)
     if (m_base + r0 + BL_X_PASS * i < M) xrows |= 1u << i;
 
-  // Activations of stage s into its buffer; always one commit group per call, empty past the
-  // last stage, so the wait counts stay uniform. Rows and k-blocks past the end are zeros.
+  // The decoded weight tiles of BL_A_SMEM follow the activation buffers; the word buffers of
+  // BL_W_CP follow those.
+  const unsigned int pbase =
+      sbase + BL_STAGES * BL_STAGE_BYTES + (BL_A_SMEM ? 2 * BL_WGS * BL_SLABS * 8192 : 0);
+
+  // Activations of stage s into its buffer (with BL_W_CP, the block's packed words of the stage
+  // too: copy i of this thread is 16 bytes, words 4q..4q+3 of k-block kb of tile tl, with
+  // tl * 32 + kb * 4 + q = tid + BL_THREADS i); always one commit group per call, empty past the
+  // last stage, so the wait counts stay uniform. Rows, k-blocks and tiles past the end are
+  // zeros.
   auto load_x = [&](unsigned int s) {
     if (s < ksteps) {
       const unsigned int dst = sbase + (s % BL_STAGES) * BL_STAGE_BYTES + xdst;
@@ -158,9 +186,28 @@ extern "C" __global__ void __launch_bounds__(BL_THREADS, BL_MINB) BL_ENTRY(
         const bool ok = k_ok && ((xrows >> i) & 1u);
         bl_cp16(dst + i * (BL_X_PASS * 128), ok ? src + i * xstride : codes, ok ? 16u : 0u);
       }
+#if BL_W_CP
+#pragma unroll
+      for (int i = 0; i < BL_W_COPIES; ++i) {
+        const unsigned int id = tid + BL_THREADS * i, tl = id >> 5, kb = (id >> 2) & 7;
+        const unsigned int tile = n_base / 16 + tl, kbg = s * BL_KB_STAGE + kb;
+        const bool ok = tile < tiles_n && kbg < BK;
+        const unsigned int *wsrc = packed + ((size_t)tile * BK + kbg) * 16 + (id & 3) * 4;
+        bl_cp16(pbase + (s % BL_STAGES) * BL_W_STAGE_BYTES + id * 16, ok ? wsrc : packed,
+                ok ? 16u : 0u);
+      }
+#endif
     }
     BL_CP_ASYNC_COMMIT();
   };
+
+#if BL_W_CP
+  // Word `row` (0..15) of k-block kb of local tile tl in stage s's word buffer.
+  const unsigned int *wbuf = (const unsigned int *)(bl_dyn + (pbase - bl_smem(bl_dyn)));
+  auto word_at = [&](unsigned int s, unsigned int tl, unsigned int kb, unsigned int row) {
+    return wbuf[(s % BL_STAGES) * (BL_W_STAGE_BYTES / 4) + tl * 128 + kb * 16 + row];
+  };
+#endif
 
   // This warp's packed tile in each of its warpgroup's slabs of 64 weight rows, from word g.
   const unsigned int *wrow[BL_SLABS];
@@ -176,6 +223,18 @@ extern "C" __global__ void __launch_bounds__(BL_THREADS, BL_MINB) BL_ENTRY(
   // This lane's packed words of stage s: rows g and g + 8 of k-blocks 2t and 2t + 1 (the four
   // lanes of a row group share the stage's 8 k-blocks), decoded once into shared memory.
   using Words = unsigned int[BL_SLABS][4];
+#if BL_W_CP
+  auto load_w = [&](unsigned int s, Words &w) {
+#pragma unroll
+    for (int sl = 0; sl < BL_SLABS; ++sl)
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const unsigned int tl = (wg * BL_SLABS + sl) * 4 + warp;
+        w[sl][2 * h] = word_at(s, tl, 2 * t + h, g);
+        w[sl][2 * h + 1] = word_at(s, tl, 2 * t + h, g + 8);
+      }
+  };
+#else
   auto load_w = [&](unsigned int s, Words &w) {
 #pragma unroll
     for (int sl = 0; sl < BL_SLABS; ++sl) {
@@ -189,10 +248,26 @@ extern "C" __global__ void __launch_bounds__(BL_THREADS, BL_MINB) BL_ENTRY(
       }
     }
   };
+#endif
 #else
   // This lane's packed words of stage s in fragment order (rows g and g + 8 of k-block 2j,
   // then of 2j + 1); whole stages of a real tile load without per-word checks.
   using Words = unsigned int[BL_SLABS][4][4];
+#if BL_W_CP
+  // From the stage's word buffer (zeros past the end, as copied).
+  auto load_w = [&](unsigned int s, Words &w) {
+#pragma unroll
+    for (int sl = 0; sl < BL_SLABS; ++sl)
+#pragma unroll
+      for (int j = 0; j < 4; ++j)
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          const unsigned int tl = (wg * BL_SLABS + sl) * 4 + warp;
+          w[sl][j][2 * h] = word_at(s, tl, 2 * j + h, g);
+          w[sl][j][2 * h + 1] = word_at(s, tl, 2 * j + h, g + 8);
+        }
+  };
+#else
   auto load_w = [&](unsigned int s, Words &w) {
     const bool whole = (s + 1) * BL_KB_STAGE <= BK;
 #pragma unroll
@@ -220,6 +295,7 @@ extern "C" __global__ void __launch_bounds__(BL_THREADS, BL_MINB) BL_ENTRY(
   };
 
 #endif
+#endif
 
   int acc[BL_SLABS][BL_ACC];
 #pragma unroll
@@ -227,10 +303,11 @@ extern "C" __global__ void __launch_bounds__(BL_THREADS, BL_MINB) BL_ENTRY(
 #pragma unroll
     for (int i = 0; i < BL_ACC; ++i) acc[sl][i] = 0;
 
-  // Packed words, loaded two stages ahead, and (in registers) the fragments decoded from them:
-  // one set feeds the wgmma in flight while the other is decoded. BL_A_SMEM decodes into this
-  // warpgroup's own pair of shared-memory tiles instead (64 rows x 128 bytes per slab, the same
-  // swizzle as the activations), read by the wgmma through a descriptor.
+  // Packed words, loaded two stages ahead (BL_W_CP: read from shared memory just before their
+  // decode), and (in registers) the fragments decoded from them: one set feeds the wgmma in
+  // flight while the other is decoded. BL_A_SMEM decodes into this warpgroup's own pair of
+  // shared-memory tiles instead (64 rows x 128 bytes per slab, the same swizzle as the
+  // activations), read by the wgmma through a descriptor.
   Words w0, w1;
 #if BL_A_SMEM
   using Frags = int;  // unused
@@ -245,11 +322,6 @@ extern "C" __global__ void __launch_bounds__(BL_THREADS, BL_MINB) BL_ENTRY(
   Frags a0, a1;
 #endif
 
-  load_x(0);
-  load_x(1);
-  load_w(0, w0);
-  load_w(1, w1);
-
   // Pins the accumulators and a fragment set in their registers around the wgmma.
   auto fence_regs = [&](Frags &frags) {
 #pragma unroll
@@ -263,10 +335,11 @@ extern "C" __global__ void __launch_bounds__(BL_THREADS, BL_MINB) BL_ENTRY(
     }
   };
 
-  auto step = [&](unsigned int s, Words &w, Frags &a, Frags &a_other) {
-    // Before the barrier, off the path from it to the wgmma: `a` (or this parity's tiles) was
-    // read by stage s - 2's wgmma, done since the previous step's wait.
+  // Stage s's words into the fragment set `a` (or this parity's tiles), which no wgmma in
+  // flight may read.
+  auto decode = [&](unsigned int s, Words &w, Frags &a) {
 #if BL_A_SMEM
+    (void)a;
 #pragma unroll
     for (int sl = 0; sl < BL_SLABS; ++sl)
 #pragma unroll
@@ -277,6 +350,7 @@ extern "C" __global__ void __launch_bounds__(BL_THREADS, BL_MINB) BL_ENTRY(
                 bl_decode(word, 1), bl_decode(word, 2), bl_decode(word, 3));
       }
 #else
+    (void)s;
 #pragma unroll
     for (int sl = 0; sl < BL_SLABS; ++sl)
 #pragma unroll
@@ -284,9 +358,11 @@ extern "C" __global__ void __launch_bounds__(BL_THREADS, BL_MINB) BL_ENTRY(
 #pragma unroll
         for (int r = 0; r < 4; ++r) a[sl][j][r] = bl_decode(w[sl][j][r], t);
 #endif
-    BL_CP_ASYNC_WAIT(1);
-    BL_FENCE_PROXY_ASYNC();
-    __syncthreads();
+  };
+
+  // Stage s's wgmma (4 per slab), one commit group; its activations and fragments are ready and
+  // visible to the async proxy.
+  auto issue = [&](unsigned int s, Frags &a) {
     fence_regs(a);
     BL_WGMMA_FENCE();
     const unsigned int buf = sbase + (s % BL_STAGES) * BL_STAGE_BYTES;
@@ -295,12 +371,61 @@ extern "C" __global__ void __launch_bounds__(BL_THREADS, BL_MINB) BL_ENTRY(
 #pragma unroll
       for (int sl = 0; sl < BL_SLABS; ++sl) {
 #if BL_A_SMEM
+        (void)a;
         bl_wgmma(acc[sl], bl_desc(w_tile(s & 1, sl) + 32 * j), bl_desc(buf + 32 * j));
 #else
         bl_wgmma(acc[sl], a[sl][j], bl_desc(buf + 32 * j));
 #endif
       }
     BL_WGMMA_COMMIT();
+  };
+
+#if BL_W_CP
+  (void)w1;
+  for (unsigned int i = 0; i < BL_DIST; ++i) load_x(i);
+  BL_CP_ASYNC_WAIT(BL_DIST - 1);
+  __syncthreads();
+  load_w(0, w0);
+  decode(0, w0, a0);
+
+  // Step s: stages up to s + 1 have landed (their words are decoded at the end of the step);
+  // stage s + BL_DIST is copied into the buffers stage s - 2 used, whose wgmma every thread saw
+  // done before the barrier.
+  auto step = [&](unsigned int s, Frags &a, Frags &a_other) {
+    BL_CP_ASYNC_WAIT(BL_DIST - 2);
+    BL_FENCE_PROXY_ASYNC();
+    __syncthreads();
+    issue(s, a);
+    load_x(s + BL_DIST);
+    BL_WGMMA_WAIT(1);
+    // Stage s - 1's wgmma are done: the other fragment set (or parity's tiles) is free.
+    fence_regs(a_other);
+    if (s + 1 < ksteps) {
+      load_w(s + 1, w0);
+      decode(s + 1, w0, a_other);
+    }
+  };
+
+  unsigned int s = 0;
+  for (; s + 1 < ksteps; s += 2) {
+    step(s, a0, a1);
+    step(s + 1, a1, a0);
+  }
+  if (s < ksteps) step(s, a0, a1);
+#else
+  load_x(0);
+  load_x(1);
+  load_w(0, w0);
+  load_w(1, w1);
+
+  auto step = [&](unsigned int s, Words &w, Frags &a, Frags &a_other) {
+    // Before the barrier, off the path from it to the wgmma: `a` (or this parity's tiles) was
+    // read by stage s - 2's wgmma, done since the previous step's wait.
+    decode(s, w, a);
+    BL_CP_ASYNC_WAIT(1);
+    BL_FENCE_PROXY_ASYNC();
+    __syncthreads();
+    issue(s, a);
     // While the tensor cores work: every thread passed the previous step's wait before the
     // barrier, so stage s - 2's wgmma (both warpgroups) are done and its buffer is free; the
     // words of stage s are decoded, so `w` is free.
@@ -318,6 +443,7 @@ extern "C" __global__ void __launch_bounds__(BL_THREADS, BL_MINB) BL_ENTRY(
     step(s + 1, w1, a1, a0);
   }
   if (s < ksteps) step(s, w0, a0, a1);
+#endif
   BL_WGMMA_WAIT(0);
 #pragma unroll
   for (int sl = 0; sl < BL_SLABS; ++sl) bl_fence_acc(acc[sl]);
