@@ -12,6 +12,7 @@ use crate::tuning::TuningOverride;
 const EPILOGUE_SOURCE: &str = include_str!("kernels/cuda/epilogue.cuh");
 const GEMV_SOURCE: &str = include_str!("kernels/cuda/gemv_dp4a.cu");
 const GEMM_SOURCE: &str = include_str!("kernels/cuda/gemm_mma.cu");
+const WGMMA_COMMON_SOURCE: &str = include_str!("kernels/cuda/wgmma_common.cuh");
 const WGMMA_SOURCE: &str = include_str!("kernels/cuda/gemm_wgmma.cu");
 
 /// Largest number of activation rows one GEMV block handles (more rows: more blocks in `y`).
@@ -469,7 +470,12 @@ impl RawLaunch<'_> {
             .kernel(
                 "gemm_wgmma",
                 &config.flags(),
-                || format!("{}{WGMMA_SOURCE}", wgmma_fn(config.rows, config.a_smem)),
+                || {
+                    format!(
+                        "{}{WGMMA_COMMON_SOURCE}{WGMMA_SOURCE}",
+                        wgmma_fn(config.rows, config.a_smem)
+                    )
+                },
                 CubeDim::new_1d(128 * config.warpgroups as u32),
             )
             .with_dynamic_shared(config.shared_bytes());

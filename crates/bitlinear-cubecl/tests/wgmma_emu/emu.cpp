@@ -186,6 +186,7 @@ static void emu_mma_wait(unsigned int pending) {
 #define BL_WGMMA_WAIT(n) emu_mma_wait(n)
 
 #include "../../src/kernels/cuda/epilogue.cuh"
+#include "../../src/kernels/cuda/wgmma_common.cuh"
 #include BL_KERNEL
 
 int main(int argc, char **argv) {

@@ -1,0 +1,111 @@
+// What the two Hopper GEMMs (gemm_wgmma.cu, gemm_wgmma_ws.cu) share: their parameters, the
+// PTX instructions they use (cp.async, mbarriers, wgmma), the packed-word decode and the
+// shared-memory descriptor. The host prepends it to either kernel, after the generated
+// `BL_WGMMA_FN` line; the CPU emulation (tests/wgmma_emu) includes it after its own models of
+// the instructions.
+
+#define BL_ACC (BL_BM / 2)  // accumulators per thread and 64-row slab: m64nBL_BMk32
+
+// The same header CubeCL includes in every kernel it generates (found through its include path).
+#include <cuda_runtime.h>
+
+#ifndef BL_DYNAMIC_SHARED
+#define BL_DYNAMIC_SHARED(name) extern __shared__ __align__(1024) unsigned char name[]
+#endif
+
+struct BlGemmParams {
+  unsigned long long m, n, blocks_k;
+};
+
+// The instructions the CPU emulation of these kernels (tests/wgmma_emu) replaces with its own
+// model of them; everything else compiles unchanged there.
+#ifndef BL_HOST_EMULATION
+static __device__ __forceinline__ unsigned int bl_smem(const void *p) {
+  unsigned int r;
+  asm("{ .reg .u64 a; cvta.to.shared.u64 a, %1; cvt.u32.u64 %0, a; }" : "=r"(r) : "l"(p));
+  return r;
+}
+
+// 16-byte async copy to a shared address; `bytes` = 0 writes zeros (rows or k-blocks past the
+// end, so the padding contributes nothing whatever the weights there decode to).
+static __device__ __forceinline__ void bl_cp16(unsigned int dst, const void *src,
+                                               unsigned int bytes) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(bytes));
+}
+
+#define BL_CP_ASYNC_COMMIT() asm volatile("cp.async.commit_group;\n" ::)
+#define BL_CP_ASYNC_WAIT(n) asm volatile("cp.async.wait_group %0;\n" ::"n"(n))
+// Orders this thread's cp.async writes before the wgmma (async proxy) reads of them.
+#define BL_FENCE_PROXY_ASYNC() asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory")
+#define BL_WGMMA_FENCE() asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory")
+#define BL_WGMMA_COMMIT() asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory")
+#define BL_WGMMA_WAIT(n) asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(n) : "memory")
+
+// 16 bytes to a shared address (the decoded weights of BL_A_SMEM).
+static __device__ __forceinline__ void bl_st16(unsigned int dst, unsigned int a, unsigned int b,
+                                               unsigned int c, unsigned int d) {
+  asm volatile("st.shared.v4.u32 [%0], {%1, %2, %3, %4};\n" ::"r"(dst), "r"(a), "r"(b), "r"(c),
+               "r"(d)
+               : "memory");
+}
+// mbarriers (the warp-specialized kernel): `bar` is a shared address, 8-byte aligned.
+static __device__ __forceinline__ void bl_mbar_init(unsigned int bar, unsigned int count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
+}
+
+// One arrival (release semantics: this thread's earlier shared-memory reads are done).
+static __device__ __forceinline__ void bl_mbar_arrive(unsigned int bar) {
+  asm volatile("{ .reg .b64 st; mbarrier.arrive.shared::cta.b64 st, [%0]; }\n" ::"r"(bar)
+               : "memory");
+}
+
+// One arrival once every cp.async this thread issued so far has landed; counts against the
+// barrier's expected arrivals (.noinc).
+static __device__ __forceinline__ void bl_cp_mbar_arrive(unsigned int bar) {
+  asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(bar) : "memory");
+}
+
+// Waits until the phase of parity `parity` has completed (acquire semantics).
+static __device__ __forceinline__ void bl_mbar_wait(unsigned int bar, unsigned int parity) {
+  unsigned int done = 0;
+  while (!done) {
+    asm volatile(
+        "{ .reg .pred p; mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2; selp.u32 %0, 1, 0, "
+        "p; }\n"
+        : "=r"(done)
+        : "r"(bar), "r"(parity)
+        : "memory");
+  }
+}
+
+#define BL_CP_ASYNC_WAIT_ALL() asm volatile("cp.async.wait_all;\n" ::: "memory")
+#endif
+
+static __device__ __forceinline__ unsigned int bl_decode(unsigned int word, unsigned int t) {
+  const unsigned int c = ((word >> (2 * t)) & 0x03030303u) | 0x80808080u;
+  return (c - 0x01010101u) ^ 0x80808080u;
+}
+
+// Matrix descriptor of a K-major operand in the 128-byte swizzle: start address / 16, leading
+// byte offset unused by swizzled K-major layouts (1), 8-row groups 1024 bytes apart, base offset
+// 0 (buffers are 1024-byte aligned), swizzle mode 1 (128 B).
+static __device__ __forceinline__ unsigned long long bl_desc(unsigned int addr) {
+  return (unsigned long long)((addr & 0x3FFFFu) >> 4) | (1ull << 16) |
+         ((unsigned long long)(1024 >> 4) << 32) | (1ull << 62);
+}
+
+// Pins the accumulators in their registers around wgmma (no copies the compiler could move
+// between an asynchronous wgmma and its wait).
+static __device__ __forceinline__ void bl_fence_acc(int (&d)[BL_ACC]) {
+#pragma unroll
+  for (int i = 0; i < BL_ACC; ++i) asm volatile("" : "+r"(d[i])::"memory");
+}
+
+// The same for a fragment set, which an in-flight wgmma reads asynchronously.
+static __device__ __forceinline__ void bl_fence_frag(unsigned int (&a)[4][4]) {
+#pragma unroll
+  for (int j = 0; j < 4; ++j)
+#pragma unroll
+    for (int r = 0; r < 4; ++r) asm volatile("" : "+r"(a[j][r])::"memory");
+}
+
