@@ -699,6 +699,11 @@ fn variants(m: usize, cmma_ok: bool, raw_ok: bool, wgmma_ok: bool) -> Vec<Varian
                 v.push(Variant::wgmma("wgmma-cp6-128", 12));
                 v.push(Variant::wgmma("wgmma-cp3-128x2", 13));
                 v.push(Variant::wgmma("wgmma-ss-cp3-256", 14));
+                // Warp-specialized: producer warps, mbarriers, no block barrier.
+                v.push(Variant::wgmma("wgmma-ws6-256", 15));
+                v.push(Variant::wgmma("wgmma-ws4-256", 16));
+                v.push(Variant::wgmma("wgmma-ws8-128", 17));
+                v.push(Variant::wgmma("wgmma-ws6-256-p2", 18));
             }
         }
         if raw_ok && std::env::var("GPU_CHECK_NO_MMA").is_err() {

@@ -14,6 +14,7 @@ const GEMV_SOURCE: &str = include_str!("kernels/cuda/gemv_dp4a.cu");
 const GEMM_SOURCE: &str = include_str!("kernels/cuda/gemm_mma.cu");
 const WGMMA_COMMON_SOURCE: &str = include_str!("kernels/cuda/wgmma_common.cuh");
 const WGMMA_SOURCE: &str = include_str!("kernels/cuda/gemm_wgmma.cu");
+const WGMMA_WS_SOURCE: &str = include_str!("kernels/cuda/gemm_wgmma_ws.cu");
 
 /// Largest number of activation rows one GEMV block handles (more rows: more blocks in `y`).
 const GEMV_ROWS_PER_BLOCK: usize = 8;
@@ -90,7 +91,9 @@ const GEMM_WARP_TILES_DEFAULT: usize = 4;
 /// activation rows per block (the wgmma's N; accumulators per thread = slabs × rows / 2),
 /// blocks per SM asked of the compiler (2 caps the registers at 128 per thread), where the
 /// decoded weights go (registers, or shared memory with `a_smem`), whether the packed words
-/// travel by cp.async with the activations (`w_cp`), and the prefetch distance in stages.
+/// travel by cp.async with the activations (`w_cp`), the prefetch distance in stages, and the
+/// producer warps of the warp-specialized kernel (`gemm_wgmma_ws.cu`; 0: `gemm_wgmma.cu`,
+/// where every warp copies and a block barrier closes each stage).
 #[derive(Debug, Clone, Copy)]
 struct WgmmaConfig {
     warpgroups: usize,
@@ -100,6 +103,7 @@ struct WgmmaConfig {
     a_smem: bool,
     w_cp: bool,
     distance: usize,
+    producers: usize,
 }
 
 impl WgmmaConfig {
@@ -112,7 +116,23 @@ impl WgmmaConfig {
             a_smem: false,
             w_cp: false,
             distance: 2,
+            producers: 0,
         }
+    }
+
+    /// The warp-specialized kernel: `producers` warps copy into `stages` buffers of `rows`
+    /// activation rows (and the words), two warpgroups of 64 weight rows consume them.
+    const fn warp_specialized(rows: usize, stages: usize, producers: usize) -> Self {
+        let mut c = Self::new(1, rows, 1);
+        c.w_cp = true;
+        c.distance = stages - 2;
+        c.producers = producers;
+        c
+    }
+
+    /// Threads per block: the consumer warpgroups and the producer warps.
+    const fn threads(self) -> usize {
+        128 * self.warpgroups + 32 * self.producers
     }
 
     /// The same shape with the decoded weights in shared memory.
@@ -135,14 +155,15 @@ impl WgmmaConfig {
     }
 
     /// Shared-memory buffers: the prefetch distance plus the two stages whose wgmma may be in
-    /// flight.
+    /// flight (the warp-specialized kernel: its stages).
     const fn stages(self) -> usize {
         self.distance + 2
     }
 
     /// Dynamic shared memory: the activation stages, two decoded weight tiles per warpgroup and
-    /// slab with `a_smem`, the word stages with `w_cp` (512 bytes per 16-row tile), and 1 KB to
-    /// align them to the 128-byte swizzle's 1024 bytes.
+    /// slab with `a_smem`, the word stages with `w_cp` (512 bytes per 16-row tile), two
+    /// mbarriers per stage in the warp-specialized kernel, and 1 KB to align them to the
+    /// 128-byte swizzle's 1024 bytes.
     const fn shared_bytes(self) -> usize {
         let weights = if self.a_smem {
             2 * self.warpgroups * self.slabs * 64 * 128
@@ -154,11 +175,35 @@ impl WgmmaConfig {
         } else {
             0
         };
-        self.stages() * self.rows * 128 + weights + words + 1024
+        let barriers = if self.producers > 0 {
+            16 * self.stages()
+        } else {
+            0
+        };
+        self.stages() * self.rows * 128 + weights + words + barriers + 1024
+    }
+
+    /// The kernel family (its entry point's prefix) and source file.
+    fn kernel(self) -> (&'static str, &'static str) {
+        if self.producers > 0 {
+            ("gemm_wgmma_ws", "gemm_wgmma_ws.cu")
+        } else {
+            ("gemm_wgmma", "gemm_wgmma.cu")
+        }
     }
 
     /// The `#define`s the kernel source is compiled with for this shape.
     fn flags(self) -> Vec<(&'static str, usize)> {
+        if self.producers > 0 {
+            return vec![
+                ("BL_WGS", self.warpgroups),
+                ("BL_SLABS", self.slabs),
+                ("BL_BM", self.rows),
+                ("BL_MINB", self.min_blocks),
+                ("BL_STAGES", self.stages()),
+                ("BL_PRODUCERS", self.producers),
+            ];
+        }
         vec![
             ("BL_WGS", self.warpgroups),
             ("BL_SLABS", self.slabs),
@@ -175,7 +220,7 @@ impl WgmmaConfig {
 const SM90_MAX_DYNAMIC_SHARED: usize = 227 * 1024;
 
 /// The configurations [`wgmma_gemm_config_override`] selects from (1-based).
-const WGMMA_CONFIGS: [WgmmaConfig; 14] = [
+const WGMMA_CONFIGS: [WgmmaConfig; 18] = [
     WgmmaConfig::new(1, 128, 1),
     WgmmaConfig::new(1, 256, 1),
     WgmmaConfig::new(1, 64, 1),
@@ -194,17 +239,24 @@ const WGMMA_CONFIGS: [WgmmaConfig; 14] = [
     WgmmaConfig::new(1, 256, 1)
         .weights_in_shared()
         .words_copied(3),
+    // Warp-specialized: producer warps and mbarriers (checked in CPU emulation only, so far).
+    WgmmaConfig::warp_specialized(256, 6, 1),
+    WgmmaConfig::warp_specialized(256, 4, 1),
+    WgmmaConfig::warp_specialized(128, 8, 1),
+    WgmmaConfig::warp_specialized(256, 6, 2),
 ];
 
-static WGMMA_CONFIG: TuningOverride =
-    TuningOverride::new(&[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14]);
+static WGMMA_CONFIG: TuningOverride = TuningOverride::new(&[
+    1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18,
+]);
 
 /// Forces one of the wgmma GEMM's block shapes (weight rows × activation rows: 1: 128 × 128,
 /// 2: 128 × 256, 3: 128 × 64, 4: 256 × 128, 5: 128 × 128 at 2 blocks per SM; 6, 7, 8: 2, 5 and
 /// 1 with the decoded weights in shared memory; 9, 10: 2 with the packed words copied with the
 /// activations, 3 and 4 stages ahead; 11, 12: 1 so, 4 and 6 ahead; 13: 5 so, 3 ahead; 14: 6 so,
-/// 3 ahead; 0 restores the default). For benchmarks and tests: every shape computes the same
-/// result.
+/// 3 ahead; 15-18: warp-specialized, 128 × 256 with 6 and 4 stages, 128 × 128 with 8, and
+/// 128 × 256 with 6 stages and 2 producer warps; 0 restores the default). For benchmarks and
+/// tests: every shape computes the same result.
 #[doc(hidden)]
 pub fn wgmma_gemm_config_override(config: usize) {
     WGMMA_CONFIG.set(config);
@@ -232,12 +284,15 @@ fn wgmma_default_config(m: usize, n: usize, sms: usize) -> usize {
     }
 }
 
-/// The `#define`s of each wgmma GEMM configuration, in override order (1-based: entry `i - 1`
-/// is [`wgmma_gemm_config_override`]`(i)`): what its CPU emulation test compiles the kernel
-/// with.
+/// The source file (in `src/kernels/cuda`) and `#define`s of each wgmma GEMM configuration, in
+/// override order (1-based: entry `i - 1` is [`wgmma_gemm_config_override`]`(i)`): what its
+/// CPU emulation test compiles.
 #[doc(hidden)]
-pub fn wgmma_kernel_flags() -> Vec<Vec<(&'static str, usize)>> {
-    WGMMA_CONFIGS.iter().map(|c| c.flags()).collect()
+pub fn wgmma_kernel_flags() -> Vec<(&'static str, Vec<(&'static str, usize)>)> {
+    WGMMA_CONFIGS
+        .iter()
+        .map(|c| (c.kernel().1, c.flags()))
+        .collect()
 }
 
 /// The `bl_wgmma` device function of `gemm_wgmma.cu` for `n` activation rows, as one `#define`
@@ -466,17 +521,23 @@ impl RawLaunch<'_> {
         let config = WGMMA_CONFIGS[index - 1];
         // Checked for every configuration by a unit test.
         debug_assert!(config.shared_bytes() <= SM90_MAX_DYNAMIC_SHARED);
+        let (family, _) = config.kernel();
+        let source = if config.producers > 0 {
+            WGMMA_WS_SOURCE
+        } else {
+            WGMMA_SOURCE
+        };
         let kernel = self
             .kernel(
-                "gemm_wgmma",
+                family,
                 &config.flags(),
                 || {
                     format!(
-                        "{}{WGMMA_COMMON_SOURCE}{WGMMA_SOURCE}",
+                        "{}{WGMMA_COMMON_SOURCE}{source}",
                         wgmma_fn(config.rows, config.a_smem)
                     )
                 },
-                CubeDim::new_1d(128 * config.warpgroups as u32),
+                CubeDim::new_1d(config.threads() as u32),
             )
             .with_dynamic_shared(config.shared_bytes());
         let count = CubeCount::Static(
@@ -570,14 +631,27 @@ mod tests {
                 "{c:?}: {} bytes",
                 c.shared_bytes()
             );
-            assert!(
-                if c.w_cp {
-                    c.distance >= 3
-                } else {
-                    c.distance == 2
-                },
-                "{c:?}"
-            );
+            if c.producers > 0 {
+                // What gemm_wgmma_ws.cu accepts, and at least 200 registers per thread.
+                assert!(
+                    c.slabs == 1 && c.warpgroups == 2 && !c.a_smem && c.w_cp,
+                    "{c:?}"
+                );
+                assert!(
+                    matches!(c.rows, 128 | 256) && matches!(c.producers, 1 | 2),
+                    "{c:?}"
+                );
+                assert!(c.stages() >= 3 && c.threads() <= 65_536 / 200, "{c:?}");
+            } else {
+                assert!(
+                    if c.w_cp {
+                        c.distance >= 3
+                    } else {
+                        c.distance == 2
+                    },
+                    "{c:?}"
+                );
+            }
             assert_eq!(c.weight_rows() / 16 * 32 % (128 * c.warpgroups), 0, "{c:?}");
         }
         assert_eq!(WGMMA_CONFIGS.len(), wgmma_kernel_flags().len());

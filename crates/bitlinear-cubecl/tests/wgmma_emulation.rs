@@ -1,7 +1,9 @@
-//! The Hopper wgmma GEMM (`src/kernels/cuda/gemm_wgmma.cu`) run on the CPU: its source compiled
-//! as C++ with `tests/wgmma_emu/emu.cpp`, which models the few instructions it uses (cp.async and
-//! wgmma, both completing only when a wait retires their commit group; the swizzled shared-memory
-//! operand and the register fragments as measured exact on an H100). Every block shape the host
+//! The Hopper wgmma GEMMs (`src/kernels/cuda/gemm_wgmma.cu` and `gemm_wgmma_ws.cu`) run on the
+//! CPU: their source compiled as C++ with `tests/wgmma_emu/emu.cpp`, which models the few
+//! instructions they use (cp.async and wgmma, completing only when a wait retires their commit
+//! group or, for copies tracked by an mbarrier, later in another thread; mbarriers; the swizzled
+//! shared-memory operand and the register fragments as measured exact on an H100); a deadlock
+//! fails after 120 s. Every block shape the host
 //! launches, against an exact reference, on shapes with partial blocks in M, N and K, under
 //! AddressSanitizer: index arithmetic, tails and the pipeline's in-flight hazards are checked
 //! here, without a GPU.
@@ -22,9 +24,9 @@ fn compiler() -> Option<String> {
         .map(|_| cxx)
 }
 
-fn build(cxx: &str, out: &Path, flags: &[(&str, usize)], raw: bool) {
+fn build(cxx: &str, out: &Path, file: &str, flags: &[(&str, usize)], raw: bool) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let kernel = dir.join("src/kernels/cuda/gemm_wgmma.cu");
+    let kernel = dir.join("src/kernels/cuda").join(file);
     let status = Command::new(cxx)
         .args(["-std=c++20", "-O1", "-pthread", "-fsanitize=address"])
         .arg(format!("-DBL_KERNEL=\"{}\"", kernel.display()))
@@ -41,7 +43,7 @@ fn build(cxx: &str, out: &Path, flags: &[(&str, usize)], raw: bool) {
         .expect("run the C++ compiler");
     assert!(
         status.success(),
-        "emulation of {flags:?} (raw {raw}) failed to compile"
+        "emulation of {file} {flags:?} (raw {raw}) failed to compile"
     );
 }
 
@@ -61,16 +63,16 @@ fn wgmma_kernel_matches_the_reference_in_cpu_emulation() {
     // Blocks per SM changes only the compiler's register budget: one build per code shape.
     let mut shapes = bitlinear_cubecl::wgmma_kernel_flags();
     assert!(!shapes.is_empty());
-    for flags in &mut shapes {
+    for (_, flags) in &mut shapes {
         flags.retain(|(key, _)| *key != "BL_MINB");
         flags.push(("BL_MINB", 1));
     }
     shapes.sort();
     shapes.dedup();
-    for (i, shape) in shapes.iter().enumerate() {
+    for (i, (file, shape)) in shapes.iter().enumerate() {
         for raw in [true, false] {
             let exe = dir.join(format!("emu_{i}_{raw}"));
-            build(&cxx, &exe, shape, raw);
+            build(&cxx, &exe, file, shape, raw);
             // M: 1, partial and whole blocks; K: 1, odd, one 32-step, several stages with a
             // partial last one; N: below, at and across the block's weight rows.
             for (m, k, n, seed) in [
@@ -88,7 +90,7 @@ fn wgmma_kernel_matches_the_reference_in_cpu_emulation() {
                     .expect("run the emulation");
                 assert!(
                     out.status.success(),
-                    "block shape {shape:?}, raw {raw}, M={m} K={k} N={n}: {}{}",
+                    "{file} {shape:?}, raw {raw}, M={m} K={k} N={n}: {}{}",
                     String::from_utf8_lossy(&out.stdout),
                     String::from_utf8_lossy(&out.stderr)
                 );

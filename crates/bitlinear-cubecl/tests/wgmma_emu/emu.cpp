@@ -1,21 +1,30 @@
-// CPU emulation of the wgmma GEMM (crates/bitlinear-cubecl/src/kernels/cuda/gemm_wgmma.cu), to
-// check its index arithmetic, tails and pipeline bookkeeping without a GPU. A in shared memory
-// (BL_A_SMEM) uses the same descriptor model as B. The kernel source
-// compiles unchanged as C++; one std::thread per CUDA thread, blocks one after another.
-// Modelled here, as measured exact on an H100 (session 4): cp.async (16-byte copies or zero fills
-// that land when a wait retires their commit group), __syncthreads, and wgmma m64nNk32 s8 with A in registers (each warp's 16 rows:
-// lane (g, t) holds rows g and g + 8, inputs 4t..4t+3 and 16 + 4t..) and B through a K-major,
-// 128-byte-swizzled shared-memory descriptor (16-byte chunk c of row r at r * 128 + (c ^ r % 8)
-// * 16 within each 1024-byte group of 8 rows), accumulators of lane (g, t): element i at row
-// g + 8 ((i / 2) % 2), column 8 (i / 4) + 2t + i % 2, executed when a wait retires its commit
-// group, so reading a stage before its copies landed or overwriting what an in-flight wgmma
-// reads gives wrong results here. Not modelled: the proxy fences (a missing one goes unnoticed).
+// CPU emulation of the wgmma GEMMs (crates/bitlinear-cubecl/src/kernels/cuda/gemm_wgmma.cu and
+// gemm_wgmma_ws.cu), to check their index arithmetic, tails and pipeline bookkeeping without a
+// GPU. The kernel source compiles unchanged as C++; one std::thread per CUDA thread, blocks one
+// after another. Modelled here, as measured exact on an H100 (session 4):
+// - cp.async: 16-byte copies or zero fills that land when a wait retires their commit group, or,
+//   after cp.async.mbarrier.arrive, in a DMA thread after a random delay, followed by the
+//   arrival;
+// - mbarriers (init, arrive, wait on a phase parity), __syncthreads;
+// - wgmma m64nNk32 s8 with A in registers (each warp's 16 rows: lane (g, t) holds rows g and
+//   g + 8, inputs 4t..4t+3 and 16 + 4t..) or, like B, through a K-major, 128-byte-swizzled
+//   shared-memory descriptor (16-byte chunk c of row r at r * 128 + (c ^ r % 8) * 16 within each
+//   1024-byte group of 8 rows); accumulators of lane (g, t): element i at row g + 8 ((i / 2) %
+//   2), column 8 (i / 4) + 2t + i % 2. A wgmma executes when a wait retires its commit group, so
+//   reading a stage before its copies landed or overwriting what an in-flight wgmma reads gives
+//   wrong results here.
+// Not modelled: the proxy fences (a missing one goes unnoticed).
 //
 // Build: c++ -std=c++20 -O1 -pthread -fsanitize=address -DBL_KERNEL='"path/to/gemm_wgmma.cu"'
-//        -DBL_BM=.. -DBL_SLABS=.. -DBL_WGS=2 -DBL_MINB=1 -DBL_A_SMEM=0|1 -DBL_GRAN=1 -DBL_BIAS=1
-//        -DBL_RAW=0|1 -I<this folder> emu.cpp
+//        -DBL_BM=.. -DBL_SLABS=.. -DBL_WGS=2 -DBL_MINB=1 -DBL_GRAN=1 -DBL_BIAS=1 -DBL_RAW=0|1
+//        (and the kernel's own flags, as the host sets them: raw_cuda_linear.rs)
+//        -I<this folder> emu.cpp
 // Run:   ./emu M K N seed   (exit status 0 when every output matches the reference)
 #include <barrier>
+#include <chrono>
+#include <condition_variable>
+#include <map>
+#include <mutex>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -77,21 +86,121 @@ static void emu_cp_commit() {
   emu_open_group.clear();
 }
 
+static void emu_land(const EmuCopy &c);
+
 static void emu_cp_wait(unsigned int pending) {
   while (emu_groups.size() > pending) {
-    for (const EmuCopy &c : emu_groups.front()) {
-      if (c.bytes == 16) {
-        std::memcpy(emu_smem + c.dst, c.src, 16);
-      } else {
-        std::memset(emu_smem + c.dst, 0, 16);
-      }
-    }
+    for (const EmuCopy &c : emu_groups.front()) emu_land(c);
     emu_groups.pop_front();
   }
 }
 
 #define BL_CP_ASYNC_COMMIT() emu_cp_commit()
 #define BL_CP_ASYNC_WAIT(n) emu_cp_wait(n)
+
+// mbarriers: a phase completes when its expected arrivals are in; waiters block until the phase
+// of the parity they name has completed.
+struct EmuMbar {
+  std::mutex mu;
+  std::condition_variable cv;
+  unsigned int count = 0, pending = 0, phase = 0;
+};
+static std::mutex emu_mbar_mu;
+static std::map<unsigned int, EmuMbar *> emu_mbars;
+
+static EmuMbar &emu_mbar(unsigned int bar) {
+  std::lock_guard<std::mutex> lock(emu_mbar_mu);
+  auto it = emu_mbars.find(bar);
+  if (it == emu_mbars.end() || bar % 8 != 0) {
+    std::fprintf(stderr, "no mbarrier initialized at %u\n", bar);
+    std::abort();
+  }
+  return *it->second;
+}
+
+// Forgets every mbarrier (between blocks, and at the end).
+static void emu_mbar_reset() {
+  std::lock_guard<std::mutex> lock(emu_mbar_mu);
+  for (auto &entry : emu_mbars) delete entry.second;
+  emu_mbars.clear();
+}
+
+static void bl_mbar_init(unsigned int bar, unsigned int count) {
+  std::lock_guard<std::mutex> lock(emu_mbar_mu);
+  EmuMbar *&b = emu_mbars[bar];
+  delete b;
+  b = new EmuMbar;
+  b->count = b->pending = count;
+}
+
+static void bl_mbar_arrive(unsigned int bar) {
+  EmuMbar &b = emu_mbar(bar);
+  std::lock_guard<std::mutex> lock(b.mu);
+  if (--b.pending == 0) {
+    b.pending = b.count;
+    ++b.phase;
+    b.cv.notify_all();
+  }
+}
+
+static void bl_mbar_wait(unsigned int bar, unsigned int parity) {
+  EmuMbar &b = emu_mbar(bar);
+  std::unique_lock<std::mutex> lock(b.mu);
+  b.cv.wait(lock, [&] { return (b.phase & 1u) != (parity & 1u); });
+}
+
+// cp.async.mbarrier.arrive: the thread's copies so far land later, in a DMA thread, after a
+// random delay; then the arrival happens. A stage read before its barrier sees stale bytes.
+struct EmuJob {
+  std::vector<EmuCopy> copies;
+  unsigned int bar;
+};
+static std::mutex emu_dma_mu;
+static std::condition_variable emu_dma_cv;
+static std::deque<EmuJob> emu_dma_jobs;
+static bool emu_dma_stop = false;
+
+static void emu_land(const EmuCopy &c) {
+  if (c.bytes == 16) {
+    std::memcpy(emu_smem + c.dst, c.src, 16);
+  } else {
+    std::memset(emu_smem + c.dst, 0, 16);
+  }
+}
+
+static void emu_dma_worker(unsigned int seed) {
+  std::mt19937 rng(seed);
+  for (;;) {
+    EmuJob job;
+    {
+      std::unique_lock<std::mutex> lock(emu_dma_mu);
+      emu_dma_cv.wait(lock, [] { return emu_dma_stop || !emu_dma_jobs.empty(); });
+      if (emu_dma_jobs.empty()) return;
+      job = std::move(emu_dma_jobs.front());
+      emu_dma_jobs.pop_front();
+    }
+    std::this_thread::sleep_for(std::chrono::microseconds(rng() % 50));
+    for (const EmuCopy &c : job.copies) emu_land(c);
+    bl_mbar_arrive(job.bar);
+  }
+}
+
+static void bl_cp_mbar_arrive(unsigned int bar) {
+  EmuJob job{{}, bar};
+  for (auto &g : emu_groups) job.copies.insert(job.copies.end(), g.begin(), g.end());
+  emu_groups.clear();
+  job.copies.insert(job.copies.end(), emu_open_group.begin(), emu_open_group.end());
+  emu_open_group.clear();
+  {
+    std::lock_guard<std::mutex> lock(emu_dma_mu);
+    emu_dma_jobs.push_back(std::move(job));
+  }
+  emu_dma_cv.notify_one();
+}
+
+// Every copy of this thread landed: its groups here, its mbarrier-tracked ones in the DMA thread,
+// which the block's end drains.
+#define BL_CP_ASYNC_WAIT_ALL() emu_cp_wait(0)
 #define BL_FENCE_PROXY_ASYNC() ((void)0)
 #define BL_WGMMA_FENCE() ((void)0)
 
@@ -195,6 +304,12 @@ int main(int argc, char **argv) {
     return 2;
   }
   const unsigned int M = std::atoi(argv[1]), K = std::atoi(argv[2]), N = std::atoi(argv[3]);
+  // A kernel that deadlocks (a barrier phase nobody completes) fails instead of hanging.
+  std::thread([] {
+    std::this_thread::sleep_for(std::chrono::seconds(120));
+    std::fprintf(stderr, "no progress in 120 s: deadlock\n");
+    std::_Exit(3);
+  }).detach();
   std::mt19937_64 rng(std::strtoull(argv[4], nullptr, 10));
   const unsigned int BK = (K + 15) / 16, kp = 16 * BK, tiles = (N + 15) / 16;
   // Activations: int8, rows padded with zeros to kp bytes.
@@ -219,7 +334,7 @@ int main(int argc, char **argv) {
   std::vector<float> out((size_t)M * N, -7.0f);
   std::vector<int> out_raw((size_t)M * N, -7);
 
-  const unsigned int threads = 128 * BL_WGS;
+  const unsigned int threads = BL_THREADS;
   const BlGemmParams p{M, N, BK};
   std::barrier<> block_barrier(threads);
   emu_block_barrier = &block_barrier;
@@ -231,6 +346,8 @@ int main(int argc, char **argv) {
     for (unsigned int bx = 0; bx < gx; ++bx) {
       blockIdx = {bx, by, 0};
       std::memset(emu_smem, 0xA5, sizeof(emu_smem));  // stale garbage, as on a GPU
+      emu_dma_stop = false;
+      std::thread dma(emu_dma_worker, (unsigned int)(bx * 7919 + by));
       std::vector<std::thread> pool;
       for (unsigned int t = 0; t < threads; ++t)
         pool.emplace_back([&, t] {
@@ -239,6 +356,13 @@ int main(int argc, char **argv) {
                         bias.data(), out.data(), out_raw.data(), p);
         });
       for (auto &th : pool) th.join();
+      {
+        std::lock_guard<std::mutex> lock(emu_dma_mu);
+        emu_dma_stop = true;
+      }
+      emu_dma_cv.notify_one();
+      dma.join();  // lands what is left before the next block reuses the shared memory
+      emu_mbar_reset();
     }
 
   unsigned long bad = 0;

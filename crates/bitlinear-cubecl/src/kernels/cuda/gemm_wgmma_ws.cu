@@ -1,0 +1,174 @@
+// Packed-ternary GEMM on Hopper's wgmma, warp-specialized (CUDA sm_90a): the same tile, operand
+// layouts and decode as gemm_wgmma.cu (read its header first), with the copies moved off the
+// warps that issue the wgmma. Prepended by the host (raw_cuda_linear.rs): BL_ENTRY, BL_GRAN,
+// BL_BIAS, BL_RAW, BL_WGS (consumer warpgroups, 2), BL_SLABS (1), BL_BM (activation rows per
+// block: 128 or 256), BL_MINB (1), BL_STAGES (shared-memory stages), BL_PRODUCERS (producer
+// warps, 1 or 2), `bl_wgmma`, then epilogue.cuh and wgmma_common.cuh.
+//
+// Why: gemm_wgmma.cu keeps the tensor pipe 42% busy on an H100 with nothing else saturated
+// (BENCHMARKS.md); every warp there copies, decodes and issues, and a block barrier per stage
+// makes each stage wait for the slowest warp. Here:
+// - BL_PRODUCERS warps (after the consumer warpgroups, so those stay warpgroup-aligned) only
+//   copy: each stage's activations (BL_BM rows x 128 bytes, 128-byte swizzle, zeros past the
+//   ends) and the block's packed words (512 bytes per 16-row tile), by cp.async, into one of
+//   BL_STAGES buffers, then signal the stage's `full` mbarrier with cp.async.mbarrier.arrive
+//   (it fires when their copies have landed). Before refilling a buffer they wait for its
+//   `empty` mbarrier.
+// - The consumer warpgroups never meet at a block barrier: at step s each issues stage s's
+//   wgmma (fragments decoded during step s - 1), waits for stage s - 1's wgmma, releases that
+//   stage's buffer (one arrival per warp on `empty`), then waits for stage s + 1's `full` and
+//   decodes its words from shared memory into the fragment set stage s - 1 used.
+// Phases: stage s uses buffer s % BL_STAGES in its (s / BL_STAGES)-th round, so `full` is
+// awaited with parity (s / BL_STAGES) & 1, and the refill for stage s waits for `empty`'s
+// round (s / BL_STAGES) - 1.
+
+#define BL_CONSUMERS (128 * BL_WGS)
+#define BL_THREADS (BL_CONSUMERS + 32 * BL_PRODUCERS)
+#define BL_KB_STAGE 8  // k-blocks of 16 inputs per stage: 128 bytes of each activation row
+#define BL_TILES (BL_WGS * BL_SLABS * 4)  // 16-row packed tiles per block
+#define BL_X_BYTES (BL_BM * 128)           // activations of one stage
+#define BL_W_BYTES (BL_TILES * 512)        // packed words of one stage
+#define BL_P_LANES (32 * BL_PRODUCERS)
+#define BL_X_COPIES (BL_BM * 8 / BL_P_LANES)       // 16-byte activation copies per producer lane
+#define BL_W_COPIES (BL_TILES * 32 / BL_P_LANES)   // and of words
+
+#if BL_SLABS != 1 || (BL_BM != 128 && BL_BM != 256) || (BL_PRODUCERS != 1 && BL_PRODUCERS != 2)
+#error "gemm_wgmma_ws: one slab per warpgroup, 128 or 256 activation rows, 1 or 2 producer warps"
+#endif
+
+BL_WGMMA_FN
+
+extern "C" __global__ void __launch_bounds__(BL_THREADS, BL_MINB) BL_ENTRY(
+    const unsigned char *__restrict__ codes, const unsigned int *__restrict__ packed,
+    const float *__restrict__ x_scales, const float *__restrict__ w_scales,
+    const float *__restrict__ bias, float *__restrict__ out, int *__restrict__ out_raw,
+    const BlGemmParams p) {
+  // Layout: BL_STAGES activation buffers (1024-byte aligned, for the swizzle), BL_STAGES word
+  // buffers, then the `full` and `empty` mbarriers; the host reserves 1 KB more for the
+  // alignment.
+  BL_DYNAMIC_SHARED(bl_dyn);
+  const unsigned int sbase = (bl_smem(bl_dyn) + 1023u) & ~1023u;
+  const unsigned int wbase = sbase + BL_STAGES * BL_X_BYTES;
+  const unsigned int full = wbase + BL_STAGES * BL_W_BYTES, empty = full + 8 * BL_STAGES;
+
+  const unsigned int M = (unsigned int)p.m, N = (unsigned int)p.n;
+  const unsigned int BK = (unsigned int)p.blocks_k;
+  const size_t kp = (size_t)BK * 16;  // bytes per activation row
+  const unsigned int tiles_n = (N + 15) / 16;
+  const unsigned int tid = threadIdx.x;
+  const unsigned int n_base = blockIdx.x * (64 * BL_SLABS * BL_WGS), m_base = blockIdx.y * BL_BM;
+  const unsigned int ksteps = (BK + BL_KB_STAGE - 1) / BL_KB_STAGE;
+
+  if (tid == 0) {
+    for (unsigned int b = 0; b < BL_STAGES; ++b) {
+      bl_mbar_init(full + 8 * b, BL_P_LANES);                 // every producer lane, per round
+      bl_mbar_init(empty + 8 * b, BL_CONSUMERS / 32);         // every consumer warp, per round
+    }
+  }
+  __syncthreads();
+
+  if (tid >= BL_CONSUMERS) {
+    // Producer lane l: chunk c = l % 8 of activation rows l / 8 + (BL_P_LANES / 8) i, and
+    // 16-byte chunk l of each tile's 512 stage bytes, then word copies for the next tiles.
+    const unsigned int l = tid - BL_CONSUMERS, c = l & 7, r0 = l >> 3;
+    const unsigned int rstep = BL_P_LANES / 8;  // 4 or 8 rows: the swizzle of row r0 + rstep i
+    const unsigned char *xsrc = codes + (size_t)(m_base + r0) * kp + c * 16;
+    // Rows r0 + rstep i that exist: i < rows_here.
+    const unsigned int rows_here =
+        m_base + r0 < M ? (M - m_base - r0 + rstep - 1) / rstep : 0;
+    for (unsigned int s = 0; s < ksteps; ++s) {
+      const unsigned int b = s % BL_STAGES;
+      if (s >= BL_STAGES) bl_mbar_wait(empty + 8 * b, ((s / BL_STAGES) - 1) & 1);
+      const unsigned int xbuf = sbase + b * BL_X_BYTES;
+      const bool k_ok = s * BL_KB_STAGE + c < BK;
+      const unsigned char *src = xsrc + (size_t)s * (BL_KB_STAGE * 16);
+#pragma unroll 8
+      for (unsigned int i = 0; i < BL_X_COPIES; ++i) {
+        const unsigned int r = r0 + rstep * i;
+        const bool ok = k_ok && i < rows_here;
+        bl_cp16(xbuf + r * 128 + ((c ^ (r & 7)) << 4), ok ? src + (size_t)i * rstep * kp : codes,
+                ok ? 16u : 0u);
+      }
+#pragma unroll
+      for (unsigned int i = 0; i < BL_W_COPIES; ++i) {
+        const unsigned int id = l + BL_P_LANES * i, tl = id >> 5, kb = (id >> 2) & 7;
+        const unsigned int tile = n_base / 16 + tl, kbg = s * BL_KB_STAGE + kb;
+        const bool ok = tile < tiles_n && kbg < BK;
+        const unsigned int *wsrc = packed + ((size_t)tile * BK + kbg) * 16 + (id & 3) * 4;
+        bl_cp16(wbase + b * BL_W_BYTES + id * 16, ok ? wsrc : packed, ok ? 16u : 0u);
+      }
+      bl_cp_mbar_arrive(full + 8 * b);
+    }
+    // Nothing may be in flight when the block's shared memory goes to the next block.
+    BL_CP_ASYNC_WAIT_ALL();
+    return;
+  }
+
+  // Consumers: warpgroup wg, warp w of it, lane (g, t) as in gemm_wgmma.cu.
+  const unsigned int wg = tid >> 7, warp = (tid >> 5) & 3, lane = tid & 31;
+  const unsigned int g = lane >> 2, t = lane & 3;
+  const unsigned int tl = wg * 4 + warp;  // this warp's 16-row tile in the block
+  const unsigned int *words = (const unsigned int *)(bl_dyn + (wbase - bl_smem(bl_dyn)));
+
+  int acc[BL_SLABS][BL_ACC];
+#pragma unroll
+  for (int i = 0; i < BL_ACC; ++i) acc[0][i] = 0;
+  unsigned int a0[BL_SLABS][4][4], a1[BL_SLABS][4][4];
+
+  // Pins the accumulators and a fragment set in their registers around the wgmma.
+  auto fence_regs = [&](unsigned int (&a)[BL_SLABS][4][4]) {
+    bl_fence_acc(acc[0]);
+    bl_fence_frag(a[0]);
+  };
+
+  // Waits for stage s's copies, then decodes this lane's words of it (rows g and g + 8 of
+  // k-blocks 2j and 2j + 1) into `a`, which no wgmma in flight may read.
+  auto decode = [&](unsigned int s, unsigned int (&a)[BL_SLABS][4][4]) {
+    const unsigned int b = s % BL_STAGES;
+    bl_mbar_wait(full + 8 * b, (s / BL_STAGES) & 1);
+    const unsigned int *w = words + b * (BL_W_BYTES / 4) + tl * 128 + g;
+#pragma unroll
+    for (int j = 0; j < 4; ++j)
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        a[0][j][2 * h] = bl_decode(w[(2 * j + h) * 16], t);
+        a[0][j][2 * h + 1] = bl_decode(w[(2 * j + h) * 16 + 8], t);
+      }
+  };
+
+  auto step = [&](unsigned int s, unsigned int (&a)[BL_SLABS][4][4],
+                  unsigned int (&a_other)[BL_SLABS][4][4]) {
+    fence_regs(a);
+    BL_WGMMA_FENCE();
+    const unsigned int xbuf = sbase + (s % BL_STAGES) * BL_X_BYTES;
+#pragma unroll
+    for (int j = 0; j < 4; ++j) bl_wgmma(acc[0], a[0][j], bl_desc(xbuf + 32 * j));
+    BL_WGMMA_COMMIT();
+    BL_WGMMA_WAIT(1);
+    // Stage s - 1's wgmma are done (this warpgroup's: the other one releases its own): the
+    // other fragment set is free, and so, for this warp, is that stage's buffer.
+    fence_regs(a_other);
+    if (s >= 1 && lane == 0) bl_mbar_arrive(empty + 8 * ((s - 1) % BL_STAGES));
+    if (s + 1 < ksteps) decode(s + 1, a_other);
+  };
+
+  decode(0, a0);
+  unsigned int s = 0;
+  for (; s + 1 < ksteps; s += 2) {
+    step(s, a0, a1);
+    step(s + 1, a1, a0);
+  }
+  if (s < ksteps) step(s, a0, a1);
+  BL_WGMMA_WAIT(0);
+  bl_fence_acc(acc[0]);
+
+  const unsigned int n_lane = n_base + wg * 64 + warp * 16 + g;
+#pragma unroll
+  for (int i = 0; i < BL_ACC; ++i) {
+    const unsigned int gn = n_lane + ((i >> 1) & 1) * 8;
+    const unsigned int gm = m_base + (i >> 2) * 8 + 2 * t + (i & 1);
+    if (gm < M && gn < N) {
+      bl_store(out, out_raw, (size_t)gm * N + gn, acc[0][i], x_scales[gm], w_scales, bias, gn);
+    }
+  }
+}
