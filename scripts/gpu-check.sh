@@ -15,7 +15,10 @@
 # GPU_CHECK_NO_LOGS=1 skip the Nsight Compute device times, the torch baseline and the dumps of
 # generated kernel sources. The session-3 runs that fill BENCHMARKS.md's H100 section used these.
 # GPU_CHECK_NCU_DETAIL=<kernel-name regex> adds Nsight Compute's detailed sections (stall reasons
-# included) for one launch of that kernel.
+# included) for one launch of that kernel. GPU_CHECK_WGMMA_CONFIGS=15,19 checks and times only
+# those wgmma configurations besides the default (wgmma_gemm_config_override numbers).
+# GPU_CHECK_TIMINGS_TIMEOUT and GPU_CHECK_NCU_TIMEOUT (seconds, default 300 and 150) bound the
+# timing and Nsight Compute passes (each configuration is compiled once by NVRTC first).
 set -uo pipefail
 
 BIN=${BIN:-.gpu/gpu_check}
@@ -59,7 +62,7 @@ if [ -x "$BIN" ]; then
     fi
   done
   if [ -n "$no_cmma" ]; then export GPU_CHECK_NO_CMMA=1; fi
-  GPU_CHECK_SKIP_CHECKS=1 timeout 300 "$BIN" 2>> .gpu/gpu_check.stderr | tee -a "$RESULTS"
+  GPU_CHECK_SKIP_CHECKS=1 timeout "${GPU_CHECK_TIMINGS_TIMEOUT:-300}" "$BIN" 2>> .gpu/gpu_check.stderr | tee -a "$RESULTS"
   rc=${PIPESTATUS[0]}
   if [ "$rc" -ne 0 ]; then
     echo "{\"op\":\"error\",\"what\":\"gpu_check timings exited with $rc\"}" | tee -a "$RESULTS"
@@ -78,7 +81,7 @@ if [ -x "$BIN" ]; then
   # each kernel), free of CubeCL's host launch cost. Optional: skipped where ncu is missing or
   # cannot read the GPU (seen failing under gVisor).
   if command -v ncu >/dev/null 2>&1 && [ -z "${GPU_CHECK_NO_NCU:-}" ]; then
-    GPU_CHECK_PROFILE=1 GPU_CHECK_SKIP_CHECKS=1 timeout 150 ncu --clock-control none \
+    GPU_CHECK_PROFILE=1 GPU_CHECK_SKIP_CHECKS=1 timeout "${GPU_CHECK_NCU_TIMEOUT:-150}" ncu --clock-control none \
       --metrics gpu__time_duration.sum,launch__registers_per_thread,dram__throughput.avg.pct_of_peak_sustained_elapsed --csv --log-file .gpu/ncu.csv "$BIN" \
       > .gpu/profile_launches.jsonl 2>> .gpu/gpu_check.stderr
     echo "{\"op\":\"note\",\"what\":\"ncu exited with $?\"}" | tee -a "$RESULTS"

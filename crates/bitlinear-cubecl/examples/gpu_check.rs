@@ -628,9 +628,28 @@ impl Variant {
     }
 }
 
+/// The wgmma configurations `GPU_CHECK_WGMMA_CONFIGS` (e.g. `15,19`) names, if set: only those
+/// are checked by `wgmma_gemm_configs` and timed besides the default.
+fn wgmma_configs_wanted() -> Option<Vec<usize>> {
+    let list = std::env::var("GPU_CHECK_WGMMA_CONFIGS").ok()?;
+    Some(
+        list.split(',')
+            .filter_map(|c| c.trim().parse().ok())
+            .collect(),
+    )
+}
+
 /// Variants timed side by side for `m` rows: the default first (also timed with activation
 /// quantization), then the previous kernel and tuning alternatives.
 fn variants(m: usize, cmma_ok: bool, raw_ok: bool, wgmma_ok: bool) -> Vec<Variant> {
+    let mut v = all_variants(m, cmma_ok, raw_ok, wgmma_ok);
+    if let Some(wanted) = wgmma_configs_wanted() {
+        v.retain(|v| v.wgmma_config == 0 || wanted.contains(&v.wgmma_config));
+    }
+    v
+}
+
+fn all_variants(m: usize, cmma_ok: bool, raw_ok: bool, wgmma_ok: bool) -> Vec<Variant> {
     let main = |mut v: Variant| {
         v.linear_too = true;
         v
@@ -704,6 +723,7 @@ fn variants(m: usize, cmma_ok: bool, raw_ok: bool, wgmma_ok: bool) -> Vec<Varian
                 v.push(Variant::wgmma("wgmma-ws4-256", 16));
                 v.push(Variant::wgmma("wgmma-ws8-128", 17));
                 v.push(Variant::wgmma("wgmma-ws6-256-p2", 18));
+                v.push(Variant::wgmma("wgmma-ws6-w256", 19));
             }
         }
         if raw_ok && std::env::var("GPU_CHECK_NO_MMA").is_err() {
@@ -1198,7 +1218,9 @@ fn run<R: Runtime>(device: &R::Device, backend: &str) {
     }
     if want("wgmma_gemm_configs") {
         let r = if wgmma_available(&c) {
-            (1..=wgmma_kernel_flags().len()).try_for_each(|config| {
+            let configs = wgmma_configs_wanted()
+                .unwrap_or_else(|| (1..=wgmma_kernel_flags().len()).collect());
+            configs.into_iter().try_for_each(|config| {
                 wgmma_gemm_config_override(config);
                 let r = check_matmul(&c, &mut rng, MatmulPath::WgmmaGemm)
                     .map_err(|e| format!("config {config}: {e}"));

@@ -74,13 +74,15 @@ fn wgmma_kernel_matches_the_reference_in_cpu_emulation() {
             let exe = dir.join(format!("emu_{i}_{raw}"));
             build(&cxx, &exe, file, shape, raw);
             // M: 1, partial and whole blocks; K: 1, odd, one 32-step, several stages with a
-            // partial last one; N: below, at and across the block's weight rows.
+            // partial last one; N: below, at and across the block's weight rows (up to 256),
+            // several blocks of them.
             for (m, k, n, seed) in [
                 (1, 1, 1, 1),
                 (3, 15, 7, 2),
                 (33, 100, 65, 3),
                 (64, 32, 64, 4),
                 (130, 300, 200, 5),
+                (100, 200, 520, 8),
                 (257, 1040, 129, 6),
                 (256, 4100, 33, 7),
             ] {

@@ -1,7 +1,7 @@
 // Packed-ternary GEMM on Hopper's wgmma, warp-specialized (CUDA sm_90a): the same tile, operand
 // layouts and decode as gemm_wgmma.cu (read its header first), with the copies moved off the
 // warps that issue the wgmma. Prepended by the host (raw_cuda_linear.rs): BL_ENTRY, BL_GRAN,
-// BL_BIAS, BL_RAW, BL_WGS (consumer warpgroups, 2), BL_SLABS (1), BL_BM (activation rows per
+// BL_BIAS, BL_RAW, BL_WGS (consumer warpgroups, 2), BL_SLABS (64-row weight slabs per warpgroup, 1 or 2), BL_BM (activation rows per
 // block: 128 or 256), BL_MINB (1), BL_STAGES (shared-memory stages), BL_PRODUCERS (producer
 // warps, 1 or 2), `bl_wgmma`, then epilogue.cuh and wgmma_common.cuh.
 //
@@ -32,8 +32,8 @@
 #define BL_X_COPIES (BL_BM * 8 / BL_P_LANES)       // 16-byte activation copies per producer lane
 #define BL_W_COPIES (BL_TILES * 32 / BL_P_LANES)   // and of words
 
-#if BL_SLABS != 1 || (BL_BM != 128 && BL_BM != 256) || (BL_PRODUCERS != 1 && BL_PRODUCERS != 2)
-#error "gemm_wgmma_ws: one slab per warpgroup, 128 or 256 activation rows, 1 or 2 producer warps"
+#if (BL_SLABS != 1 && BL_SLABS != 2) || (BL_BM != 128 && BL_BM != 256) || (BL_PRODUCERS != 1 && BL_PRODUCERS != 2)
+#error "gemm_wgmma_ws: 1 or 2 slabs per warpgroup, 128 or 256 activation rows, 1 or 2 producer warps"
 #endif
 
 BL_WGMMA_FN
@@ -107,18 +107,24 @@ extern "C" __global__ void __launch_bounds__(BL_THREADS, BL_MINB) BL_ENTRY(
   // Consumers: warpgroup wg, warp w of it, lane (g, t) as in gemm_wgmma.cu.
   const unsigned int wg = tid >> 7, warp = (tid >> 5) & 3, lane = tid & 31;
   const unsigned int g = lane >> 2, t = lane & 3;
-  const unsigned int tl = wg * 4 + warp;  // this warp's 16-row tile in the block
+  // This warp's 16-row tile of slab sl in the block: (wg * BL_SLABS + sl) * 4 + warp.
+  const unsigned int tl0 = wg * BL_SLABS * 4 + warp;
   const unsigned int *words = (const unsigned int *)(bl_dyn + (wbase - bl_smem(bl_dyn)));
 
   int acc[BL_SLABS][BL_ACC];
 #pragma unroll
-  for (int i = 0; i < BL_ACC; ++i) acc[0][i] = 0;
+  for (int sl = 0; sl < BL_SLABS; ++sl)
+#pragma unroll
+    for (int i = 0; i < BL_ACC; ++i) acc[sl][i] = 0;
   unsigned int a0[BL_SLABS][4][4], a1[BL_SLABS][4][4];
 
   // Pins the accumulators and a fragment set in their registers around the wgmma.
   auto fence_regs = [&](unsigned int (&a)[BL_SLABS][4][4]) {
-    bl_fence_acc(acc[0]);
-    bl_fence_frag(a[0]);
+#pragma unroll
+    for (int sl = 0; sl < BL_SLABS; ++sl) {
+      bl_fence_acc(acc[sl]);
+      bl_fence_frag(a[sl]);
+    }
   };
 
   // Waits for stage s's copies, then decodes this lane's words of it (rows g and g + 8 of
@@ -126,14 +132,17 @@ extern "C" __global__ void __launch_bounds__(BL_THREADS, BL_MINB) BL_ENTRY(
   auto decode = [&](unsigned int s, unsigned int (&a)[BL_SLABS][4][4]) {
     const unsigned int b = s % BL_STAGES;
     bl_mbar_wait(full + 8 * b, (s / BL_STAGES) & 1);
-    const unsigned int *w = words + b * (BL_W_BYTES / 4) + tl * 128 + g;
 #pragma unroll
-    for (int j = 0; j < 4; ++j)
+    for (int sl = 0; sl < BL_SLABS; ++sl) {
+      const unsigned int *w = words + b * (BL_W_BYTES / 4) + (tl0 + 4 * sl) * 128 + g;
 #pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        a[0][j][2 * h] = bl_decode(w[(2 * j + h) * 16], t);
-        a[0][j][2 * h + 1] = bl_decode(w[(2 * j + h) * 16 + 8], t);
-      }
+      for (int j = 0; j < 4; ++j)
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          a[sl][j][2 * h] = bl_decode(w[(2 * j + h) * 16], t);
+          a[sl][j][2 * h + 1] = bl_decode(w[(2 * j + h) * 16 + 8], t);
+        }
+    }
   };
 
   auto step = [&](unsigned int s, unsigned int (&a)[BL_SLABS][4][4],
@@ -142,7 +151,9 @@ extern "C" __global__ void __launch_bounds__(BL_THREADS, BL_MINB) BL_ENTRY(
     BL_WGMMA_FENCE();
     const unsigned int xbuf = sbase + (s % BL_STAGES) * BL_X_BYTES;
 #pragma unroll
-    for (int j = 0; j < 4; ++j) bl_wgmma(acc[0], a[0][j], bl_desc(xbuf + 32 * j));
+    for (int j = 0; j < 4; ++j)
+#pragma unroll
+      for (int sl = 0; sl < BL_SLABS; ++sl) bl_wgmma(acc[sl], a[sl][j], bl_desc(xbuf + 32 * j));
     BL_WGMMA_COMMIT();
     BL_WGMMA_WAIT(1);
     // Stage s - 1's wgmma are done (this warpgroup's: the other one releases its own): the
@@ -160,15 +171,20 @@ extern "C" __global__ void __launch_bounds__(BL_THREADS, BL_MINB) BL_ENTRY(
   }
   if (s < ksteps) step(s, a0, a1);
   BL_WGMMA_WAIT(0);
-  bl_fence_acc(acc[0]);
-
-  const unsigned int n_lane = n_base + wg * 64 + warp * 16 + g;
 #pragma unroll
-  for (int i = 0; i < BL_ACC; ++i) {
-    const unsigned int gn = n_lane + ((i >> 1) & 1) * 8;
-    const unsigned int gm = m_base + (i >> 2) * 8 + 2 * t + (i & 1);
-    if (gm < M && gn < N) {
-      bl_store(out, out_raw, (size_t)gm * N + gn, acc[0][i], x_scales[gm], w_scales, bias, gn);
+  for (int sl = 0; sl < BL_SLABS; ++sl) bl_fence_acc(acc[sl]);
+
+#pragma unroll
+  for (int sl = 0; sl < BL_SLABS; ++sl) {
+    const unsigned int n_lane = n_base + (wg * BL_SLABS + sl) * 64 + warp * 16 + g;
+#pragma unroll
+    for (int i = 0; i < BL_ACC; ++i) {
+      const unsigned int gn = n_lane + ((i >> 1) & 1) * 8;
+      const unsigned int gm = m_base + (i >> 2) * 8 + 2 * t + (i & 1);
+      if (gm < M && gn < N) {
+        bl_store(out, out_raw, (size_t)gm * N + gn, acc[sl][i], x_scales[gm], w_scales, bias,
+                 gn);
+      }
     }
   }
 }
