@@ -38,7 +38,7 @@ if [ -x "$BIN" ]; then
   # CubeCL server for everything after it in the same process.
   no_cmma=""
   # GPU_CHECK_LIST overrides the list (e.g. only the kernels changed since the last run).
-  checks=${GPU_CHECK_LIST:-wgmma_probe wgmma_gemm wgmma_gemm_configs dp4a_gemv dp4a_gemv_configs fused_linear mma_gemm mma_gemm_256 quantize_activations pack_weights gemv gemv_plane gemv_stream tiled_gemm cmma_gemm cmma_gemm_k4 cmma_tiled_gemm grad_input}
+  checks=${GPU_CHECK_LIST:-wgmma_probe wgmma_gemm wgmma_gemm_configs half_outputs dp4a_gemv dp4a_gemv_configs fused_linear mma_gemm mma_gemm_256 quantize_activations pack_weights gemv gemv_plane gemv_stream tiled_gemm cmma_gemm cmma_gemm_k4 cmma_tiled_gemm grad_input}
   for check in $checks; do
     GPU_CHECK_ONLY=$check timeout 120 "$BIN" 2>> .gpu/gpu_check.stderr | grep -v '"op":"device"' | tee -a "$RESULTS"
     rc=${PIPESTATUS[0]}

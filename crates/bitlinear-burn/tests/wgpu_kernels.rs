@@ -251,3 +251,45 @@ fn device_packing_refuses_non_finite_weights_like_core() {
         Some(BitLinearError::NonFiniteWeight { .. })
     ));
 }
+
+/// A deployed layer given an f16 input runs the kernels in f16 (x, bias and y in f16, each
+/// output rounded once): its outputs are exactly the f32 outputs on the same values rounded to
+/// f16, on the GEMV and the tiled GEMM, and come back as f16.
+#[test]
+fn deployed_forward_on_f16_input_is_the_f32_output_rounded_once() {
+    use burn::tensor::f16;
+    use cubecl::Runtime;
+    let client = cubecl::wgpu::WgpuRuntime::client(&dev());
+    if !bitlinear_cubecl::FloatDtype::F16.supported(&client) {
+        eprintln!("skipped: this Vulkan device has no f16 arithmetic");
+        return;
+    }
+    let (k, n) = (70, 21);
+    let round =
+        |v: Vec<f32>| -> Vec<f32> { v.into_iter().map(|x| f16::from_f32(x).to_f32()).collect() };
+    for (i, quant) in QUANTS.iter().enumerate() {
+        let mut r = rng(700 + i as u64);
+        let w = random(&mut r, k * n, 0.2);
+        // A bias representable in f16: its cast to the input's type is exact.
+        let b = round(random(&mut r, n, 0.5));
+        let layer = layer_with::<B>(&dev(), &w, &b, k, n, quant).deploy();
+        for m in [1, 20] {
+            let x = round(random(&mut r, m * k, 2.0));
+            let data = TensorData::new(x.clone(), [m, k]);
+            let y32 = to_vec(layer.forward(Tensor::<B, 2>::from_data(data.clone(), &dev())));
+            let x16 = Tensor::<B, 2>::from_data(data, (&dev(), DType::F16));
+            assert_eq!(x16.dtype(), DType::F16);
+            let y16 = layer.forward(x16);
+            assert_eq!(y16.dtype(), DType::F16, "{quant} m={m}");
+            let y16 = to_vec(y16);
+            for (j, (a, e)) in y16.iter().zip(&y32).enumerate() {
+                assert_eq!(
+                    f16::from_f32(*a).to_bits(),
+                    f16::from_f32(*e).to_bits(),
+                    "{quant} m={m} element {j}: f16 {a} vs f32 {e}"
+                );
+                assert_eq!(*a, f16::from_f32(*e).to_f32(), "{quant} m={m} element {j}");
+            }
+        }
+    }
+}

@@ -9,7 +9,7 @@ use crate::kernels::activation_quant::{
     max_reduce_kernel, quantize_rows_kernel, row_absmax_kernel,
 };
 use crate::kernels::dequant::dequant_activations_kernel;
-use crate::types::{words_per_row, ActivationGranularity, QuantizedActivations};
+use crate::types::{words_per_row, ActivationGranularity, FloatDtype, QuantizedActivations};
 use crate::validate;
 
 /// Units per cube of the row kernels.
@@ -28,9 +28,39 @@ pub fn quantize_activations<R: Runtime>(
     granularity: ActivationGranularity,
     eps: f32,
 ) -> Result<QuantizedActivations> {
+    quantize_activations_as(client, x, m, k, granularity, eps, FloatDtype::F32)
+}
+
+/// [`quantize_activations`] of `x` in `dtype` (f16/bf16 values are widened to f32 exactly, so the
+/// codes and scales equal those of the same values in f32).
+pub fn quantize_activations_as<R: Runtime>(
+    client: &ComputeClient<R>,
+    x: &Handle,
+    m: usize,
+    k: usize,
+    granularity: ActivationGranularity,
+    eps: f32,
+    dtype: FloatDtype,
+) -> Result<QuantizedActivations> {
+    dtype.check(client)?;
+    match dtype {
+        FloatDtype::F32 => quantize_typed::<f32, R>(client, x, m, k, granularity, eps),
+        FloatDtype::F16 => quantize_typed::<half::f16, R>(client, x, m, k, granularity, eps),
+        FloatDtype::BF16 => quantize_typed::<half::bf16, R>(client, x, m, k, granularity, eps),
+    }
+}
+
+fn quantize_typed<F: Float, R: Runtime>(
+    client: &ComputeClient<R>,
+    x: &Handle,
+    m: usize,
+    k: usize,
+    granularity: ActivationGranularity,
+    eps: f32,
+) -> Result<QuantizedActivations> {
     validate::positive("k", k)?;
     let elems = validate::mul(m, k, "M·K")?;
-    validate::bytes("x", x, elems * 4)?;
+    validate::bytes("x", x, elems * size_of::<F>())?;
     let wpr = words_per_row(k);
     let codes = client.empty((m * wpr * 4).max(4));
     let scales = client.empty((m * 4).max(4));
@@ -47,7 +77,7 @@ pub fn quantize_activations<R: Runtime>(
     if per_tensor {
         let row_max = client.empty(m * 4);
         unsafe {
-            row_absmax_kernel::launch_unchecked::<R>(
+            row_absmax_kernel::launch_unchecked::<F, R>(
                 client,
                 grid_1d(m),
                 CubeDim::new_1d(ROW_CUBE as u32),
@@ -71,7 +101,7 @@ pub fn quantize_activations<R: Runtime>(
         }
     }
     unsafe {
-        quantize_rows_kernel::launch_unchecked::<R>(
+        quantize_rows_kernel::launch_unchecked::<F, R>(
             client,
             grid_1d(m),
             CubeDim::new_1d(ROW_CUBE as u32),

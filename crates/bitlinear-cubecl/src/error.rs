@@ -30,6 +30,9 @@ pub enum Error {
         /// Why it cannot run.
         reason: String,
     },
+    /// The runtime has no arithmetic in this float type (e.g. bf16 on Wgpu).
+    #[error("float type {0:?} is not supported by this runtime")]
+    UnsupportedDtype(crate::types::FloatDtype),
     /// Activation and weight shapes disagree.
     #[error("shape mismatch: {0}")]
     ShapeMismatch(String),

@@ -26,14 +26,15 @@ mod types;
 mod validate;
 mod weights;
 
-pub use activations::{dequantize_activations, quantize_activations};
+pub use activations::{dequantize_activations, quantize_activations, quantize_activations_as};
 pub use device::{cmma_available, plane_ops_available};
 pub use error::{Error, Result};
 pub use grad::ternary_grad_input;
 pub use linear::{
     cmma_k_blocks_override, cmma_tiled_k_blocks_override, fused_linear_off,
     gemv_stream_depth_override, gemv_stream_units_override, resolve_path, ternary_linear,
-    ternary_matmul, ternary_matmul_i32, FORCE_PLANE_ENV, GEMV_MAX_M, GEMV_STREAM_MAX_M,
+    ternary_linear_as, ternary_matmul, ternary_matmul_as, ternary_matmul_i32, FORCE_PLANE_ENV,
+    GEMV_MAX_M, GEMV_STREAM_MAX_M,
 };
 pub use raw_cuda::{raw_cuda_available, wgmma_available};
 pub use raw_cuda_linear::{
@@ -41,7 +42,7 @@ pub use raw_cuda_linear::{
     wgmma_kernel_flags,
 };
 pub use types::{
-    packed_word_count, words_per_row, ActivationGranularity, MatmulPath, PackedWeights,
+    packed_word_count, words_per_row, ActivationGranularity, FloatDtype, MatmulPath, PackedWeights,
     QuantizedActivations, WeightGranularity, WeightLayout,
 };
 pub use weights::{pack_weights, unpack_weights};

@@ -4,7 +4,7 @@
 use cubecl::prelude::*;
 use cubecl::server::Handle;
 
-use crate::activations::quantize_activations;
+use crate::activations::quantize_activations_as;
 use crate::device::{cmma_available, grid_1d, plane_ops_available};
 use crate::error::{Error, Result};
 use crate::kernels::gemm_cmma::gemm_cmma_kernel;
@@ -16,7 +16,8 @@ use crate::raw_cuda::{raw_cuda_available, wgmma_available};
 use crate::raw_cuda_linear::{fused_gemv_fits, RawLaunch};
 use crate::tuning::TuningOverride;
 use crate::types::{
-    ActivationGranularity, MatmulPath, PackedWeights, QuantizedActivations, WeightGranularity,
+    ActivationGranularity, FloatDtype, MatmulPath, PackedWeights, QuantizedActivations,
+    WeightGranularity,
 };
 use crate::validate;
 
@@ -110,6 +111,36 @@ pub fn ternary_linear<R: Runtime>(
     eps: f32,
     path: MatmulPath,
 ) -> Result<Handle> {
+    ternary_linear_as(
+        client,
+        x,
+        m,
+        k,
+        weights,
+        bias,
+        act_granularity,
+        eps,
+        path,
+        FloatDtype::F32,
+    )
+}
+
+/// [`ternary_linear`] with `x`, the bias and `y` in `dtype` (f32, f16 or bf16; the weight scales
+/// stay f32). The arithmetic is the f32 layer's on the widened inputs, each output rounded once
+/// to `dtype`, so `y` equals the f32 layer's output rounded to `dtype`.
+#[allow(clippy::too_many_arguments)]
+pub fn ternary_linear_as<R: Runtime>(
+    client: &ComputeClient<R>,
+    x: &Handle,
+    m: usize,
+    k: usize,
+    weights: &PackedWeights,
+    bias: Option<&Handle>,
+    act_granularity: ActivationGranularity,
+    eps: f32,
+    path: MatmulPath,
+    dtype: FloatDtype,
+) -> Result<Handle> {
     weights.validate()?;
     if k != weights.k {
         return Err(Error::ShapeMismatch(format!(
@@ -118,8 +149,9 @@ pub fn ternary_linear<R: Runtime>(
         )));
     }
     // The whole layer in one launch where the dp4a GEMV runs with per-token activations and
-    // per-tensor or per-channel weight scales.
-    let fusable = act_granularity == ActivationGranularity::PerToken
+    // per-tensor or per-channel weight scales (on f32 inputs: its prologue reads f32).
+    let fusable = dtype == FloatDtype::F32
+        && act_granularity == ActivationGranularity::PerToken
         && !matches!(weights.granularity, WeightGranularity::PerGroup(_))
         && fused_gemv_fits(m, k)
         && FUSED_OFF.get().is_none()
@@ -128,8 +160,8 @@ pub fn ternary_linear<R: Runtime>(
     if fusable {
         return fused_linear(client, x, m, k, weights, bias, eps);
     }
-    let acts = quantize_activations(client, x, m, k, act_granularity, eps)?;
-    ternary_matmul(client, &acts, weights, bias, path)
+    let acts = quantize_activations_as(client, x, m, k, act_granularity, eps, dtype)?;
+    ternary_matmul_as(client, &acts, weights, bias, path, dtype)
 }
 
 /// Quantizes `x` per token inside the dp4a GEMV (same arithmetic as [`quantize_activations`])
@@ -165,6 +197,7 @@ fn fused_linear<R: Runtime>(
         per_channel: weights.granularity == WeightGranularity::PerChannel,
         has_bias: bias.is_some(),
         raw: false,
+        out_dtype: FloatDtype::F32,
         fused: Some((k, eps)),
     };
     // SAFETY: shapes and buffer sizes validated above (the weights by the caller);
@@ -190,7 +223,29 @@ pub fn ternary_matmul<R: Runtime>(
     bias: Option<&Handle>,
     path: MatmulPath,
 ) -> Result<Handle> {
-    launch_matmul(client, acts, weights, bias, path, false)
+    ternary_matmul_as(client, acts, weights, bias, path, FloatDtype::F32)
+}
+
+/// [`ternary_matmul`] with the bias and the output `y` in `dtype` (the epilogue computes in f32
+/// and rounds each output once).
+pub fn ternary_matmul_as<R: Runtime>(
+    client: &ComputeClient<R>,
+    acts: &QuantizedActivations,
+    weights: &PackedWeights,
+    bias: Option<&Handle>,
+    path: MatmulPath,
+    dtype: FloatDtype,
+) -> Result<Handle> {
+    dtype.check(client)?;
+    match dtype {
+        FloatDtype::F32 => launch_matmul::<f32, R>(client, acts, weights, bias, path, false, dtype),
+        FloatDtype::F16 => {
+            launch_matmul::<half::f16, R>(client, acts, weights, bias, path, false, dtype)
+        }
+        FloatDtype::BF16 => {
+            launch_matmul::<half::bf16, R>(client, acts, weights, bias, path, false, dtype)
+        }
+    }
 }
 
 /// The exact i32 accumulators `acc[m, n] = Σ_k xq[m, k] · wq[n, k]` as i32 `[M, N]` (scales and
@@ -201,7 +256,7 @@ pub fn ternary_matmul_i32<R: Runtime>(
     weights: &PackedWeights,
     path: MatmulPath,
 ) -> Result<Handle> {
-    launch_matmul(client, acts, weights, None, path, true)
+    launch_matmul::<f32, R>(client, acts, weights, None, path, true, FloatDtype::F32)
 }
 
 static CMMA_K_BLOCKS: TuningOverride = TuningOverride::new(&[1, 2, 4]);
@@ -273,14 +328,19 @@ fn gemv_stream_shape<R: Runtime>(
     (lpb, GEMV_STREAM_UNITS.get().unwrap_or(units))
 }
 
-fn launch_matmul<R: Runtime>(
+/// The matmul with the float epilogue in `O` (`dtype`, the same type), or the raw i32
+/// accumulators with `raw`.
+#[allow(clippy::too_many_arguments)]
+fn launch_matmul<O: Float, R: Runtime>(
     client: &ComputeClient<R>,
     acts: &QuantizedActivations,
     weights: &PackedWeights,
     bias: Option<&Handle>,
     path: MatmulPath,
     raw: bool,
+    dtype: FloatDtype,
 ) -> Result<Handle> {
+    debug_assert_eq!(size_of::<O>(), dtype.size());
     weights.validate()?;
     validate::positive("k", acts.k)?;
     if acts.k != weights.k {
@@ -294,7 +354,7 @@ fn launch_matmul<R: Runtime>(
     validate::bytes("codes", &acts.codes, validate::mul(m, wpr * 4, "M·K")?)?;
     validate::bytes("activation scales", &acts.scales, m * 4)?;
     if let Some(b) = bias {
-        validate::bytes("bias", b, n * 4)?;
+        validate::bytes("bias", b, n * size_of::<O>())?;
     }
     let out_elems = validate::mul(m, n, "M·N")?;
     let path = resolve_path(client, m, path)?;
@@ -302,7 +362,7 @@ fn launch_matmul<R: Runtime>(
         return Ok(client.empty(0));
     }
 
-    let out = client.empty(out_elems * 4);
+    let out = client.empty(out_elems * if raw { 4 } else { size_of::<O>() });
     let dummy = || client.empty(4);
     let (f_out, raw_out) = if raw {
         (dummy(), out.clone())
@@ -359,6 +419,7 @@ fn launch_matmul<R: Runtime>(
         per_channel: gran == crate::kernels::common::GRAN_CHANNEL,
         has_bias,
         raw,
+        out_dtype: dtype,
         fused: None,
     };
     match path {
@@ -376,7 +437,7 @@ fn launch_matmul<R: Runtime>(
                 GEMV_STREAM_DEPTH.get().unwrap_or(GEMV_STREAM_DEPTH_DEFAULT)
             };
             unsafe {
-                gemv_stream_kernel::launch_unchecked::<R>(
+                gemv_stream_kernel::launch_unchecked::<O, R>(
                     client,
                     grid_1d(tiles_n),
                     CubeDim::new_1d(units as u32),
@@ -403,7 +464,7 @@ fn launch_matmul<R: Runtime>(
             }
         }
         MatmulPath::GemvPlane => unsafe {
-            gemv_kernel::launch_unchecked::<R>(
+            gemv_kernel::launch_unchecked::<O, R>(
                 client,
                 grid_1d(tiles_n),
                 CubeDim::new_1d((4 * GEMV_K_LANES) as u32),
@@ -428,7 +489,7 @@ fn launch_matmul<R: Runtime>(
             );
         },
         MatmulPath::TiledGemm => unsafe {
-            gemm_tiled_kernel::launch_unchecked::<R>(
+            gemm_tiled_kernel::launch_unchecked::<O, R>(
                 client,
                 tiles_grid,
                 CubeDim::new_2d(16, 16),
@@ -459,7 +520,7 @@ fn launch_matmul<R: Runtime>(
                 }
             }
             unsafe {
-                gemm_cmma_kernel::launch_unchecked::<R>(
+                gemm_cmma_kernel::launch_unchecked::<O, R>(
                     client,
                     tiles_grid,
                     CubeDim::new_2d(32, 4),
@@ -489,7 +550,7 @@ fn launch_matmul<R: Runtime>(
             let codes_vec_arg =
                 unsafe { ArrayArg::from_raw_parts(acts.codes.clone(), m * wpr * 4) };
             unsafe {
-                gemm_cmma_tiled_kernel::launch_unchecked::<R>(
+                gemm_cmma_tiled_kernel::launch_unchecked::<O, R>(
                     client,
                     CubeCount::Static(n.div_ceil(TILE_N) as u32, m.div_ceil(TILE_M) as u32, 1),
                     CubeDim::new_2d(32, (UNITS / 32) as u32),

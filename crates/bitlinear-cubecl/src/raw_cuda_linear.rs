@@ -7,6 +7,7 @@ use cubecl::server::Handle;
 
 use crate::raw_cuda::RawCudaKernel;
 use crate::tuning::TuningOverride;
+use crate::types::FloatDtype;
 
 /// The output store every kernel shares, prepended to each after its `#define`s.
 const EPILOGUE_SOURCE: &str = include_str!("kernels/cuda/epilogue.cuh");
@@ -363,6 +364,8 @@ pub(crate) struct RawLaunch<'a> {
     pub per_channel: bool,
     pub has_bias: bool,
     pub raw: bool,
+    /// Type of `bias` and `out` (`BL_OUT` in `epilogue.cuh`).
+    pub out_dtype: FloatDtype,
     /// `Some((k, eps))`: `codes` is the f32 input `[M, K]`, quantized per token inside the
     /// GEMV (see [`fused_gemv_fits`]).
     pub fused: Option<(usize, f32)>,
@@ -436,10 +439,16 @@ impl RawLaunch<'_> {
         body: impl FnOnce() -> String,
         cube_dim: CubeDim,
     ) -> RawCudaKernel {
+        let out = match self.out_dtype {
+            FloatDtype::F32 => 0,
+            FloatDtype::F16 => 1,
+            FloatDtype::BF16 => 2,
+        };
         let mut flags: Vec<(&'static str, usize)> = vec![
             ("BL_GRAN", self.per_channel as usize),
             ("BL_BIAS", self.has_bias as usize),
             ("BL_RAW", self.raw as usize),
+            ("BL_OUT", out),
         ];
         flags.extend_from_slice(extra);
         let mut name = format!("bitlinear_{family}");

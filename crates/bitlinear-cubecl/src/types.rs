@@ -1,5 +1,7 @@
 //! Configuration enums and the device-resident quantized tensors exchanged by the API.
 
+use cubecl::ir::FloatKind;
+use cubecl::prelude::*;
 use cubecl::server::Handle;
 
 use crate::error::{Error, Result};
@@ -59,6 +61,50 @@ impl WeightGranularity {
         match self {
             Self::PerGroup(g) => (g, k.div_ceil(g)),
             _ => (k.max(1), 1),
+        }
+    }
+}
+
+/// Float type of a layer's input `x`, bias and output `y` (the scales stay f32, and every
+/// kernel computes in f32: inputs are widened exactly, each output is rounded once, to nearest
+/// even).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FloatDtype {
+    /// 32-bit IEEE float.
+    #[default]
+    F32,
+    /// 16-bit IEEE float (`half::f16`).
+    F16,
+    /// bfloat16 (`half::bf16`); runtimes without it (Wgpu) fail to compile the kernels.
+    BF16,
+}
+
+impl FloatDtype {
+    /// Bytes per element.
+    pub const fn size(self) -> usize {
+        match self {
+            Self::F32 => 4,
+            Self::F16 | Self::BF16 => 2,
+        }
+    }
+
+    /// Whether `client`'s runtime computes in this type (f32 always; f16 and bf16 where the
+    /// device reports them: Wgpu has no bf16).
+    pub fn supported<R: Runtime>(self, client: &ComputeClient<R>) -> bool {
+        let kind = match self {
+            Self::F32 => return true,
+            Self::F16 => FloatKind::F16,
+            Self::BF16 => FloatKind::BF16,
+        };
+        client.properties().supports_type(kind)
+    }
+
+    /// An error where `client`'s runtime lacks this type.
+    pub(crate) fn check<R: Runtime>(self, client: &ComputeClient<R>) -> Result<()> {
+        if self.supported(client) {
+            Ok(())
+        } else {
+            Err(Error::UnsupportedDtype(self))
         }
     }
 }

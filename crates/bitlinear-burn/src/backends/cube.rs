@@ -8,7 +8,7 @@
 //! | training forward, saving | same; keeps the int8 activation codes, their scales, the packed u32 weight words and the weight scales | same |
 //! | backward | `dx`: `ternary_grad_input` on the packed words (from 128 rows: a transient dense `s_w·Wq` + Burn's float matmul); `dW = (s_x·xq)ᵀ·dy`: `dequantize_activations` + Burn's float matmul | the saved state came from the fallback forward (int8 weight codes) or `dy` is not f32 |
 //! | pack (deploy) | device `pack_weights` (no host round trip of the weight: a device-side finiteness check reads back one bool; only a non-finite weight is read back, to name its index) | not f32; `K` or `N` is 0 |
-//! | deployed forward | `ternary_linear` (quantize + GEMV / tiled GEMM / cmma GEMM, fused scale and bias) | not f32; packed words not 4-byte ints; `M` is 0 |
+//! | deployed forward | `ternary_linear_as` (quantize + GEMV / tiled GEMM / cmma GEMM, fused scale and bias) in `x`'s float type, f32, f16 or bf16 (the bias cast to it, the weight scales to f32; `y` has `x`'s dtype) | `x` is of another type or one the runtime lacks (bf16 on Wgpu); packed words not 4-byte ints; `M` is 0 |
 //! | deployed input grad | as the backward's `dx` | not f32; packed words not 4-byte ints; `M` is 0 |
 //!
 //! The packed words have bitlinear-core's layout (`[ceil(N/16), 16·ceil(K/16)]` u32, see
@@ -44,6 +44,16 @@ fn all_f32<R: CubeRuntime, F: FloatElement>(tensors: &[Option<&CubeTensor<R>>]) 
             .iter()
             .flatten()
             .all(|t| t.dtype == DType::F32 && t.qparams.is_none())
+}
+
+/// The kernels' float type for a tensor of `dtype`, where they have one (f32, f16, bf16).
+fn kernel_dtype(dtype: DType) -> Option<kernels::FloatDtype> {
+    match dtype {
+        DType::F32 => Some(kernels::FloatDtype::F32),
+        DType::F16 => Some(kernels::FloatDtype::F16),
+        DType::BF16 => Some(kernels::FloatDtype::BF16),
+        _ => None,
+    }
 }
 
 /// From this many rows of `dy` on, `dx` goes through a transient dense weight and Burn's float
@@ -390,15 +400,24 @@ where
         spec: QuantSpec,
     ) -> FloatTensor<Self> {
         let [m, k] = dims2(&x);
-        if !all_f32::<R, F>(&[Some(&x), Some(&scales), bias.as_ref()]) || m == 0 {
-            return fallback::deployed_forward::<Self>(x, packed, scales, bias, shape, spec);
-        }
-        let Some(weights) = packed_weights(packed.clone(), scales.clone(), shape, spec) else {
+        // The kernels run in x's float type; the bias follows it, the weight scales are f32.
+        let dtype =
+            kernel_dtype(x.dtype).filter(|dtype| x.qparams.is_none() && dtype.supported(&x.client));
+        let floats = [Some(&scales), bias.as_ref()]
+            .into_iter()
+            .flatten()
+            .all(|t| kernel_dtype(t.dtype).is_some() && t.qparams.is_none());
+        let (Some(dtype), true, false) = (dtype, floats, m == 0) else {
             return fallback::deployed_forward::<Self>(x, packed, scales, bias, shape, spec);
         };
+        let scales_f32 = burn_cubecl::kernel::cast(scales.clone(), DType::F32);
+        let Some(weights) = packed_weights(packed.clone(), scales_f32, shape, spec) else {
+            return fallback::deployed_forward::<Self>(x, packed, scales, bias, shape, spec);
+        };
+        let bias = bias.map(|b| burn_cubecl::kernel::cast(b, x.dtype));
         let x = into_contiguous(x);
         let bias = bias.map(into_contiguous);
-        let y = kernels::ternary_linear(
+        let y = kernels::ternary_linear_as(
             &x.client,
             &x.handle,
             m,
@@ -408,9 +427,16 @@ where
             act_granularity(spec),
             spec.eps,
             kernels::MatmulPath::Auto,
+            dtype,
         )
         .unwrap_or_else(|e| kernel_refused("deployed forward failed", e));
-        float_out(&x, y, &[m, shape.n])
+        CubeTensor::new_contiguous(
+            x.client.clone(),
+            x.device.clone(),
+            Shape::from(vec![m, shape.n]),
+            y,
+            x.dtype,
+        )
     }
 
     fn bitlinear_deployed_input_grad(

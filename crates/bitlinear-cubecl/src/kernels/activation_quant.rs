@@ -1,4 +1,5 @@
-//! Activation quantization: f32 `[M, K]` → int8 codes (four per little-endian `u32` word, rows
+//! Activation quantization: `[M, K]` floats (f32, f16 or bf16: the kernels are generic over the
+//! input type and compute in f32) → int8 codes (four per little-endian `u32` word, rows
 //! padded with zeros to a multiple of 16 codes) plus f32 scales, by absmax.
 
 use cubecl::prelude::*;
@@ -13,8 +14,8 @@ const F32_MAX: f32 = 3.402_823_5e38;
 /// the undefined identifier `inf`) so that the caller can spot them (NaN would not survive
 /// comparisons).
 #[cube]
-fn row_absmax(
-    x: &Array<f32>,
+fn row_absmax<F: Float>(
+    x: &Array<F>,
     base: usize,
     k: usize,
     inf: f32,
@@ -24,7 +25,7 @@ fn row_absmax(
     let mut local = 0.0f32;
     let mut i = unit;
     while i < k {
-        let a = f32::abs(x[base + i]);
+        let a = f32::abs(f32::cast_from(x[base + i]));
         let mut a_or_inf = a;
         if !(a <= F32_MAX) {
             a_or_inf = inf;
@@ -56,8 +57,8 @@ fn row_absmax(
 /// One cube per row: writes the row's absmax (`+inf` if the row holds NaN/Inf) to `out[row]`.
 /// Used for per-tensor scales, before [`max_reduce_kernel()`].
 #[cube(launch_unchecked)]
-pub fn row_absmax_kernel(
-    x: &Array<f32>,
+pub fn row_absmax_kernel<F: Float>(
+    x: &Array<F>,
     out: &mut Array<f32>,
     m: usize,
     k: usize,
@@ -68,7 +69,7 @@ pub fn row_absmax_kernel(
     if row >= m {
         terminate!();
     }
-    let amax = row_absmax(x, row * k, k, inf, cube_size);
+    let amax = row_absmax::<F>(x, row * k, k, inf, cube_size);
     if UNIT_POS == 0 {
         out[row] = amax;
     }
@@ -83,7 +84,7 @@ pub fn max_reduce_kernel(
     inf: f32,
     #[comptime] cube_size: usize,
 ) {
-    let amax = row_absmax(values, 0, len, inf, cube_size);
+    let amax = row_absmax::<f32>(values, 0, len, inf, cube_size);
     if UNIT_POS == 0 {
         out[0] = amax;
     }
@@ -95,8 +96,8 @@ pub fn max_reduce_kernel(
 /// Rows with NaN/Inf get scale `nonfinite` (NaN) and all-zero codes.
 #[cube(launch_unchecked)]
 #[allow(clippy::too_many_arguments)]
-pub fn quantize_rows_kernel(
-    x: &Array<f32>,
+pub fn quantize_rows_kernel<F: Float>(
+    x: &Array<F>,
     tensor_absmax: &Array<f32>,
     codes: &mut Array<u32>,
     scales: &mut Array<f32>,
@@ -118,7 +119,7 @@ pub fn quantize_rows_kernel(
     let amax = if per_tensor {
         tensor_absmax[0]
     } else {
-        row_absmax(x, base, k, inf, cube_size)
+        row_absmax::<F>(x, base, k, inf, cube_size)
     };
     let finite = amax <= F32_MAX;
     let mut clamped = amax;
@@ -139,7 +140,7 @@ pub fn quantize_rows_kernel(
         for j in 0..4u32 {
             let kk = w * 4 + j as usize;
             if finite && kk < k {
-                let mut q = round_ties_even(x[base + kk] / s);
+                let mut q = round_ties_even(f32::cast_from(x[base + kk]) / s);
                 if q > 127.0 {
                     q = 127.0;
                 }

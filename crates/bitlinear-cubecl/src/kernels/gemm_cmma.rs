@@ -61,13 +61,13 @@ fn stage_accumulators(
 /// `CubeDim::new_2d(32, 4)` and `CubeCount::Static(ceil(N/64), ceil(M/64), 1)`.
 #[cube(launch_unchecked)]
 #[allow(clippy::too_many_arguments)]
-pub fn gemm_cmma_kernel(
+pub fn gemm_cmma_kernel<O: Float>(
     codes: &Array<u32>,
     packed: &Array<u32>,
     x_scales: &Array<f32>,
     w_scales: &Array<f32>,
-    bias: &Array<f32>,
-    out: &mut Array<f32>,
+    bias: &Array<O>,
+    out: &mut Array<O>,
     out_raw: &mut Array<i32>,
     m: usize,
     n: usize,
@@ -260,9 +260,9 @@ pub fn gemm_cmma_kernel(
                     y = (f32::cast_from(c_s[idx]) * x_scales[mi]) * sw;
                 }
                 if has_bias {
-                    y += bias[nj];
+                    y += f32::cast_from(bias[nj]);
                 }
-                out[mi * n + nj] = y;
+                out[mi * n + nj] = O::cast_from(y);
             }
         }
     }

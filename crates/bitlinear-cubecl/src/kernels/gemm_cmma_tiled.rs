@@ -62,13 +62,13 @@ pub fn decode_ternary_word(word: u32) -> U32x4 {
 /// activation row is a whole number of them), `packed` as u32 words.
 #[cube(launch_unchecked)]
 #[allow(clippy::too_many_arguments, clippy::manual_div_ceil)]
-pub fn gemm_cmma_tiled_kernel(
+pub fn gemm_cmma_tiled_kernel<O: Float>(
     codes: &Array<I8x16>,
     packed: &Array<u32>,
     x_scales: &Array<f32>,
     w_scales: &Array<f32>,
-    bias: &Array<f32>,
-    out: &mut Array<f32>,
+    bias: &Array<O>,
+    out: &mut Array<O>,
     out_raw: &mut Array<i32>,
     m: usize,
     n: usize,
@@ -269,9 +269,9 @@ pub fn gemm_cmma_tiled_kernel(
                         }
                         let mut y = (f32::cast_from(v) * x_scales[mi]) * sw;
                         if has_bias {
-                            y += bias[nj];
+                            y += f32::cast_from(bias[nj]);
                         }
-                        out[mi * n + nj] = y;
+                        out[mi * n + nj] = O::cast_from(y);
                     }
                 }
             }

@@ -13,13 +13,13 @@ const LDS: usize = 17;
 /// `CubeDim::new_2d(16, 16)` and `CubeCount::Static(ceil(N/64), ceil(M/64), 1)`.
 #[cube(launch_unchecked)]
 #[allow(clippy::too_many_arguments)]
-pub fn gemm_tiled_kernel(
+pub fn gemm_tiled_kernel<O: Float>(
     codes: &Array<u32>,
     packed: &Array<u32>,
     x_scales: &Array<f32>,
     w_scales: &Array<f32>,
-    bias: &Array<f32>,
-    out: &mut Array<f32>,
+    bias: &Array<O>,
+    out: &mut Array<O>,
     out_raw: &mut Array<i32>,
     m: usize,
     n: usize,
@@ -134,9 +134,9 @@ pub fn gemm_tiled_kernel(
                         y = (f32::cast_from(acc_i[i * 4 + j]) * x_scales[mi]) * sw;
                     }
                     if has_bias {
-                        y += bias[nj];
+                        y += f32::cast_from(bias[nj]);
                     }
-                    out[mi * n + nj] = y;
+                    out[mi * n + nj] = O::cast_from(y);
                 }
             }
         }

@@ -51,13 +51,13 @@ fn reduce_over_lanes<E: Numeric>(
 /// accumulators go to `out_raw` instead (scales and bias ignored).
 #[cube(launch_unchecked)]
 #[allow(clippy::too_many_arguments)]
-pub fn gemv_kernel<NV: Size>(
+pub fn gemv_kernel<NV: Size, O: Float>(
     codes: &Array<Vector<u32, NV>>,
     packed: &Array<Vector<u32, NV>>,
     x_scales: &Array<f32>,
     w_scales: &Array<f32>,
-    bias: &Array<f32>,
-    out: &mut Array<f32>,
+    bias: &Array<O>,
+    out: &mut Array<O>,
     out_raw: &mut Array<i32>,
     n: usize,
     blocks_k: usize,
@@ -152,9 +152,9 @@ pub fn gemv_kernel<NV: Size>(
             if row_in_tile < 16 && nn_out < n {
                 let mut y = smem[row_in_tile * k_lanes] * x_scales[mi];
                 if has_bias {
-                    y += bias[nn_out];
+                    y += f32::cast_from(bias[nn_out]);
                 }
-                out[mi * n + nn_out] = y;
+                out[mi * n + nn_out] = O::cast_from(y);
             }
             sync_cube();
         }
@@ -184,9 +184,9 @@ pub fn gemv_kernel<NV: Size>(
                     }
                     let mut y = (f32::cast_from(total) * x_scales[mi]) * sw;
                     if has_bias {
-                        y += bias[nn_out];
+                        y += f32::cast_from(bias[nn_out]);
                     }
-                    out[mi * n + nn_out] = y;
+                    out[mi * n + nn_out] = O::cast_from(y);
                 }
             }
             sync_cube();

@@ -71,13 +71,13 @@ fn reduce_slots<E: Numeric>(
 /// before computing on them.
 #[cube(launch_unchecked)]
 #[allow(clippy::too_many_arguments)]
-pub fn gemv_stream_kernel<NV: Size>(
+pub fn gemv_stream_kernel<NV: Size, O: Float>(
     codes: &Array<Vector<u32, NV>>,
     packed: &Array<Vector<u32, NV>>,
     x_scales: &Array<f32>,
     w_scales: &Array<f32>,
-    bias: &Array<f32>,
-    out: &mut Array<f32>,
+    bias: &Array<O>,
+    out: &mut Array<O>,
     out_raw: &mut Array<i32>,
     n: usize,
     blocks_k: usize,
@@ -232,9 +232,9 @@ pub fn gemv_stream_kernel<NV: Size>(
             if nn < n {
                 let mut y = smem[unit * pitch] * x_scales[mi];
                 if has_bias {
-                    y += bias[nn];
+                    y += f32::cast_from(bias[nn]);
                 }
-                out[mi * n + nn] = y;
+                out[mi * n + nn] = O::cast_from(y);
             }
         }
     } else {
@@ -256,9 +256,9 @@ pub fn gemv_stream_kernel<NV: Size>(
                     }
                     let mut y = (f32::cast_from(t) * x_scales[mi]) * sw;
                     if has_bias {
-                        y += bias[nn];
+                        y += f32::cast_from(bias[nn]);
                     }
-                    out[mi * n + nn] = y;
+                    out[mi * n + nn] = O::cast_from(y);
                 }
             }
         }

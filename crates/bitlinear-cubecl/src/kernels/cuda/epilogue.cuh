@@ -1,16 +1,36 @@
 // The output store shared by the hand-written kernels; the host prepends this file to each
-// kernel's source, after its #defines (BL_RAW, BL_GRAN, BL_BIAS).
+// kernel's source, after its #defines (BL_RAW, BL_GRAN, BL_BIAS, BL_OUT).
 //
 // BL_RAW: the i32 accumulator as is. Otherwise acc * s_x * s_w (+ bias) in the order and
 // rounding of the reference epilogue (no fused multiply-add), with the per-channel (BL_GRAN 1)
-// or per-tensor weight scale.
+// or per-tensor weight scale, in f32; the bias and the output are `bl_out_t`: f32 (BL_OUT 0),
+// f16 (1) or bf16 (2), widened exactly and rounded once to nearest even.
 
 // The same header CubeCL includes in every kernel it generates (found through its include path).
 #include <cuda_runtime.h>
 
-static __device__ __forceinline__ void bl_store(float *out, int *out_raw, size_t o, int acc,
+#ifndef BL_OUT
+#define BL_OUT 0
+#endif
+#if BL_OUT == 1
+#include <cuda_fp16.h>
+typedef __half bl_out_t;
+static __device__ __forceinline__ float bl_widen(bl_out_t v) { return __half2float(v); }
+static __device__ __forceinline__ bl_out_t bl_narrow(float v) { return __float2half_rn(v); }
+#elif BL_OUT == 2
+#include <cuda_bf16.h>
+typedef __nv_bfloat16 bl_out_t;
+static __device__ __forceinline__ float bl_widen(bl_out_t v) { return __bfloat162float(v); }
+static __device__ __forceinline__ bl_out_t bl_narrow(float v) { return __float2bfloat16_rn(v); }
+#else
+typedef float bl_out_t;
+static __device__ __forceinline__ float bl_widen(bl_out_t v) { return v; }
+static __device__ __forceinline__ bl_out_t bl_narrow(float v) { return v; }
+#endif
+
+static __device__ __forceinline__ void bl_store(bl_out_t *out, int *out_raw, size_t o, int acc,
                                                 float xs, const float *w_scales,
-                                                const float *bias, unsigned int n) {
+                                                const bl_out_t *bias, unsigned int n) {
 #if BL_RAW
   out_raw[o] = acc;
 #else
@@ -21,8 +41,8 @@ static __device__ __forceinline__ void bl_store(float *out, int *out_raw, size_t
 #endif
   float y = __fmul_rn(__fmul_rn((float)acc, xs), sw);
 #if BL_BIAS
-  y = __fadd_rn(y, bias[n]);
+  y = __fadd_rn(y, bl_widen(bias[n]));
 #endif
-  out[o] = y;
+  out[o] = bl_narrow(y);
 #endif
 }

@@ -56,7 +56,7 @@ static __device__ __forceinline__ unsigned int bl_decode(unsigned int word, unsi
 extern "C" __global__ void __launch_bounds__(256) BL_ENTRY(
     const unsigned char *__restrict__ codes, const unsigned int *__restrict__ packed,
     const float *__restrict__ x_scales, const float *__restrict__ w_scales,
-    const float *__restrict__ bias, float *__restrict__ out, int *__restrict__ out_raw,
+    const bl_out_t *__restrict__ bias, bl_out_t *__restrict__ out, int *__restrict__ out_raw,
     const BlGemmParams p) {
   __shared__ __align__(16) unsigned char sa[STAGES][BM * A_PITCH];
   __shared__ __align__(16) unsigned int sb[STAGES][BN / 16][KB_STAGE * 16];

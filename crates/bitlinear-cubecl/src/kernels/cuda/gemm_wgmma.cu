@@ -66,7 +66,7 @@ BL_WGMMA_FN
 extern "C" __global__ void __launch_bounds__(BL_THREADS, BL_MINB) BL_ENTRY(
     const unsigned char *__restrict__ codes, const unsigned int *__restrict__ packed,
     const float *__restrict__ x_scales, const float *__restrict__ w_scales,
-    const float *__restrict__ bias, float *__restrict__ out, int *__restrict__ out_raw,
+    const bl_out_t *__restrict__ bias, bl_out_t *__restrict__ out, int *__restrict__ out_raw,
     const BlGemmParams p) {
   // The host reserves BL_STAGES buffers and 1 KB more, to align them to the swizzle's 1024 B.
   BL_DYNAMIC_SHARED(bl_dyn);

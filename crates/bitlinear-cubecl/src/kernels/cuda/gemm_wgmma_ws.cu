@@ -41,7 +41,7 @@ BL_WGMMA_FN
 extern "C" __global__ void __launch_bounds__(BL_THREADS, BL_MINB) BL_ENTRY(
     const unsigned char *__restrict__ codes, const unsigned int *__restrict__ packed,
     const float *__restrict__ x_scales, const float *__restrict__ w_scales,
-    const float *__restrict__ bias, float *__restrict__ out, int *__restrict__ out_raw,
+    const bl_out_t *__restrict__ bias, bl_out_t *__restrict__ out, int *__restrict__ out_raw,
     const BlGemmParams p) {
   // Layout: BL_STAGES activation buffers (1024-byte aligned, for the swizzle), BL_STAGES word
   // buffers, then the `full` and `empty` mbarriers; the host reserves 1 KB more for the

@@ -70,7 +70,7 @@ static __device__ __forceinline__ unsigned int bl_word(const BlU4 &v, int r) {
 extern "C" __global__ void BL_BOUNDS BL_ENTRY(
     const BlU4 *__restrict__ codes, const BlU4 *__restrict__ packed,
     const float *__restrict__ x_scales, const float *__restrict__ w_scales,
-    const float *__restrict__ bias, float *__restrict__ out, int *__restrict__ out_raw,
+    const bl_out_t *__restrict__ bias, bl_out_t *__restrict__ out, int *__restrict__ out_raw,
     const BlGemvParams p) {
   const unsigned int tile = blockIdx.x;
   const unsigned int m0 = blockIdx.y * BL_MR;
