@@ -16,7 +16,8 @@
 # generated kernel sources. The session-3 runs that fill BENCHMARKS.md's H100 section used these.
 # GPU_CHECK_NCU_DETAIL=<kernel-name regex> adds Nsight Compute's detailed sections (stall reasons
 # included) for one launch of that kernel. GPU_CHECK_WGMMA_CONFIGS=15,19 checks and times only
-# those wgmma configurations besides the default (wgmma_gemm_config_override numbers).
+# those wgmma configurations besides the default (wgmma_gemm_config_override numbers); each is
+# checked in its own process, and one that fails is left out of the timings.
 # GPU_CHECK_TIMINGS_TIMEOUT and GPU_CHECK_NCU_TIMEOUT (seconds, default 300 and 150) bound the
 # timing and Nsight Compute passes (each configuration is compiled once by NVRTC first).
 set -uo pipefail
@@ -40,6 +41,24 @@ if [ -x "$BIN" ]; then
   # GPU_CHECK_LIST overrides the list (e.g. only the kernels changed since the last run).
   checks=${GPU_CHECK_LIST:-wgmma_probe wgmma_gemm wgmma_gemm_configs half_outputs dp4a_gemv dp4a_gemv_configs fused_linear mma_gemm mma_gemm_256 quantize_activations pack_weights gemv gemv_plane gemv_stream tiled_gemm cmma_gemm cmma_gemm_k4 cmma_tiled_gemm grad_input}
   for check in $checks; do
+    if [ "$check" = wgmma_gemm_configs ]; then
+      # One process per configuration (one that fails to compile would poison the others);
+      # only those that pass are timed.
+      count=$(GPU_CHECK_ONLY=wgmma_config_count "$BIN" 2>/dev/null || echo 0)
+      configs=${GPU_CHECK_WGMMA_CONFIGS:-$(seq -s, 1 "$count")}
+      passed=""
+      for config in ${configs//,/ }; do
+        GPU_CHECK_ONLY=$check GPU_CHECK_WGMMA_CONFIGS=$config timeout 120 "$BIN" 2>> .gpu/gpu_check.stderr | grep -v '"op":"device"' | sed "s/\"name\":\"$check\"/\"name\":\"$check $config\"/" | tee -a "$RESULTS"
+        if [ "${PIPESTATUS[0]}" -eq 0 ]; then
+          passed="$passed${passed:+,}$config"
+        else
+          echo "{\"op\":\"error\",\"what\":\"wgmma config $config failed: left out of the timings\"}" | tee -a "$RESULTS"
+          status=1
+        fi
+      done
+      export GPU_CHECK_WGMMA_CONFIGS=${passed:-0}
+      continue
+    fi
     GPU_CHECK_ONLY=$check timeout 120 "$BIN" 2>> .gpu/gpu_check.stderr | grep -v '"op":"device"' | tee -a "$RESULTS"
     rc=${PIPESTATUS[0]}
     if [ "$rc" -ne 0 ]; then
@@ -57,7 +76,6 @@ if [ -x "$BIN" ]; then
       [ "$check" = fused_linear ] && export GPU_CHECK_NO_FUSED=1
       [ "$check" = mma_gemm_256 ] && export GPU_CHECK_NO_MMA_256=1
       [ "$check" = wgmma_gemm ] && export GPU_CHECK_NO_WGMMA=1
-      [ "$check" = wgmma_gemm_configs ] && export GPU_CHECK_NO_WGMMA_CONFIGS=1
       [ "$check" = cmma_gemm_k4 ] && echo '{"op":"note","what":"cmma-k4 failed: ignore its timings"}' | tee -a "$RESULTS"
     fi
   done

@@ -1229,6 +1229,12 @@ fn bench<R: Runtime>(
 }
 
 fn main() {
+    // GPU_CHECK_ONLY=wgmma_config_count prints how many wgmma configurations there are (host
+    // only: gpu-check.sh checks each in its own process).
+    if std::env::var("GPU_CHECK_ONLY").as_deref() == Ok("wgmma_config_count") {
+        println!("{}", wgmma_kernel_flags().len());
+        return;
+    }
     // GPU_CHECK_WGPU=1 runs the checks on Wgpu (lavapipe) to validate this harness without a GPU.
     if std::env::var("GPU_CHECK_WGPU").is_ok() {
         run::<cubecl::wgpu::WgpuRuntime>(&Default::default(), "wgpu");
