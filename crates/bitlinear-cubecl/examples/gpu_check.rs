@@ -818,6 +818,9 @@ fn all_variants(m: usize, cmma_ok: bool, raw_ok: bool, wgmma_ok: bool) -> Vec<Va
                 v.push(Variant::wgmma("wgmma-ws8-128", 17));
                 v.push(Variant::wgmma("wgmma-ws6-256-p2", 18));
                 v.push(Variant::wgmma("wgmma-ws6-w256", 19));
+                // The same with the activations by TMA.
+                v.push(Variant::wgmma("wgmma-ws6-256-tma", 20));
+                v.push(Variant::wgmma("wgmma-ws6-w256-tma", 21));
             }
         }
         if raw_ok && std::env::var("GPU_CHECK_NO_MMA").is_err() {

@@ -14,7 +14,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::{Arc, LazyLock, Mutex};
 
 use cubecl::prelude::*;
-use cubecl::server::{Handle, KernelArguments, MetadataBindingInfo};
+use cubecl::server::{Handle, KernelArguments, MetadataBindingInfo, TensorMapBinding};
 use cubecl::{CompilationError, Compiler, CubeTask};
 
 /// Whether the hand-written CUDA kernels can run on this client: the CUDA runtime on sm ≥ 80
@@ -51,6 +51,8 @@ pub(crate) struct RawCudaKernel {
     source: Arc<RawSource>,
     cube_dim: CubeDim,
     dynamic_shared: usize,
+    /// TMA tensor maps, passed ahead of the buffers (see [`Self::with_tensor_map`]).
+    tensor_maps: Vec<TensorMapBinding>,
 }
 
 /// Reserves `words` u32 of shared memory in an otherwise empty kernel. The CUDA runtime sizes a
@@ -90,7 +92,16 @@ impl RawCudaKernel {
             source,
             cube_dim,
             dynamic_shared: 0,
+            tensor_maps: Vec::new(),
         }
+    }
+
+    /// Adds a TMA tensor map: the runtime encodes it on the host (`cuTensorMapEncodeTiled`) and
+    /// passes it as the kernel's next `const __grid_constant__ CUtensorMap` parameter; the
+    /// tensor maps come first, then each one's own buffer, then the launch's buffers.
+    pub(crate) fn with_tensor_map(mut self, map: TensorMapBinding) -> Self {
+        self.tensor_maps.push(map);
+        self
     }
 
     /// Launches the kernel with `bytes` of dynamic shared memory (its `extern __shared__` array;
@@ -107,13 +118,15 @@ impl RawCudaKernel {
     /// The kernel must stay inside the buffers for these scalars (the caller validated the
     /// shapes), and the client must be the CUDA runtime ([`raw_cuda_available`]).
     pub(crate) unsafe fn launch<R: Runtime>(
-        self,
+        mut self,
         client: &ComputeClient<R>,
         count: CubeCount,
         buffers: &[&Handle],
         scalars: Vec<u64>,
     ) {
         let mut args = KernelArguments::new();
+        let maps = std::mem::take(&mut self.tensor_maps);
+        args = args.with_tensor_maps(maps);
         for b in buffers {
             args = args.with_buffer((*b).clone().binding());
         }

@@ -2,8 +2,11 @@
 //! with the activation quantization) and the `mma.sync` tensor-core GEMM. Each configuration (rows per block, scale granularity, bias,
 //! raw i32 output) is a `#define` prefix of the same source, compiled once by NVRTC and cached.
 
+use cubecl::ir::{ElemType, StorageType, UIntKind};
 use cubecl::prelude::*;
-use cubecl::server::Handle;
+use cubecl::server::{Handle, TensorMapBinding, TensorMapMeta};
+use cubecl::zspace::metadata::Metadata;
+use cubecl::zspace::{Shape, Strides};
 
 use crate::raw_cuda::RawCudaKernel;
 use crate::tuning::TuningOverride;
@@ -105,6 +108,8 @@ struct WgmmaConfig {
     w_cp: bool,
     distance: usize,
     producers: usize,
+    /// The warp-specialized kernel's activations by TMA (one tensor-map copy per stage).
+    tma: bool,
 }
 
 impl WgmmaConfig {
@@ -118,7 +123,14 @@ impl WgmmaConfig {
             w_cp: false,
             distance: 2,
             producers: 0,
+            tma: false,
         }
+    }
+
+    /// The same warp-specialized shape with the activations loaded by TMA.
+    const fn with_tma(mut self) -> Self {
+        self.tma = true;
+        self
     }
 
     /// The warp-specialized kernel: `producers` warps copy into `stages` buffers of `rows`
@@ -203,6 +215,7 @@ impl WgmmaConfig {
                 ("BL_MINB", self.min_blocks),
                 ("BL_STAGES", self.stages()),
                 ("BL_PRODUCERS", self.producers),
+                ("BL_TMA", self.tma as usize),
             ];
         }
         vec![
@@ -221,7 +234,7 @@ impl WgmmaConfig {
 const SM90_MAX_DYNAMIC_SHARED: usize = 227 * 1024;
 
 /// The configurations [`wgmma_gemm_config_override`] selects from (1-based).
-const WGMMA_CONFIGS: [WgmmaConfig; 19] = [
+const WGMMA_CONFIGS: [WgmmaConfig; 21] = [
     WgmmaConfig::new(1, 128, 1),
     WgmmaConfig::new(1, 256, 1),
     WgmmaConfig::new(1, 64, 1),
@@ -248,10 +261,13 @@ const WGMMA_CONFIGS: [WgmmaConfig; 19] = [
     // 256 weight rows × 128 activation rows: a third less L2 traffic per MAC than 128 × 256
     // (the packed weights are a quarter of the activations' bytes per row).
     WgmmaConfig::warp_specialized(2, 128, 6, 1),
+    // The same two shapes with the activations by TMA.
+    WgmmaConfig::warp_specialized(1, 256, 6, 1).with_tma(),
+    WgmmaConfig::warp_specialized(2, 128, 6, 1).with_tma(),
 ];
 
 static WGMMA_CONFIG: TuningOverride = TuningOverride::new(&[
-    1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19,
+    1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21,
 ]);
 
 /// Forces one of the wgmma GEMM's block shapes (weight rows × activation rows: 1: 128 × 128,
@@ -259,8 +275,8 @@ static WGMMA_CONFIG: TuningOverride = TuningOverride::new(&[
 /// 1 with the decoded weights in shared memory; 9, 10: 2 with the packed words copied with the
 /// activations, 3 and 4 stages ahead; 11, 12: 1 so, 4 and 6 ahead; 13: 5 so, 3 ahead; 14: 6 so,
 /// 3 ahead; 15-18: warp-specialized, 128 × 256 with 6 and 4 stages, 128 × 128 with 8, and
-/// 128 × 256 with 6 stages and 2 producer warps, 19: 256 × 128 with 6 stages; 0 restores the
-/// default). For benchmarks and
+/// 128 × 256 with 6 stages and 2 producer warps, 19: 256 × 128 with 6 stages; 20, 21: 15 and 19
+/// with the activations by TMA; 0 restores the default). For benchmarks and
 /// tests: every shape computes the same result.
 #[doc(hidden)]
 pub fn wgmma_gemm_config_override(config: usize) {
@@ -521,6 +537,29 @@ impl RawLaunch<'_> {
         unsafe { kernel.launch(client, count, &self.buffers(), self.scalars()) };
     }
 
+    /// The TMA tensor map of the activation codes for the warp-specialized wgmma kernel: `[M,
+    /// 16 · blocks_k]` bytes, row-major; boxes of `rows` rows × 128 bytes in the 128-byte
+    /// swizzle (the layout the kernel's wgmma descriptors read), zeros past the edges.
+    fn activation_tensor_map(&self, rows: usize) -> TensorMapBinding {
+        let row_bytes = 16 * self.blocks_k;
+        let storage = StorageType::Scalar(ElemType::UInt(UIntKind::U8));
+        TensorMapBinding {
+            binding: self.codes.clone().binding(),
+            map: TensorMapMeta {
+                format: TensorMapFormat::Tiled(TiledArgs {
+                    tile_size: Shape::from(vec![rows, 128]),
+                }),
+                metadata: Metadata::new(vec![self.m, row_bytes], vec![row_bytes, 1]),
+                elem_stride: Strides::new(&[1, 1]),
+                interleave: TensorMapInterleave::None,
+                swizzle: TensorMapSwizzle::B128,
+                prefetch: TensorMapPrefetch::None,
+                oob_fill: OobFill::Zero,
+                storage_ty: storage,
+            },
+        }
+    }
+
     /// Tensor-core GEMM on Hopper's warpgroup MMA (`wgmma` m64nNk32 s8, weights as the register
     /// operand): blocks of 64 weight rows per warpgroup × 64-256 activation rows.
     ///
@@ -553,6 +592,11 @@ impl RawLaunch<'_> {
                 CubeDim::new_1d(config.threads() as u32),
             )
             .with_dynamic_shared(config.shared_bytes());
+        let kernel = if config.tma {
+            kernel.with_tensor_map(self.activation_tensor_map(config.rows))
+        } else {
+            kernel
+        };
         let count = CubeCount::Static(
             self.n.div_ceil(config.weight_rows()) as u32,
             self.m.div_ceil(config.rows) as u32,
@@ -655,6 +699,8 @@ mod tests {
                     "{c:?}"
                 );
                 assert!(c.stages() >= 3 && c.threads() <= 65_536 / 200, "{c:?}");
+            } else if c.tma {
+                panic!("TMA only in the warp-specialized kernel: {c:?}");
             } else {
                 assert!(
                     if c.w_cp {

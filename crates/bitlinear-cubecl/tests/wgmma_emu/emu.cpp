@@ -5,7 +5,10 @@
 // - cp.async: 16-byte copies or zero fills that land when a wait retires their commit group, or,
 //   after cp.async.mbarrier.arrive, in a DMA thread after a random delay, followed by the
 //   arrival;
-// - mbarriers (init, arrive, wait on a phase parity), __syncthreads;
+// - mbarriers (init, arrive, arrive with expected transaction bytes, wait on a phase parity),
+//   __syncthreads;
+// - TMA 2-D loads of an int8 box (128-byte rows, 128-byte swizzle, zeros past the tensor's
+//   edges), landing in the DMA thread and completing their bytes on an mbarrier;
 // - wgmma m64nNk32 s8 with A in registers (each warp's 16 rows: lane (g, t) holds rows g and
 //   g + 8, inputs 4t..4t+3 and 16 + 4t..) or, like B, through a K-major, 128-byte-swizzled
 //   shared-memory descriptor (16-byte chunk c of row r at r * 128 + (c ^ r % 8) * 16 within each
@@ -104,6 +107,16 @@ struct EmuMbar {
   std::mutex mu;
   std::condition_variable cv;
   unsigned int count = 0, pending = 0, phase = 0;
+  long tx = 0;  // transaction bytes still expected in this phase
+
+  // Under `mu`: the phase completes once every arrival and every expected byte is in.
+  void settle() {
+    if (pending == 0 && tx == 0) {
+      pending = count;
+      ++phase;
+      cv.notify_all();
+    }
+  }
 };
 static std::mutex emu_mbar_mu;
 static std::map<unsigned int, EmuMbar *> emu_mbars;
@@ -136,11 +149,23 @@ static void bl_mbar_init(unsigned int bar, unsigned int count) {
 static void bl_mbar_arrive(unsigned int bar) {
   EmuMbar &b = emu_mbar(bar);
   std::lock_guard<std::mutex> lock(b.mu);
-  if (--b.pending == 0) {
-    b.pending = b.count;
-    ++b.phase;
-    b.cv.notify_all();
-  }
+  --b.pending;
+  b.settle();
+}
+
+static void bl_mbar_expect_tx(unsigned int bar, unsigned int bytes) {
+  EmuMbar &b = emu_mbar(bar);
+  std::lock_guard<std::mutex> lock(b.mu);
+  b.tx += bytes;
+  --b.pending;
+  b.settle();
+}
+
+static void emu_mbar_complete_tx(unsigned int bar, unsigned int bytes) {
+  EmuMbar &b = emu_mbar(bar);
+  std::lock_guard<std::mutex> lock(b.mu);
+  b.tx -= bytes;
+  b.settle();
 }
 
 static void bl_mbar_wait(unsigned int bar, unsigned int parity) {
@@ -151,10 +176,39 @@ static void bl_mbar_wait(unsigned int bar, unsigned int parity) {
 
 // cp.async.mbarrier.arrive: the thread's copies so far land later, in a DMA thread, after a
 // random delay; then the arrival happens. A stage read before its barrier sees stale bytes.
+// A 2-D tensor map over int8 rows (what the host encodes for the activations): `rows` rows of
+// `inner` bytes, `stride` bytes apart; boxes of `box_rows` rows x 128 bytes, 128-byte swizzle.
+struct CUtensorMap {
+  const unsigned char *base;
+  unsigned int rows, inner, stride, box_rows;
+};
+
 struct EmuJob {
   std::vector<EmuCopy> copies;
   unsigned int bar;
+  // A TMA box instead (`tma`): lands swizzled, zeros past the edges, then completes its bytes
+  // on `bar`. The map is copied: the issuing thread may be gone when the box lands.
+  bool tma = false;
+  CUtensorMap tma_map{};
+  unsigned int tma_dst = 0;
+  int c0 = 0, c1 = 0;
 };
+
+static void emu_land_box(const EmuJob &job) {
+  const CUtensorMap &m = job.tma_map;
+  for (unsigned int r = 0; r < m.box_rows; ++r)
+    for (unsigned int j = 0; j < 128; ++j) {
+      const long row = (long)job.c1 + r, col = (long)job.c0 + j;
+      const unsigned char v =
+          (row < (long)m.rows && col < (long)m.inner) ? m.base[row * m.stride + col] : 0;
+      const unsigned int dst = job.tma_dst + r * 128 + (((j / 16) ^ (r % 8)) * 16) + j % 16;
+      if (dst >= sizeof(emu_smem)) {
+        std::fprintf(stderr, "TMA store out of range: %u\n", dst);
+        std::abort();
+      }
+      emu_smem[dst] = v;
+    }
+}
 static std::mutex emu_dma_mu;
 static std::condition_variable emu_dma_cv;
 static std::deque<EmuJob> emu_dma_jobs;
@@ -180,6 +234,11 @@ static void emu_dma_worker(unsigned int seed) {
       emu_dma_jobs.pop_front();
     }
     std::this_thread::sleep_for(std::chrono::microseconds(rng() % 50));
+    if (job.tma) {
+      emu_land_box(job);
+      emu_mbar_complete_tx(job.bar, job.tma_map.box_rows * 128);
+      continue;
+    }
     for (const EmuCopy &c : job.copies) emu_land(c);
     bl_mbar_arrive(job.bar);
   }
@@ -191,6 +250,20 @@ static void bl_cp_mbar_arrive(unsigned int bar) {
   emu_groups.clear();
   job.copies.insert(job.copies.end(), emu_open_group.begin(), emu_open_group.end());
   emu_open_group.clear();
+  {
+    std::lock_guard<std::mutex> lock(emu_dma_mu);
+    emu_dma_jobs.push_back(std::move(job));
+  }
+  emu_dma_cv.notify_one();
+}
+
+static void bl_tma_load_2d(unsigned int dst, const CUtensorMap *map, int c0, int c1,
+                           unsigned int bar) {
+  if (dst % 1024 != 0) {
+    std::fprintf(stderr, "TMA destination %u not 1024-byte aligned (128-byte swizzle)\n", dst);
+    std::abort();
+  }
+  EmuJob job{{}, bar, true, *map, dst, c0, c1};
   {
     std::lock_guard<std::mutex> lock(emu_dma_mu);
     emu_dma_jobs.push_back(std::move(job));
@@ -335,6 +408,9 @@ int main(int argc, char **argv) {
   std::vector<int> out_raw((size_t)M * N, -7);
 
   const unsigned int threads = BL_THREADS;
+#if BL_TMA
+  const CUtensorMap xmap{(const unsigned char *)x.data(), M, kp, kp, BL_BM};
+#endif
   const BlGemmParams p{M, N, BK};
   std::barrier<> block_barrier(threads);
   emu_block_barrier = &block_barrier;
@@ -352,8 +428,12 @@ int main(int argc, char **argv) {
       for (unsigned int t = 0; t < threads; ++t)
         pool.emplace_back([&, t] {
           threadIdx = {t, 0, 0};
-          bl_emu_kernel((const unsigned char *)x.data(), packed.data(), xs.data(), ws.data(),
-                        bias.data(), out.data(), out_raw.data(), p);
+          bl_emu_kernel(
+#if BL_TMA
+              xmap, (const unsigned char *)x.data(),
+#endif
+              (const unsigned char *)x.data(), packed.data(), xs.data(), ws.data(), bias.data(),
+              out.data(), out_raw.data(), p);
         });
       for (auto &th : pool) th.join();
       {

@@ -3,7 +3,8 @@
 // warps that issue the wgmma. Prepended by the host (raw_cuda_linear.rs): BL_ENTRY, BL_GRAN,
 // BL_BIAS, BL_RAW, BL_WGS (consumer warpgroups, 2), BL_SLABS (64-row weight slabs per warpgroup, 1 or 2), BL_BM (activation rows per
 // block: 128 or 256), BL_MINB (1), BL_STAGES (shared-memory stages), BL_PRODUCERS (producer
-// warps, 1 or 2), `bl_wgmma`, then epilogue.cuh and wgmma_common.cuh.
+// warps, 1 or 2), BL_TMA (1: the activations by TMA, see below), `bl_wgmma`, then epilogue.cuh
+// and wgmma_common.cuh.
 //
 // Why: gemm_wgmma.cu keeps the tensor pipe 42% busy on an H100 with nothing else saturated
 // (BENCHMARKS.md); every warp there copies, decodes and issues, and a block barrier per stage
@@ -18,6 +19,10 @@
 //   wgmma (fragments decoded during step s - 1), waits for stage s - 1's wgmma, releases that
 //   stage's buffer (one arrival per warp on `empty`), then waits for stage s + 1's `full` and
 //   decodes its words from shared memory into the fragment set stage s - 1 used.
+// - BL_TMA = 1: one producer lane loads each stage's activations with a single TMA copy (the
+//   host's tensor map over the [M, 16 * blocks_k] codes: a BL_BM x 128-byte box, 128-byte
+//   swizzle, zeros past the edges), counted in `full`'s transaction bytes; the words stay
+//   cp.async. Far fewer producer instructions (1 instead of BL_BM * 8 / 32 copies per lane).
 // Phases: stage s uses buffer s % BL_STAGES in its (s / BL_STAGES)-th round, so `full` is
 // awaited with parity (s / BL_STAGES) & 1, and the refill for stage s waits for `empty`'s
 // round (s / BL_STAGES) - 1.
@@ -29,6 +34,9 @@
 #define BL_X_BYTES (BL_BM * 128)           // activations of one stage
 #define BL_W_BYTES (BL_TILES * 512)        // packed words of one stage
 #define BL_P_LANES (32 * BL_PRODUCERS)
+#ifndef BL_TMA
+#define BL_TMA 0
+#endif
 #define BL_X_COPIES (BL_BM * 8 / BL_P_LANES)       // 16-byte activation copies per producer lane
 #define BL_W_COPIES (BL_TILES * 32 / BL_P_LANES)   // and of words
 
@@ -39,6 +47,10 @@
 BL_WGMMA_FN
 
 extern "C" __global__ void __launch_bounds__(BL_THREADS, BL_MINB) BL_ENTRY(
+#if BL_TMA
+    // CubeCL passes a tensor map, then its tensor's buffer, ahead of the other buffers.
+    const __grid_constant__ CUtensorMap xmap, const unsigned char *__restrict__ xmap_tensor,
+#endif
     const unsigned char *__restrict__ codes, const unsigned int *__restrict__ packed,
     const float *__restrict__ x_scales, const float *__restrict__ w_scales,
     const bl_out_t *__restrict__ bias, bl_out_t *__restrict__ out, int *__restrict__ out_raw,
@@ -61,8 +73,8 @@ extern "C" __global__ void __launch_bounds__(BL_THREADS, BL_MINB) BL_ENTRY(
 
   if (tid == 0) {
     for (unsigned int b = 0; b < BL_STAGES; ++b) {
-      bl_mbar_init(full + 8 * b, BL_P_LANES);                 // every producer lane, per round
-      bl_mbar_init(empty + 8 * b, BL_CONSUMERS / 32);         // every consumer warp, per round
+      bl_mbar_init(full + 8 * b, BL_P_LANES + BL_TMA);  // every producer lane (+ the TMA's)
+      bl_mbar_init(empty + 8 * b, BL_CONSUMERS / 32);  // every consumer warp, per round
     }
   }
   __syncthreads();
@@ -71,15 +83,25 @@ extern "C" __global__ void __launch_bounds__(BL_THREADS, BL_MINB) BL_ENTRY(
     // Producer lane l: chunk c = l % 8 of activation rows l / 8 + (BL_P_LANES / 8) i, and
     // 16-byte chunk l of each tile's 512 stage bytes, then word copies for the next tiles.
     const unsigned int l = tid - BL_CONSUMERS, c = l & 7, r0 = l >> 3;
+#if BL_TMA
+    (void)xmap_tensor, (void)c, (void)r0;
+#else
     const unsigned int rstep = BL_P_LANES / 8;  // 4 or 8 rows: the swizzle of row r0 + rstep i
     const unsigned char *xsrc = codes + (size_t)(m_base + r0) * kp + c * 16;
     // Rows r0 + rstep i that exist: i < rows_here.
     const unsigned int rows_here =
         m_base + r0 < M ? (M - m_base - r0 + rstep - 1) / rstep : 0;
+#endif
     for (unsigned int s = 0; s < ksteps; ++s) {
       const unsigned int b = s % BL_STAGES;
       if (s >= BL_STAGES) bl_mbar_wait(empty + 8 * b, ((s / BL_STAGES) - 1) & 1);
       const unsigned int xbuf = sbase + b * BL_X_BYTES;
+#if BL_TMA
+      if (l == 0) {
+        bl_mbar_expect_tx(full + 8 * b, BL_X_BYTES);
+        bl_tma_load_2d(xbuf, &xmap, (int)(s * BL_KB_STAGE * 16), (int)m_base, full + 8 * b);
+      }
+#else
       const bool k_ok = s * BL_KB_STAGE + c < BK;
       const unsigned char *src = xsrc + (size_t)s * (BL_KB_STAGE * 16);
 #pragma unroll 8
@@ -89,6 +111,7 @@ extern "C" __global__ void __launch_bounds__(BL_THREADS, BL_MINB) BL_ENTRY(
         bl_cp16(xbuf + r * 128 + ((c ^ (r & 7)) << 4), ok ? src + (size_t)i * rstep * kp : codes,
                 ok ? 16u : 0u);
       }
+#endif
 #pragma unroll
       for (unsigned int i = 0; i < BL_W_COPIES; ++i) {
         const unsigned int id = l + BL_P_LANES * i, tl = id >> 5, kb = (id >> 2) & 7;

@@ -79,6 +79,32 @@ static __device__ __forceinline__ void bl_mbar_wait(unsigned int bar, unsigned i
 }
 
 #define BL_CP_ASYNC_WAIT_ALL() asm volatile("cp.async.wait_all;\n" ::: "memory")
+
+// One arrival that also expects `bytes` more of asynchronous (TMA) writes in this phase.
+static __device__ __forceinline__ void bl_mbar_expect_tx(unsigned int bar, unsigned int bytes) {
+  asm volatile("{ .reg .b64 st; mbarrier.arrive.expect_tx.shared::cta.b64 st, [%0], %1; }\n" ::"r"(
+                   bar),
+               "r"(bytes)
+               : "memory");
+}
+
+// The tensor map the host encodes (CUDA's opaque 128-byte CUtensorMap, passed by value as a
+// grid constant; the same declaration CubeCL emits for its own TMA kernels).
+typedef struct CUtensorMap_st {
+  alignas(64) unsigned long long int opaque[16];
+} CUtensorMap;
+
+// TMA: the box of `map` at coordinates (c0 innermost, c1) into shared memory at `dst`, counted
+// in `bar`'s transaction bytes; the swizzle and the zero fill past the tensor's edges are the
+// map's.
+static __device__ __forceinline__ void bl_tma_load_2d(unsigned int dst, const CUtensorMap *map,
+                                                      int c0, int c1, unsigned int bar) {
+  asm volatile(
+      "cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%0], "
+      "[%1, {%2, %3}], [%4];\n" ::"r"(dst),
+      "l"(reinterpret_cast<unsigned long long>(map)), "r"(c0), "r"(c1), "r"(bar)
+      : "memory");
+}
 #endif
 
 static __device__ __forceinline__ unsigned int bl_decode(unsigned int word, unsigned int t) {
