@@ -10,6 +10,10 @@
 //!   `burn-bitlinear-train-step`).
 //! - `burn-bitlinear-train-step`: forward + backward (straight-through estimator) of a trainable
 //!   `BitLinear` on `Autodiff<B>`.
+//! - `burn-linear-bf16`: `Linear` forward with bf16 weight, bias and input (the baseline of
+//!   `burn-bitlinear-deployed-bf16`; backends with bf16: CUDA).
+//! - `burn-bitlinear-deployed-bf16`: the deployed `BitLinear` on a bf16 input, with a bf16 bias:
+//!   its kernels read and write bf16.
 //!
 //! A train step is `layer.forward(x).sum().backward()` with `x` requiring a gradient, so both
 //! layers compute `dx`, `dW` and `db` (no optimizer step). Every timed call ends with
@@ -25,16 +29,18 @@ use bitlinear_burn::{BitLinear, BitLinearBackend, PackedShape, QuantSpec};
 use burn::module::Param;
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::backend::Backend;
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::{DType, Tensor, TensorData};
 
 use crate::cases::{copies, emit};
 use crate::cli::{Args, BackendKind};
 use crate::timing::median_us;
 
 /// The impl names this file provides.
-pub const IMPLS: [&str; 5] = [
+pub const IMPLS: [&str; 7] = [
     "burn-linear-f32",
     "burn-bitlinear-deployed",
+    "burn-linear-bf16",
+    "burn-bitlinear-deployed-bf16",
     "burn-bitlinear-train-forward",
     "burn-linear-train-step",
     "burn-bitlinear-train-step",
@@ -212,6 +218,56 @@ impl Case<'_> {
             emit(
                 "linear",
                 "burn-bitlinear-deployed",
+                m,
+                k,
+                n,
+                self.args,
+                us,
+                &extra,
+            );
+        }
+
+        let mut linear_bf16_us = None;
+        if wants(self.args, "burn-linear-bf16") {
+            let layers: Vec<Linear<B>> = self
+                .linears::<B>(device, copies(self.args, k * n * 2))
+                .into_iter()
+                .map(|mut l| {
+                    l.weight = l.weight.map(|w| w.cast(DType::BF16));
+                    l.bias = l.bias.map(|b| b.map(|b| b.cast(DType::BF16)));
+                    l
+                })
+                .collect();
+            let x = self.input::<B>(device).cast(DType::BF16);
+            let us = self.time::<B>(device, |i| {
+                let _ = layers[i % layers.len()].forward(x.clone());
+            });
+            emit("linear", "burn-linear-bf16", m, k, n, self.args, us, &be);
+            linear_bf16_us = Some(us);
+        }
+        if wants(self.args, "burn-bitlinear-deployed-bf16") {
+            let packed_bytes = PackedShape { n, k }.words_shape().iter().product::<usize>() * 4
+                + spec.quant.weights.num_scales(n, k) * 4;
+            let layers: Vec<BitLinear<B>> = self
+                .linears::<B>(device, copies(self.args, packed_bytes))
+                .iter()
+                .map(|l| {
+                    let mut layer = BitLinear::from_linear(l, spec).deploy();
+                    layer.bias = layer.bias.map(|b| b.map(|b| b.cast(DType::BF16)));
+                    layer
+                })
+                .collect();
+            let x = self.input::<B>(device).cast(DType::BF16);
+            let us = self.time::<B>(device, |i| {
+                let _ = layers[i % layers.len()].forward(x.clone());
+            });
+            let mut extra = be.clone();
+            if let Some(b) = linear_bf16_us {
+                extra += &format!(",\"speedup_vs_burn_bf16\":{:.2}", b / us);
+            }
+            emit(
+                "linear",
+                "burn-bitlinear-deployed-bf16",
                 m,
                 k,
                 n,

@@ -5,7 +5,8 @@ use bitlinear_core::Kernel;
 /// Usage text printed on a parse error.
 pub const USAGE: &str = "usage: bitlinear-bench [--m 1,64] [--k 4096] [--n 4096] [--threads N] \
 [--impl bitlinear-avx512vnni,f32-matmul,membw,int8-peak,memory,burn-linear-f32,\
-burn-bitlinear-deployed,burn-bitlinear-train-forward,burn-linear-train-step,burn-bitlinear-train-step] [--backend ndarray|wgpu|cuda] [--cache cold|hot] \
+burn-bitlinear-deployed,burn-linear-bf16,burn-bitlinear-deployed-bf16,burn-bitlinear-train-forward,\
+burn-linear-train-step,burn-bitlinear-train-step] [--backend ndarray|wgpu|cuda] [--cache cold|hot] \
 [--min-time SECONDS] [--weights separate|arena]";
 
 /// The Burn backend the `burn-*` impls run on.
@@ -120,8 +121,14 @@ impl Args {
             if a.backend == BackendKind::NdArray {
                 a.impls.push(format!("bitlinear-{}", Kernel::best().name()));
             }
-            a.impls
-                .extend(crate::burn_impls::IMPLS.iter().map(|s| s.to_string()));
+            // The bf16 pair only where Burn computes in bf16 (CUDA).
+            let bf16 = a.backend == BackendKind::Cuda;
+            a.impls.extend(
+                crate::burn_impls::IMPLS
+                    .iter()
+                    .filter(|s| bf16 || !s.ends_with("bf16"))
+                    .map(|s| s.to_string()),
+            );
         }
         if a.impls.is_empty() {
             a.impls = vec![

@@ -657,6 +657,8 @@ struct Variant {
     /// `ternary_linear` without the fused quantize + GEMV (two launches).
     unfused: bool,
     linear_too: bool,
+    /// Type of the output (bf16 halves the output bytes: what torch bf16 writes).
+    dtype: FloatDtype,
 }
 
 impl Variant {
@@ -673,7 +675,14 @@ impl Variant {
             wgmma_config: 0,
             unfused: false,
             linear_too: false,
+            dtype: FloatDtype::F32,
         }
+    }
+    /// The same kernel writing bf16 outputs.
+    const fn bf16(mut self, name: &'static str) -> Self {
+        self.name = name;
+        self.dtype = FloatDtype::BF16;
+        self
     }
     const fn dp4a(name: &'static str, config: usize) -> Self {
         let mut v = Self::new(name, MatmulPath::Dp4aGemv, 0, 0);
@@ -796,6 +805,8 @@ fn all_variants(m: usize, cmma_ok: bool, raw_ok: bool, wgmma_ok: bool) -> Vec<Va
         // when its check failed, leaves them out).
         if wgmma_ok && std::env::var("GPU_CHECK_NO_WGMMA").is_err() {
             v.push(main(Variant::wgmma("wgmma", 0)));
+            // bf16 outputs, as torch bf16 writes (half the output bytes of f32).
+            v.push(Variant::wgmma("wgmma", 0).bf16("wgmma-bf16"));
             if std::env::var("GPU_CHECK_NO_WGMMA_CONFIGS").is_err() {
                 v.push(Variant::wgmma("wgmma-128", 1));
                 v.push(Variant::wgmma("wgmma-256", 2));
@@ -821,6 +832,8 @@ fn all_variants(m: usize, cmma_ok: bool, raw_ok: bool, wgmma_ok: bool) -> Vec<Va
                 // The same with the activations by TMA.
                 v.push(Variant::wgmma("wgmma-ws6-256-tma", 20));
                 v.push(Variant::wgmma("wgmma-ws6-w256-tma", 21));
+                v.push(Variant::wgmma("wgmma-ws6-w256", 19).bf16("wgmma-ws6-w256-bf16"));
+                v.push(Variant::wgmma("wgmma-ws6-256", 15).bf16("wgmma-ws6-256-bf16"));
             }
         }
         if raw_ok && std::env::var("GPU_CHECK_NO_MMA").is_err() {
@@ -906,7 +919,7 @@ fn profile<R: Runtime>(c: &ComputeClient<R>, rng: &mut Rng, cmma_ok: bool) {
                 v.apply();
                 for _ in 0..2 {
                     announce(v.name, m, k, n);
-                    let _ = ternary_matmul(c, &acts, &w, None, v.path).unwrap();
+                    let _ = ternary_matmul_as(c, &acts, &w, None, v.path, v.dtype).unwrap();
                     sync(c);
                 }
                 Variant::reset();
@@ -1212,7 +1225,7 @@ fn bench<R: Runtime>(
                                 v.path,
                             )
                         } else {
-                            ternary_matmul(c, &acts, w, None, v.path)
+                            ternary_matmul_as(c, &acts, w, None, v.path, v.dtype)
                         }
                         .unwrap();
                     });

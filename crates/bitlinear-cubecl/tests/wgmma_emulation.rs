@@ -47,6 +47,33 @@ fn build(cxx: &str, out: &Path, file: &str, flags: &[(&str, usize)], raw: bool) 
     );
 }
 
+/// Runs one emulation build on every test problem.
+fn run_shapes(exe: &Path, file: &str, shape: &[(&str, usize)], raw: bool) {
+    // M: 1, partial and whole blocks; K: 1, odd, one 32-step, several stages with a partial last
+    // one; N: below, at and across the block's weight rows (up to 256), several blocks of them.
+    for (m, k, n, seed) in [
+        (1, 1, 1, 1),
+        (3, 15, 7, 2),
+        (33, 100, 65, 3),
+        (64, 32, 64, 4),
+        (130, 300, 200, 5),
+        (100, 200, 520, 8),
+        (257, 1040, 129, 6),
+        (256, 4100, 33, 7),
+    ] {
+        let out = Command::new(exe)
+            .args([m, k, n, seed].map(|v| v.to_string()))
+            .output()
+            .expect("run the emulation");
+        assert!(
+            out.status.success(),
+            "{file} {shape:?}, raw {raw}, M={m} K={k} N={n}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
 #[test]
 fn wgmma_kernel_matches_the_reference_in_cpu_emulation() {
     let Some(cxx) = compiler() else {
@@ -69,35 +96,26 @@ fn wgmma_kernel_matches_the_reference_in_cpu_emulation() {
     }
     shapes.sort();
     shapes.dedup();
-    for (i, (file, shape)) in shapes.iter().enumerate() {
-        for raw in [true, false] {
-            let exe = dir.join(format!("emu_{i}_{raw}"));
-            build(&cxx, &exe, file, shape, raw);
-            // M: 1, partial and whole blocks; K: 1, odd, one 32-step, several stages with a
-            // partial last one; N: below, at and across the block's weight rows (up to 256),
-            // several blocks of them.
-            for (m, k, n, seed) in [
-                (1, 1, 1, 1),
-                (3, 15, 7, 2),
-                (33, 100, 65, 3),
-                (64, 32, 64, 4),
-                (130, 300, 200, 5),
-                (100, 200, 520, 8),
-                (257, 1040, 129, 6),
-                (256, 4100, 33, 7),
-            ] {
-                let out = Command::new(&exe)
-                    .args([m, k, n, seed].map(|v| v.to_string()))
-                    .output()
-                    .expect("run the emulation");
-                assert!(
-                    out.status.success(),
-                    "{file} {shape:?}, raw {raw}, M={m} K={k} N={n}: {}{}",
-                    String::from_utf8_lossy(&out.stdout),
-                    String::from_utf8_lossy(&out.stderr)
-                );
-            }
+    // Every (code shape, output kind) is a separate build and run: spread them over the cores.
+    let jobs: Vec<_> = shapes
+        .iter()
+        .enumerate()
+        .flat_map(|(i, shape)| [true, false].map(|raw| (i, shape, raw)))
+        .collect();
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| loop {
+                let j = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(&(i, (file, shape), raw)) = jobs.get(j) else {
+                    break;
+                };
+                let exe = dir.join(format!("emu_{i}_{raw}"));
+                build(&cxx, &exe, file, shape, raw);
+                run_shapes(&exe, file, shape, raw);
+            });
         }
-    }
+    });
     let _ = std::fs::remove_dir_all(&dir);
 }
