@@ -26,7 +26,7 @@ rustup target list --installed | grep -q aarch64-unknown-linux-gnu || rustup tar
 echo "== CPU kernels available here:"
 grep -o -w -E 'avx2|avx_vnni|avx512_vnni|avx512bw' /proc/cpuinfo 2>/dev/null | sort -u | tr '\n' ' '; echo
 
-# The wgmma emulation test fails instead of skipping when no C++ compiler runs.
+# The wgmma emulation and CUDA syntax tests fail instead of skipping when no C++ compiler runs.
 export BITLINEAR_REQUIRE_CXX=1
 
 echo "== workspace tests (x86-64 kernels, NdArray, Wgpu on lavapipe, wgmma kernel emulated)"

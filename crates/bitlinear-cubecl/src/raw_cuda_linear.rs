@@ -196,6 +196,20 @@ impl WgmmaConfig {
         self.stages() * self.rows * 128 + weights + words + barriers + 1024
     }
 
+    /// The kernel's own part of the source: the generated wgmma wrapper, the shared header and
+    /// the kernel file.
+    fn body(self) -> String {
+        let source = if self.producers > 0 {
+            WGMMA_WS_SOURCE
+        } else {
+            WGMMA_SOURCE
+        };
+        format!(
+            "{}{WGMMA_COMMON_SOURCE}{source}",
+            wgmma_fn(self.rows, self.a_smem)
+        )
+    }
+
     /// The kernel family (its entry point's prefix) and source file.
     fn kernel(self) -> (&'static str, &'static str) {
         if self.producers > 0 {
@@ -354,6 +368,111 @@ fn wgmma_fn(n: usize, a_smem: bool) -> String {
     )
 }
 
+/// The flags of the shared output store (`epilogue.cuh`).
+fn epilogue_flags(
+    per_channel: bool,
+    has_bias: bool,
+    raw: bool,
+    out: FloatDtype,
+) -> Vec<(&'static str, usize)> {
+    let out = match out {
+        FloatDtype::F32 => 0,
+        FloatDtype::F16 => 1,
+        FloatDtype::BF16 => 2,
+    };
+    vec![
+        ("BL_GRAN", per_channel as usize),
+        ("BL_BIAS", has_bias as usize),
+        ("BL_RAW", raw as usize),
+        ("BL_OUT", out),
+    ]
+}
+
+/// The dp4a GEMV's own flags for `rows` activation rows per block, a block configuration, and,
+/// when fused, the bytes of each quantized row in shared memory.
+fn gemv_flags(
+    rows: usize,
+    config: GemvConfig,
+    fused_kp: Option<usize>,
+) -> Vec<(&'static str, usize)> {
+    vec![
+        ("BL_MR", rows),
+        // Four accumulators per output save a shift per 4 weights; affordable in registers for
+        // up to 2 rows.
+        ("BL_SPLIT", (config.split && rows <= 2) as usize),
+        ("BL_WARPS", config.warps),
+        ("BL_UNROLL", config.unroll),
+        ("BL_MINB", config.min_blocks),
+        ("BL_FUSED", fused_kp.is_some() as usize),
+        // Bytes per quantized row in shared memory (0 when not fused).
+        ("BL_KP", fused_kp.unwrap_or(0)),
+    ]
+}
+
+/// A kernel's entry point: `bitlinear_<family>_<flag><value>...` (each configuration its own).
+fn entry_name(family: &str, flags: &[(&'static str, usize)]) -> String {
+    let mut name = format!("bitlinear_{family}");
+    for (key, value) in flags {
+        name.push_str(&format!(
+            "_{}{value}",
+            key.trim_start_matches("BL_").to_lowercase()
+        ));
+    }
+    name
+}
+
+/// The complete source of every hand-written kernel configuration the host can launch, paired
+/// with its entry name: each GEMV block configuration (1, 2 and 8 rows, fused where it applies),
+/// both mma tilings and every wgmma configuration with one epilogue, and the first of each
+/// family with every epilogue (raw, per-tensor, per-channel with a bias; f32, f16, bf16). For
+/// the syntax check of the sources on the host (`tests/cuda_syntax.rs`).
+#[doc(hidden)]
+pub fn raw_kernel_sources() -> Vec<(String, String)> {
+    let mut epilogues = vec![epilogue_flags(false, false, true, FloatDtype::F32)];
+    for out in [FloatDtype::F32, FloatDtype::F16, FloatDtype::BF16] {
+        epilogues.push(epilogue_flags(false, false, false, out));
+        epilogues.push(epilogue_flags(true, true, false, out));
+    }
+    let main_epilogue = epilogue_flags(true, true, false, FloatDtype::F32);
+    let mut kernels: Vec<(&str, Vec<(&'static str, usize)>, String)> = Vec::new();
+    for config in GEMV_CONFIGS {
+        for rows in [1, 2, 8] {
+            kernels.push((
+                "gemv_dp4a",
+                gemv_flags(rows, config, None),
+                GEMV_SOURCE.into(),
+            ));
+            if fused_gemv_fits(rows, 1024) {
+                let flags = gemv_flags(rows, config, Some(1024));
+                kernels.push(("gemv_dp4a", flags, GEMV_SOURCE.into()));
+            }
+        }
+    }
+    for tiles in [4, 8] {
+        kernels.push(("gemm_mma", vec![("BL_WM_TILES", tiles)], GEMM_SOURCE.into()));
+    }
+    for config in WGMMA_CONFIGS {
+        kernels.push((config.kernel().0, config.flags(), config.body()));
+    }
+    let mut sources = Vec::new();
+    let mut first_of_family = std::collections::HashSet::new();
+    for (family, own, body) in kernels {
+        let all = if first_of_family.insert(family) {
+            epilogues.clone()
+        } else {
+            vec![main_epilogue.clone()]
+        };
+        for epilogue in all {
+            let mut flags = epilogue;
+            flags.extend_from_slice(&own);
+            let entry = entry_name(family, &flags);
+            let source = kernel_source(&entry, &flags, &body);
+            sources.push((entry, source));
+        }
+    }
+    sources
+}
+
 /// A kernel's whole source: `flags` as `#define`s, `BL_ENTRY` (the entry point's name), the
 /// output store every kernel shares, then `body`.
 fn kernel_source(entry: &str, flags: &[(&str, usize)], body: &str) -> String {
@@ -455,25 +574,9 @@ impl RawLaunch<'_> {
         body: impl FnOnce() -> String,
         cube_dim: CubeDim,
     ) -> RawCudaKernel {
-        let out = match self.out_dtype {
-            FloatDtype::F32 => 0,
-            FloatDtype::F16 => 1,
-            FloatDtype::BF16 => 2,
-        };
-        let mut flags: Vec<(&'static str, usize)> = vec![
-            ("BL_GRAN", self.per_channel as usize),
-            ("BL_BIAS", self.has_bias as usize),
-            ("BL_RAW", self.raw as usize),
-            ("BL_OUT", out),
-        ];
+        let mut flags = epilogue_flags(self.per_channel, self.has_bias, self.raw, self.out_dtype);
         flags.extend_from_slice(extra);
-        let mut name = format!("bitlinear_{family}");
-        for (key, value) in &flags {
-            name.push_str(&format!(
-                "_{}{value}",
-                key.trim_start_matches("BL_").to_lowercase()
-            ));
-        }
+        let name = entry_name(family, &flags);
         let entry = name.clone();
         RawCudaKernel::cached(name, || kernel_source(&entry, &flags, &body()), cube_dim)
     }
@@ -486,28 +589,10 @@ impl RawLaunch<'_> {
     pub(crate) unsafe fn gemv<R: Runtime>(&self, client: &ComputeClient<R>) {
         let rows = gemv_rows_per_block(self.m);
         let config = GEMV_CONFIGS[GEMV_CONFIG.get().unwrap_or(1) - 1];
-        // Four accumulators per output save a shift per 4 weights; affordable in registers
-        // for up to 2 rows.
-        let split = config.split && rows <= 2;
+        let fused_kp = self.fused.map(|_| 16 * self.blocks_k);
         let kernel = self.kernel(
             "gemv_dp4a",
-            &[
-                ("BL_MR", rows),
-                ("BL_SPLIT", split as usize),
-                ("BL_WARPS", config.warps),
-                ("BL_UNROLL", config.unroll),
-                ("BL_MINB", config.min_blocks),
-                ("BL_FUSED", self.fused.is_some() as usize),
-                // Bytes per quantized row in shared memory (0 when not fused).
-                (
-                    "BL_KP",
-                    if self.fused.is_some() {
-                        16 * self.blocks_k
-                    } else {
-                        0
-                    },
-                ),
-            ],
+            &gemv_flags(rows, config, fused_kp),
             || GEMV_SOURCE.to_string(),
             CubeDim::new_1d(32 * config.warps as u32),
         );
@@ -574,21 +659,11 @@ impl RawLaunch<'_> {
         // Checked for every configuration by a unit test.
         debug_assert!(config.shared_bytes() <= SM90_MAX_DYNAMIC_SHARED);
         let (family, _) = config.kernel();
-        let source = if config.producers > 0 {
-            WGMMA_WS_SOURCE
-        } else {
-            WGMMA_SOURCE
-        };
         let kernel = self
             .kernel(
                 family,
                 &config.flags(),
-                || {
-                    format!(
-                        "{}{WGMMA_COMMON_SOURCE}{source}",
-                        wgmma_fn(config.rows, config.a_smem)
-                    )
-                },
+                || config.body(),
                 CubeDim::new_1d(config.threads() as u32),
             )
             .with_dynamic_shared(config.shared_bytes());

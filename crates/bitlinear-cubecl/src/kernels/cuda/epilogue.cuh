@@ -28,21 +28,43 @@ static __device__ __forceinline__ float bl_widen(bl_out_t v) { return v; }
 static __device__ __forceinline__ bl_out_t bl_narrow(float v) { return v; }
 #endif
 
-static __device__ __forceinline__ void bl_store(bl_out_t *out, int *out_raw, size_t o, int acc,
-                                                float xs, const float *w_scales,
-                                                const bl_out_t *bias, unsigned int n) {
+// The per-output operands of the epilogue (weight scale and bias), loadable ahead of the
+// product: the GEMV loads them before its weights arrive, so its final store waits for no load.
+struct BlEpi {
+  float sw, b;
+};
+
+static __device__ __forceinline__ BlEpi bl_epi_load(const float *w_scales, const bl_out_t *bias,
+                                                    unsigned int n) {
+  BlEpi e{0.0f, 0.0f};
+#if !BL_RAW
+#if BL_GRAN == 1
+  e.sw = w_scales[n];
+#else
+  e.sw = w_scales[0];
+#endif
+#if BL_BIAS
+  e.b = bl_widen(bias[n]);
+#endif
+#endif
+  return e;
+}
+
+static __device__ __forceinline__ void bl_store_with(bl_out_t *out, int *out_raw, size_t o,
+                                                     int acc, float xs, BlEpi e) {
 #if BL_RAW
   out_raw[o] = acc;
 #else
-#if BL_GRAN == 1
-  const float sw = w_scales[n];
-#else
-  const float sw = w_scales[0];
-#endif
-  float y = __fmul_rn(__fmul_rn((float)acc, xs), sw);
+  float y = __fmul_rn(__fmul_rn((float)acc, xs), e.sw);
 #if BL_BIAS
-  y = __fadd_rn(y, bl_widen(bias[n]));
+  y = __fadd_rn(y, e.b);
 #endif
   out[o] = bl_narrow(y);
 #endif
+}
+
+static __device__ __forceinline__ void bl_store(bl_out_t *out, int *out_raw, size_t o, int acc,
+                                                float xs, const float *w_scales,
+                                                const bl_out_t *bias, unsigned int n) {
+  bl_store_with(out, out_raw, o, acc, xs, bl_epi_load(w_scales, bias, n));
 }

@@ -109,6 +109,20 @@ extern "C" __global__ void BL_BOUNDS BL_ENTRY(
   };
   // The first weights are in flight while the block quantizes x (fused) or starts.
   load_round(slot);
+  // The epilogue's operands of the output this thread stores at the end, loaded now: their
+  // latency hides under the weights' instead of trailing the reduction.
+  const unsigned int epi_m = threadIdx.x >> 4, epi_n = tile * 16 + (threadIdx.x & 15);
+  const bool epi_here = threadIdx.x < BL_MR * 16 && epi_m < rows_here && epi_n < N;
+  BlEpi epi{0.0f, 0.0f};
+#if !BL_FUSED
+  float epi_xs = 0.0f;
+#endif
+  if (epi_here) {
+    epi = bl_epi_load(w_scales, bias, epi_n);
+#if !BL_FUSED
+    epi_xs = x_scales[m0 + epi_m];
+#endif
+  }
 
 #if BL_FUSED
   __shared__ __align__(16) unsigned char xq[BL_MR * BL_KP];
@@ -218,20 +232,17 @@ extern "C" __global__ void BL_BOUNDS BL_ENTRY(
       for (int r = 0; r < 4; ++r) red[warp][m][4 * lane + r] = v[m][r];
   }
   __syncthreads();
-  if (threadIdx.x < BL_MR * 16) {
-    const unsigned int m = threadIdx.x >> 4, row = threadIdx.x & 15;
-    const unsigned int nn = tile * 16 + row;
-    if (m < rows_here && nn < N) {
-      int t = 0;
+  if (epi_here) {
+    const unsigned int m = epi_m, row = threadIdx.x & 15;
+    int t = 0;
 #pragma unroll
-      for (int w = 0; w < BL_WARPS; ++w) t += red[w][m][row];
-      const size_t o = (size_t)(m0 + m) * N + nn;
+    for (int w = 0; w < BL_WARPS; ++w) t += red[w][m][row];
+    const size_t o = (size_t)(m0 + m) * N + epi_n;
 #if BL_FUSED
-      const float xs = sx[m];
+    const float xs = sx[m];
 #else
-      const float xs = x_scales[m0 + m];
+    const float xs = epi_xs;
 #endif
-      bl_store(out, out_raw, o, t, xs, w_scales, bias, nn);
-    }
+    bl_store_with(out, out_raw, o, t, xs, epi);
   }
 }
