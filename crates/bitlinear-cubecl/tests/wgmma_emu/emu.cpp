@@ -174,6 +174,9 @@ static void bl_mbar_wait(unsigned int bar, unsigned int parity) {
   b.cv.wait(lock, [&] { return (b.phase & 1u) != (parity & 1u); });
 }
 
+// The emulated barriers are visible to every thread as soon as they exist.
+#define BL_FENCE_MBAR_INIT() ((void)0)
+
 // cp.async.mbarrier.arrive: the thread's copies so far land later, in a DMA thread, after a
 // random delay; then the arrival happens. A stage read before its barrier sees stale bytes.
 // A 2-D tensor map over int8 rows (what the host encodes for the activations): `rows` rows of

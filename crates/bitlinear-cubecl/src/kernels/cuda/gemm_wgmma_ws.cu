@@ -76,6 +76,7 @@ extern "C" __global__ void __launch_bounds__(BL_THREADS, BL_MINB) BL_ENTRY(
       bl_mbar_init(full + 8 * b, BL_P_LANES + BL_TMA);  // every producer lane (+ the TMA's)
       bl_mbar_init(empty + 8 * b, BL_CONSUMERS / 32);  // every consumer warp, per round
     }
+    BL_FENCE_MBAR_INIT();
   }
   __syncthreads();
 

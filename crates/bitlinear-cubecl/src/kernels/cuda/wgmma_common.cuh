@@ -53,6 +53,10 @@ static __device__ __forceinline__ void bl_mbar_init(unsigned int bar, unsigned i
   asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
 }
 
+// Makes this thread's mbarrier.init visible to the asynchronous units (TMA, cp.async arrivals)
+// before the barrier is used.
+#define BL_FENCE_MBAR_INIT() asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory")
+
 // One arrival (release semantics: this thread's earlier shared-memory reads are done).
 static __device__ __forceinline__ void bl_mbar_arrive(unsigned int bar) {
   asm volatile("{ .reg .b64 st; mbarrier.arrive.shared::cta.b64 st, [%0]; }\n" ::"r"(bar)
