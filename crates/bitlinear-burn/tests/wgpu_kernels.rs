@@ -293,3 +293,60 @@ fn deployed_forward_on_f16_input_is_the_f32_output_rounded_once() {
         }
     }
 }
+
+/// Training on an f16 input (f32 weight): the kernel forward gives exactly the f32 output on the
+/// same values rounded once to f16; the backward, in f32, gives `dx` as the f32 `dx` rounded to
+/// f16 and `dW` (f32, the weight's type) equal to the f32 one, on the GEMV and the tiled GEMM
+/// and, from 128 rows, the dense `dx`.
+#[test]
+fn training_on_f16_input_is_the_f32_step_rounded_once() {
+    use burn::tensor::f16;
+    use cubecl::Runtime;
+    let client = cubecl::wgpu::WgpuRuntime::client(&dev());
+    if !bitlinear_cubecl::FloatDtype::F16.supported(&client) {
+        eprintln!("skipped: this Vulkan device has no f16 arithmetic");
+        return;
+    }
+    let (k, n) = (70, 21);
+    let round =
+        |v: Vec<f32>| -> Vec<f32> { v.into_iter().map(|x| f16::from_f32(x).to_f32()).collect() };
+    let to_f16_bits =
+        |v: &[f32]| -> Vec<u16> { v.iter().map(|x| f16::from_f32(*x).to_bits()).collect() };
+    for (i, quant) in QUANTS.iter().enumerate() {
+        let mut r = rng(800 + i as u64);
+        let w = random(&mut r, k * n, 0.2);
+        let b = round(random(&mut r, n, 0.5));
+        let layer = layer_with::<AB>(&dev(), &w, &b, k, n, quant);
+        for m in [3, 20, 130] {
+            let x = round(random(&mut r, m * k, 2.0));
+            let dy = round(random(&mut r, m * n, 1.0));
+            let step = |dtype: DType| {
+                let xt =
+                    Tensor::<AB, 2>::from_data(TensorData::new(x.clone(), [m, k]), (&dev(), dtype))
+                        .require_grad();
+                let g = Tensor::<AB, 2>::from_data(
+                    TensorData::new(dy.clone(), [m, n]),
+                    (&dev(), dtype),
+                );
+                let y = layer.forward(xt.clone());
+                assert_eq!(y.dtype(), dtype, "{quant} m={m}");
+                let grads = y.clone().mul(g).sum().backward();
+                let dx = xt.grad(&grads).expect("dx");
+                assert_eq!(dx.dtype(), dtype, "{quant} m={m}");
+                let dw = layer.weight.as_ref().unwrap().grad(&grads).expect("dW");
+                assert_eq!(dw.dtype(), DType::F32, "{quant} m={m}");
+                (to_vec(y.inner()), to_vec(dx), to_vec(dw))
+            };
+            let (y32, dx32, dw32) = step(DType::F32);
+            let (y16, dx16, dw16) = step(DType::F16);
+            let what = format!("{quant} m={m}");
+            assert_eq!(to_f16_bits(&y16), to_f16_bits(&y32), "{what}: y");
+            assert!(
+                y16.iter().all(|v| f16::from_f32(*v).to_f32() == *v),
+                "{what}: y is f16"
+            );
+            assert_eq!(to_f16_bits(&dx16), to_f16_bits(&dx32), "{what}: dx");
+            assert_eq!(dw16, dw32, "{what}: dW");
+        }
+    }
+}

@@ -1,15 +1,16 @@
 //! BitLinear on CubeBackend (Wgpu, Cuda) with the CubeCL kernels of `bitlinear-cubecl`.
 //!
-//! Which path each operation takes (f32 tensors; the kernels compute in f32 only):
+//! Which path each operation takes (the kernels compute in f32; f16 and bf16 inputs are widened
+//! exactly, outputs rounded once):
 //!
 //! | operation | kernel path | fallback ([`super::fallback::primitive`]) when |
 //! |---|---|---|
-//! | training forward | `quantize_activations` + device `pack_weights` + `ternary_matmul` | `F` or a tensor dtype is not f32; `M`, `K` or `N` is 0 |
-//! | training forward, saving | same; keeps the int8 activation codes, their scales, the packed u32 weight words and the weight scales | same |
-//! | backward | `dx`: `ternary_grad_input` on the packed words (from 128 rows: a transient dense `s_w·Wq` + Burn's float matmul); `dW = (s_x·xq)ᵀ·dy`: `dequantize_activations` + Burn's float matmul | the saved state came from the fallback forward (int8 weight codes) or `dy` is not f32 |
+//! | training forward | `quantize_activations_as` + device `pack_weights` (from the weight cast to f32) + `ternary_matmul_as`, in `x`'s float type (f32, f16 or bf16; the bias cast to it; `y` has `x`'s dtype) | `x` is of another type or one the runtime lacks (bf16 on Wgpu), the weight or bias is not a float; `M`, `K` or `N` is 0 |
+//! | training forward, saving | same; keeps the int8 activation codes, their scales, the packed u32 weight words and the weight scales (in the weight's float type) | same |
+//! | backward | in f32 (`dy` cast to it): `dx`: `ternary_grad_input` on the packed words (from 128 rows: a transient dense `s_w·Wq` + Burn's float matmul); `dW = (s_x·xq)ᵀ·dy`: `dequantize_activations` + Burn's float matmul; `dx` returned in `dy`'s type, `dW` in the weight's | the saved state came from the fallback forward (int8 weight codes) or `dy` is not a float |
 //! | pack (deploy) | device `pack_weights` (no host round trip of the weight: a device-side finiteness check reads back one bool; only a non-finite weight is read back, to name its index) | not f32; `K` or `N` is 0 |
 //! | deployed forward | `ternary_linear_as` (quantize + GEMV / tiled GEMM / cmma GEMM, fused scale and bias) in `x`'s float type, f32, f16 or bf16 (the bias cast to it, the weight scales to f32; `y` has `x`'s dtype) | `x` is of another type or one the runtime lacks (bf16 on Wgpu); packed words not 4-byte ints; `M` is 0 |
-//! | deployed input grad | as the backward's `dx` | not f32; packed words not 4-byte ints; `M` is 0 |
+//! | deployed input grad | as the backward's `dx` | not a float; packed words not 4-byte ints; `M` is 0 |
 //!
 //! The packed words have bitlinear-core's layout (`[ceil(N/16), 16·ceil(K/16)]` u32, see
 //! [`PackedShape::words_shape`]), so a deployed record saved on any backend loads on any other.
@@ -54,6 +55,21 @@ fn kernel_dtype(dtype: DType) -> Option<kernels::FloatDtype> {
         DType::BF16 => Some(kernels::FloatDtype::BF16),
         _ => None,
     }
+}
+
+/// The kernels' float type for the activations `x` of a training forward (f32, f16 or bf16,
+/// where the runtime has it), when the weight and bias are floats too (any of the three: the
+/// weight is packed from f32, the bias follows `x`).
+fn train_dtype<R: CubeRuntime>(
+    x: &CubeTensor<R>,
+    weight: &CubeTensor<R>,
+    bias: Option<&CubeTensor<R>>,
+) -> Option<kernels::FloatDtype> {
+    let floats = [Some(weight), bias]
+        .into_iter()
+        .flatten()
+        .all(|t| kernel_dtype(t.dtype).is_some() && t.qparams.is_none());
+    kernel_dtype(x.dtype).filter(|d| floats && x.qparams.is_none() && d.supported(&x.client))
 }
 
 /// From this many rows of `dy` on, `dx` goes through a transient dense weight and Burn's float
@@ -184,10 +200,13 @@ fn train_forward<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement
     weight: CubeTensor<R>,
     bias: Option<CubeTensor<R>>,
     spec: QuantSpec,
+    dtype: kernels::FloatDtype,
 ) -> TrainForward<R, F, I, BT> {
     let x = into_contiguous(x);
-    let weight = into_contiguous(weight);
-    let bias = bias.map(into_contiguous);
+    // The weight is quantized from f32 (a no-op cast for f32 weights); the bias follows x.
+    let w_dtype = weight.dtype;
+    let weight = into_contiguous(burn_cubecl::kernel::cast(weight, DType::F32));
+    let bias = bias.map(|b| into_contiguous(burn_cubecl::kernel::cast(b, x.dtype)));
     let [m, k] = dims2(&x);
     let [wk, n] = dims2(&weight);
     assert_eq!(
@@ -195,9 +214,16 @@ fn train_forward<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement
         "BitLinear (CubeCL): input has {k} features, the weight [K, N] has K = {wk}"
     );
     let client = &x.client;
-    let acts =
-        kernels::quantize_activations(client, &x.handle, m, k, act_granularity(spec), spec.eps)
-            .unwrap_or_else(|e| kernel_refused("cannot quantize the input", e));
+    let acts = kernels::quantize_activations_as(
+        client,
+        &x.handle,
+        m,
+        k,
+        act_granularity(spec),
+        spec.eps,
+        dtype,
+    )
+    .unwrap_or_else(|e| kernel_refused("cannot quantize the input", e));
     let weights = kernels::pack_weights(
         client,
         &weight.handle,
@@ -208,15 +234,22 @@ fn train_forward<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement
         spec.eps,
     )
     .unwrap_or_else(|e| kernel_refused("cannot pack the weight", e));
-    let y = kernels::ternary_matmul(
+    let y = kernels::ternary_matmul_as(
         client,
         &acts,
         &weights,
         bias.as_ref().map(|b| &b.handle),
         kernels::MatmulPath::Auto,
+        dtype,
     )
     .unwrap_or_else(|e| kernel_refused("matmul failed", e));
-    let y = float_out(&x, y, &[m, n]);
+    let y = CubeTensor::new_contiguous(
+        x.client.clone(),
+        x.device.clone(),
+        Shape::from(vec![m, n]),
+        y,
+        x.dtype,
+    );
     // The activation buffer is row-major int8 `[M, 16·ceil(K/16)]`: view its first K columns.
     let padded_k = kernels::words_per_row(k) * 4;
     let x_codes = CubeTensor::new(
@@ -237,7 +270,11 @@ fn train_forward<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement
             weights.packed,
             DType::U32,
         ),
-        w_scales: float_out(&x, weights.scales, &spec.weight_scale_shape(n, k)),
+        // In the weight's float type: the backward gives dW that type.
+        w_scales: burn_cubecl::kernel::cast(
+            float_out(&x, weights.scales, &spec.weight_scale_shape(n, k)),
+            w_dtype,
+        ),
     };
     (y, saved)
 }
@@ -260,12 +297,12 @@ where
         bias: Option<FloatTensor<Self>>,
         spec: QuantSpec,
     ) -> FloatTensor<Self> {
-        if !all_f32::<R, F>(&[Some(&x), Some(&weight), bias.as_ref()])
-            || degenerate(&[dims2(&x), dims2(&weight)].concat())
-        {
+        let dtype = train_dtype(&x, &weight, bias.as_ref());
+        let Some(dtype) = dtype.filter(|_| !degenerate(&[dims2(&x), dims2(&weight)].concat()))
+        else {
             return fallback::forward::<Self>(x, weight, bias, spec);
-        }
-        train_forward::<R, F, I, BT>(x, weight, bias, spec).0
+        };
+        train_forward::<R, F, I, BT>(x, weight, bias, spec, dtype).0
     }
 
     fn bitlinear_forward_saving(
@@ -274,12 +311,12 @@ where
         bias: Option<FloatTensor<Self>>,
         spec: QuantSpec,
     ) -> (FloatTensor<Self>, SavedQuant<Self>) {
-        if !all_f32::<R, F>(&[Some(&x), Some(&weight), bias.as_ref()])
-            || degenerate(&[dims2(&x), dims2(&weight)].concat())
-        {
+        let dtype = train_dtype(&x, &weight, bias.as_ref());
+        let Some(dtype) = dtype.filter(|_| !degenerate(&[dims2(&x), dims2(&weight)].concat()))
+        else {
             return fallback::forward_saving::<Self>(x, weight, bias, spec);
-        }
-        train_forward(x, weight, bias, spec)
+        };
+        train_forward(x, weight, bias, spec, dtype)
     }
 
     fn bitlinear_backward(
@@ -290,10 +327,16 @@ where
         need_weight: bool,
     ) -> BitLinearGrads<Self> {
         // Only the kernel forward saves packed u32 words; the fallback saves int8 codes.
-        if saved.w_codes.dtype != DType::U32 || !all_f32::<R, F>(&[Some(&grad)]) {
+        if saved.w_codes.dtype != DType::U32
+            || kernel_dtype(grad.dtype).is_none()
+            || grad.qparams.is_some()
+        {
             return fallback::backward::<Self>(grad, saved, spec, need_x, need_weight);
         }
-        let grad = into_contiguous(grad);
+        // The kernels and the float matmuls here run in f32; dx goes back in dy's type (x's),
+        // dW in the weight's, which the saved weight scales carry.
+        let (x_dtype, w_dtype) = (grad.dtype, saved.w_scales.dtype);
+        let grad = into_contiguous(burn_cubecl::kernel::cast(grad, DType::F32));
         let [m, n] = dims2(&grad);
         let [xm, k] = dims2(&saved.x_codes);
         assert_eq!(
@@ -303,15 +346,16 @@ where
         let client = grad.client.clone();
 
         let dx = need_x.then(|| {
+            let scales = burn_cubecl::kernel::cast(saved.w_scales.clone(), DType::F32);
             let weights = kernels::PackedWeights::from_handles(
                 into_contiguous(saved.w_codes.clone()).handle,
-                into_contiguous(saved.w_scales.clone()).handle,
+                into_contiguous(scales).handle,
                 k,
                 n,
                 weight_granularity(spec),
             )
             .unwrap_or_else(|e| kernel_refused("saved packed weights", e));
-            input_grad::<R, F, I, BT>(&grad, m, &weights)
+            burn_cubecl::kernel::cast(input_grad::<R, F, I, BT>(&grad, m, &weights), x_dtype)
         });
 
         let weight = need_weight.then(|| {
@@ -333,7 +377,7 @@ where
             let x_dq: Tensor<Self, 2> = tensor(float_out(&grad, x_dq, &[m, k]));
             let dy: Tensor<Self, 2> = tensor(grad.clone());
             // dW = (s_x·xq)ᵀ · dy in Burn's [K, N] layout, with Burn's float matmul.
-            float(x_dq.transpose().matmul(dy))
+            burn_cubecl::kernel::cast(float(x_dq.transpose().matmul(dy)), w_dtype)
         });
         BitLinearGrads { x: dx, weight }
     }
@@ -447,13 +491,19 @@ where
         spec: QuantSpec,
     ) -> FloatTensor<Self> {
         let [m, _] = dims2(&grad);
-        if !all_f32::<R, F>(&[Some(&grad), Some(&scales)]) || m == 0 {
+        let floats = [&grad, &scales]
+            .iter()
+            .all(|t| kernel_dtype(t.dtype).is_some() && t.qparams.is_none());
+        if !floats || m == 0 {
             return fallback::deployed_input_grad::<Self>(grad, packed, scales, shape, spec);
         }
-        let Some(weights) = packed_weights(packed.clone(), scales.clone(), shape, spec) else {
+        let scales_f32 = burn_cubecl::kernel::cast(scales.clone(), DType::F32);
+        let Some(weights) = packed_weights(packed.clone(), scales_f32, shape, spec) else {
             return fallback::deployed_input_grad::<Self>(grad, packed, scales, shape, spec);
         };
-        let grad = into_contiguous(grad);
-        input_grad::<R, F, I, BT>(&grad, m, &weights)
+        // Computed in f32, returned in dy's type.
+        let dtype = grad.dtype;
+        let grad = into_contiguous(burn_cubecl::kernel::cast(grad, DType::F32));
+        burn_cubecl::kernel::cast(input_grad::<R, F, I, BT>(&grad, m, &weights), dtype)
     }
 }
