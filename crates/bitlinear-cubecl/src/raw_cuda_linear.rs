@@ -791,6 +791,24 @@ mod tests {
         assert_eq!(WGMMA_CONFIGS.len(), wgmma_kernel_flags().len());
     }
 
+    /// An entry name stands for one source (the launch cache relies on it): no two
+    /// configurations give the same name with different sources, and each source defines its
+    /// entry point.
+    #[test]
+    fn entry_names_identify_their_sources() {
+        let mut seen = std::collections::HashMap::new();
+        for (entry, source) in raw_kernel_sources() {
+            assert!(
+                source.contains(&format!("#define BL_ENTRY {entry}\n")),
+                "{entry}"
+            );
+            if let Some(previous) = seen.insert(entry.clone(), source.clone()) {
+                assert_eq!(previous, source, "{entry} names two sources");
+            }
+        }
+        assert!(seen.len() > WGMMA_CONFIGS.len() + GEMV_CONFIGS.len());
+    }
+
     /// Flags, then the entry point, then the shared output store, then the kernel's own part.
     #[test]
     fn kernel_source_defines_the_flags_before_the_code() {
