@@ -104,7 +104,7 @@ typedef struct CUtensorMap_st {
 static __device__ __forceinline__ void bl_tma_load_2d(unsigned int dst, const CUtensorMap *map,
                                                       int c0, int c1, unsigned int bar) {
   asm volatile(
-      "cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%0], "
+      "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], "
       "[%1, {%2, %3}], [%4];\n" ::"r"(dst),
       "l"(reinterpret_cast<unsigned long long>(map)), "r"(c0), "r"(c1), "r"(bar)
       : "memory");
