@@ -832,6 +832,8 @@ fn all_variants(m: usize, cmma_ok: bool, raw_ok: bool, wgmma_ok: bool) -> Vec<Va
                 // The same with the activations by TMA.
                 v.push(Variant::wgmma("wgmma-ws6-256-tma", 20));
                 v.push(Variant::wgmma("wgmma-ws6-w256-tma", 21));
+                v.push(Variant::wgmma("wgmma-ws6-256-mcast", 22));
+                v.push(Variant::wgmma("wgmma-ws6-w256-mcast", 23));
                 v.push(Variant::wgmma("wgmma-ws6-w256", 19).bf16("wgmma-ws6-w256-bf16"));
                 v.push(Variant::wgmma("wgmma-ws6-256", 15).bf16("wgmma-ws6-256-bf16"));
             }

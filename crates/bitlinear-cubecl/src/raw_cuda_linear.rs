@@ -110,6 +110,8 @@ struct WgmmaConfig {
     producers: usize,
     /// The warp-specialized kernel's activations by TMA (one tensor-map copy per stage).
     tma: bool,
+    /// TMA multicast in clusters of 2 blocks along the weight rows (each loads half a stage).
+    mcast: bool,
 }
 
 impl WgmmaConfig {
@@ -124,6 +126,22 @@ impl WgmmaConfig {
             distance: 2,
             producers: 0,
             tma: false,
+            mcast: false,
+        }
+    }
+
+    /// The same TMA shape with each stage multicast from halves loaded by a 2-block cluster.
+    const fn with_multicast(mut self) -> Self {
+        self.mcast = true;
+        self
+    }
+
+    /// Blocks per cluster along the weight rows (the grid's x is a multiple of it).
+    const fn cluster(self) -> usize {
+        if self.mcast {
+            2
+        } else {
+            1
         }
     }
 
@@ -230,6 +248,7 @@ impl WgmmaConfig {
                 ("BL_STAGES", self.stages()),
                 ("BL_PRODUCERS", self.producers),
                 ("BL_TMA", self.tma as usize),
+                ("BL_MCAST", self.mcast as usize),
             ];
         }
         vec![
@@ -248,7 +267,7 @@ impl WgmmaConfig {
 const SM90_MAX_DYNAMIC_SHARED: usize = 227 * 1024;
 
 /// The configurations [`wgmma_gemm_config_override`] selects from (1-based).
-const WGMMA_CONFIGS: [WgmmaConfig; 21] = [
+const WGMMA_CONFIGS: [WgmmaConfig; 23] = [
     WgmmaConfig::new(1, 128, 1),
     WgmmaConfig::new(1, 256, 1),
     WgmmaConfig::new(1, 64, 1),
@@ -278,10 +297,17 @@ const WGMMA_CONFIGS: [WgmmaConfig; 21] = [
     // The same two shapes with the activations by TMA.
     WgmmaConfig::warp_specialized(1, 256, 6, 1).with_tma(),
     WgmmaConfig::warp_specialized(2, 128, 6, 1).with_tma(),
+    // And with the activations multicast in 2-block clusters (half the L2 reads of them).
+    WgmmaConfig::warp_specialized(1, 256, 6, 1)
+        .with_tma()
+        .with_multicast(),
+    WgmmaConfig::warp_specialized(2, 128, 6, 1)
+        .with_tma()
+        .with_multicast(),
 ];
 
 static WGMMA_CONFIG: TuningOverride = TuningOverride::new(&[
-    1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21,
+    1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23,
 ]);
 
 /// Forces one of the wgmma GEMM's block shapes (weight rows × activation rows: 1: 128 × 128,
@@ -290,7 +316,8 @@ static WGMMA_CONFIG: TuningOverride = TuningOverride::new(&[
 /// activations, 3 and 4 stages ahead; 11, 12: 1 so, 4 and 6 ahead; 13: 5 so, 3 ahead; 14: 6 so,
 /// 3 ahead; 15-18: warp-specialized, 128 × 256 with 6 and 4 stages, 128 × 128 with 8, and
 /// 128 × 256 with 6 stages and 2 producer warps, 19: 256 × 128 with 6 stages; 20, 21: 15 and 19
-/// with the activations by TMA; 0 restores the default). For benchmarks and
+/// with the activations by TMA; 22, 23: 20 and 21 multicast in 2-block clusters; 0 restores the
+/// default). For benchmarks and
 /// tests: every shape computes the same result.
 #[doc(hidden)]
 pub fn wgmma_gemm_config_override(config: usize) {
@@ -668,15 +695,18 @@ impl RawLaunch<'_> {
             )
             .with_dynamic_shared(config.shared_bytes());
         let kernel = if config.tma {
-            kernel.with_tensor_map(self.activation_tensor_map(config.rows))
+            // Multicast: each block of a cluster loads half of every stage.
+            kernel.with_tensor_map(self.activation_tensor_map(config.rows / config.cluster()))
         } else {
             kernel
         };
-        let count = CubeCount::Static(
-            self.n.div_ceil(config.weight_rows()) as u32,
-            self.m.div_ceil(config.rows) as u32,
-            1,
-        );
+        // Whole clusters: a block past the last weight rows computes on zero words and stores
+        // nothing.
+        let blocks_n = self
+            .n
+            .div_ceil(config.weight_rows())
+            .next_multiple_of(config.cluster());
+        let count = CubeCount::Static(blocks_n as u32, self.m.div_ceil(config.rows) as u32, 1);
         unsafe { kernel.launch(client, count, &self.buffers(), self.scalars()) };
     }
 }
@@ -774,7 +804,8 @@ mod tests {
                     "{c:?}"
                 );
                 assert!(c.stages() >= 3 && c.threads() <= 65_536 / 200, "{c:?}");
-            } else if c.tma {
+                assert!(!c.mcast || c.tma, "multicast needs TMA: {c:?}");
+            } else if c.tma || c.mcast {
                 panic!("TMA only in the warp-specialized kernel: {c:?}");
             } else {
                 assert!(

@@ -10,6 +10,7 @@
 #define __restrict__
 #define __shared__
 #define __grid_constant__
+#define __cluster_dims__(...)
 #define __align__(x) __attribute__((aligned(x)))
 struct BlDim3 {
   unsigned int x, y, z;

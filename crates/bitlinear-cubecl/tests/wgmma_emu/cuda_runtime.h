@@ -8,6 +8,7 @@
 #define __launch_bounds__(...)
 #define __restrict__
 #define __grid_constant__
+#define __cluster_dims__(...)
 #define __align__(x) alignas(x)
 inline float __fmul_rn(float a, float b) { return a * b; }
 inline float __fadd_rn(float a, float b) { return a + b; }

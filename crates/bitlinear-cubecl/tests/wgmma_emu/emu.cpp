@@ -5,10 +5,12 @@
 // - cp.async: 16-byte copies or zero fills that land when a wait retires their commit group, or,
 //   after cp.async.mbarrier.arrive, in a DMA thread after a random delay, followed by the
 //   arrival;
-// - mbarriers (init, arrive, arrive with expected transaction bytes, wait on a phase parity),
-//   __syncthreads;
+// - mbarriers (init, arrive, arrive with expected transaction bytes, wait on a phase parity,
+//   arrive on a peer block's), __syncthreads, clusters of 2 blocks run at once (BL_MCAST: own
+//   shared memory each, a cluster barrier);
 // - TMA 2-D loads of an int8 box (128-byte rows, 128-byte swizzle, zeros past the tensor's
-//   edges), landing in the DMA thread and completing their bytes on an mbarrier;
+//   edges), landing in the DMA thread and completing their bytes on an mbarrier, in one block
+//   or multicast to several;
 // - wgmma m64nNk32 s8 with A in registers (each warp's 16 rows: lane (g, t) holds rows g and
 //   g + 8, inputs 4t..4t+3 and 16 + 4t..) or, like B, through a K-major, 128-byte-swizzled
 //   shared-memory descriptor (16-byte chunk c of row r at r * 128 + (c ^ r % 8) * 16 within each
@@ -41,19 +43,31 @@ struct BlDim3 {
   unsigned int x, y, z;
 };
 static thread_local BlDim3 threadIdx;
-static BlDim3 blockIdx;
+static thread_local BlDim3 blockIdx;
 
-static unsigned char emu_smem[256 * 1024];
-static std::barrier<> *emu_block_barrier;
-static std::barrier<> *emu_wg_barrier[8];
-static unsigned int emu_frag[8][128][4];
+#ifndef BL_MCAST
+#define BL_MCAST 0
+#endif
+// Blocks that run at once: a cluster of 2 with BL_MCAST, else one. Each has its own shared
+// memory, block barrier and warpgroup state; `emu_cta` is the calling thread's block (the DMA
+// thread sets it to the block a copy lands in).
+#define EMU_CTAS (BL_MCAST ? 2 : 1)
+static unsigned char emu_smem_all[2][256 * 1024];
+static thread_local int emu_cta = 0;
+#define emu_smem (emu_smem_all[emu_cta])
+static std::barrier<> *emu_block_barrier[2];
+static std::barrier<> *emu_wg_barrier[2][8];
+static unsigned int emu_frag[2][8][128][4];
+static std::barrier<> *emu_cluster_barrier;
 
 #define BL_HOST_EMULATION 1
 #define BL_DYNAMIC_SHARED(name) unsigned char *name = emu_smem
 #define BL_WGMMA_FN
 #define BL_ENTRY bl_emu_kernel
 
-static void __syncthreads() { emu_block_barrier->arrive_and_wait(); }
+static void __syncthreads() { emu_block_barrier[emu_cta]->arrive_and_wait(); }
+#define BL_CLUSTER_SYNC() emu_cluster_barrier->arrive_and_wait()
+static unsigned int bl_cluster_rank() { return (unsigned int)emu_cta; }
 
 static unsigned int bl_smem(const void *p) {
   return (unsigned int)((const unsigned char *)p - emu_smem);
@@ -121,9 +135,10 @@ struct EmuMbar {
 static std::mutex emu_mbar_mu;
 static std::map<unsigned int, EmuMbar *> emu_mbars;
 
-static EmuMbar &emu_mbar(unsigned int bar) {
+// The mbarrier at `bar` in block `cta` (mbarriers are keyed by block and address).
+static EmuMbar &emu_mbar_at(int cta, unsigned int bar) {
   std::lock_guard<std::mutex> lock(emu_mbar_mu);
-  auto it = emu_mbars.find(bar);
+  auto it = emu_mbars.find(((unsigned int)cta << 24) | bar);
   if (it == emu_mbars.end() || bar % 8 != 0) {
     std::fprintf(stderr, "no mbarrier initialized at %u\n", bar);
     std::abort();
@@ -140,11 +155,13 @@ static void emu_mbar_reset() {
 
 static void bl_mbar_init(unsigned int bar, unsigned int count) {
   std::lock_guard<std::mutex> lock(emu_mbar_mu);
-  EmuMbar *&b = emu_mbars[bar];
+  EmuMbar *&b = emu_mbars[((unsigned int)emu_cta << 24) | bar];
   delete b;
   b = new EmuMbar;
   b->count = b->pending = count;
 }
+
+static EmuMbar &emu_mbar(unsigned int bar) { return emu_mbar_at(emu_cta, bar); }
 
 static void bl_mbar_arrive(unsigned int bar) {
   EmuMbar &b = emu_mbar(bar);
@@ -157,6 +174,14 @@ static void bl_mbar_expect_tx(unsigned int bar, unsigned int bytes) {
   EmuMbar &b = emu_mbar(bar);
   std::lock_guard<std::mutex> lock(b.mu);
   b.tx += bytes;
+  --b.pending;
+  b.settle();
+}
+
+// One arrival on the mbarrier at `bar` in block `peer` of the cluster.
+static void bl_mbar_arrive_peer(unsigned int bar, unsigned int peer) {
+  EmuMbar &b = emu_mbar_at((int)peer, bar);
+  std::lock_guard<std::mutex> lock(b.mu);
   --b.pending;
   b.settle();
 }
@@ -195,6 +220,8 @@ struct EmuJob {
   CUtensorMap tma_map{};
   unsigned int tma_dst = 0;
   int c0 = 0, c1 = 0;
+  int cta = 0;             // the issuing block: where its copies land
+  unsigned int mcast = 0;  // TMA: the blocks it lands in (a bit each), 0 for the issuer's
 };
 
 static void emu_land_box(const EmuJob &job) {
@@ -237,9 +264,16 @@ static void emu_dma_worker(unsigned int seed) {
       emu_dma_jobs.pop_front();
     }
     std::this_thread::sleep_for(std::chrono::microseconds(rng() % 50));
+    emu_cta = job.cta;
     if (job.tma) {
-      emu_land_box(job);
-      emu_mbar_complete_tx(job.bar, job.tma_map.box_rows * 128);
+      const unsigned int mask = job.mcast != 0 ? job.mcast : 1u << job.cta;
+      for (int c = 0; c < EMU_CTAS; ++c) {
+        if ((mask >> c) & 1u) {
+          emu_cta = c;
+          emu_land_box(job);
+          emu_mbar_complete_tx(job.bar, job.tma_map.box_rows * 128);
+        }
+      }
       continue;
     }
     for (const EmuCopy &c : job.copies) emu_land(c);
@@ -249,6 +283,7 @@ static void emu_dma_worker(unsigned int seed) {
 
 static void bl_cp_mbar_arrive(unsigned int bar) {
   EmuJob job{{}, bar};
+  job.cta = emu_cta;
   for (auto &g : emu_groups) job.copies.insert(job.copies.end(), g.begin(), g.end());
   emu_groups.clear();
   job.copies.insert(job.copies.end(), emu_open_group.begin(), emu_open_group.end());
@@ -267,6 +302,24 @@ static void bl_tma_load_2d(unsigned int dst, const CUtensorMap *map, int c0, int
     std::abort();
   }
   EmuJob job{{}, bar, true, *map, dst, c0, c1};
+  job.cta = emu_cta;
+  {
+    std::lock_guard<std::mutex> lock(emu_dma_mu);
+    emu_dma_jobs.push_back(std::move(job));
+  }
+  emu_dma_cv.notify_one();
+}
+
+// TMA multicast: the box lands at `dst` in every block of `mask`, counted in each one's `bar`.
+static void bl_tma_load_2d_mcast(unsigned int dst, const CUtensorMap *map, int c0, int c1,
+                                 unsigned int bar, unsigned short mask) {
+  if (dst % 1024 != 0) {
+    std::fprintf(stderr, "TMA destination %u not 1024-byte aligned (128-byte swizzle)\n", dst);
+    std::abort();
+  }
+  EmuJob job{{}, bar, true, *map, dst, c0, c1};
+  job.cta = emu_cta;
+  job.mcast = mask;
   {
     std::lock_guard<std::mutex> lock(emu_dma_mu);
     emu_dma_jobs.push_back(std::move(job));
@@ -324,8 +377,8 @@ static thread_local std::deque<std::vector<EmuMma>> emu_mma_groups;
 // its accumulators.
 static void emu_mma_execute(const EmuMma &op) {
   const unsigned int tid = threadIdx.x, wg = tid >> 7, l = tid & 127;
-  if (op.a != nullptr) std::memcpy(emu_frag[wg][l], op.a, 16);
-  emu_wg_barrier[wg]->arrive_and_wait();
+  if (op.a != nullptr) std::memcpy(emu_frag[emu_cta][wg][l], op.a, 16);
+  emu_wg_barrier[emu_cta][wg]->arrive_and_wait();
   const unsigned int warp = l >> 5, g = (l & 31) >> 2, t = l & 3;
   for (int i = 0; i < BL_BM / 2; ++i) {
     const unsigned int n = 16 * warp + g + 8 * ((i >> 1) & 1);
@@ -336,7 +389,7 @@ static void emu_mma_execute(const EmuMma &op) {
       if (op.a != nullptr) {
         const unsigned int r = n % 16, lane = (r % 8) * 4 + (k % 16) / 4;
         const unsigned int reg = (k < 16 ? 0 : 2) + r / 8;
-        av = (signed char)(emu_frag[wg][(n / 16) * 32 + lane][reg] >> (8 * (k % 4)));
+        av = (signed char)(emu_frag[emu_cta][wg][(n / 16) * 32 + lane][reg] >> (8 * (k % 4)));
       } else {
         av = emu_operand(op.desc_a, n, k);
       }
@@ -344,7 +397,7 @@ static void emu_mma_execute(const EmuMma &op) {
     }
     op.d[i] += sum;
   }
-  emu_wg_barrier[wg]->arrive_and_wait();
+  emu_wg_barrier[emu_cta][wg]->arrive_and_wait();
 }
 
 static void bl_wgmma(int (&d)[BL_BM / 2], const unsigned int (&a)[4], unsigned long long desc) {
@@ -412,41 +465,54 @@ int main(int argc, char **argv) {
 
   const unsigned int threads = BL_THREADS;
 #if BL_TMA
-  const CUtensorMap xmap{(const unsigned char *)x.data(), M, kp, kp, BL_BM};
+  // The host's map: boxes of BL_BM rows, or half of them for the multicast kernel.
+  const CUtensorMap xmap{(const unsigned char *)x.data(), M, kp, kp, BL_BM / (BL_MCAST ? 2 : 1)};
 #endif
   const BlGemmParams p{M, N, BK};
-  std::barrier<> block_barrier(threads);
-  emu_block_barrier = &block_barrier;
-  std::vector<std::barrier<> *> wgb;
-  for (int i = 0; i < BL_WGS; ++i) emu_wg_barrier[i] = new std::barrier<>(128);
-  const unsigned int gx = (N + 64 * BL_SLABS * BL_WGS - 1) / (64 * BL_SLABS * BL_WGS);
+  std::barrier<> *block_barriers[2] = {new std::barrier<>(threads), new std::barrier<>(threads)};
+  std::barrier<> cluster_barrier(EMU_CTAS * threads);
+  emu_cluster_barrier = &cluster_barrier;
+  for (int c = 0; c < 2; ++c) {
+    emu_block_barrier[c] = block_barriers[c];
+    for (int i = 0; i < BL_WGS; ++i) emu_wg_barrier[c][i] = new std::barrier<>(128);
+  }
+  // Blocks along x run a cluster at a time (the host rounds the grid up to whole clusters).
+  unsigned int gx = (N + 64 * BL_SLABS * BL_WGS - 1) / (64 * BL_SLABS * BL_WGS);
+  gx = (gx + EMU_CTAS - 1) / EMU_CTAS * EMU_CTAS;
   const unsigned int gy = (M + BL_BM - 1) / BL_BM;
   for (unsigned int by = 0; by < gy; ++by)
-    for (unsigned int bx = 0; bx < gx; ++bx) {
-      blockIdx = {bx, by, 0};
-      std::memset(emu_smem, 0xA5, sizeof(emu_smem));  // stale garbage, as on a GPU
+    for (unsigned int bx = 0; bx < gx; bx += EMU_CTAS) {
+      // Stale garbage, as on a GPU.
+      std::memset(emu_smem_all, 0xA5, sizeof(emu_smem_all));
       emu_dma_stop = false;
       std::thread dma(emu_dma_worker, (unsigned int)(bx * 7919 + by));
       std::vector<std::thread> pool;
-      for (unsigned int t = 0; t < threads; ++t)
-        pool.emplace_back([&, t] {
-          threadIdx = {t, 0, 0};
-          bl_emu_kernel(
+      for (int c = 0; c < EMU_CTAS; ++c)
+        for (unsigned int t = 0; t < threads; ++t)
+          pool.emplace_back([&, t, c] {
+            threadIdx = {t, 0, 0};
+            blockIdx = {bx + c, by, 0};
+            emu_cta = c;
+            bl_emu_kernel(
 #if BL_TMA
-              xmap, (const unsigned char *)x.data(),
+                xmap, (const unsigned char *)x.data(),
 #endif
-              (const unsigned char *)x.data(), packed.data(), xs.data(), ws.data(), bias.data(),
-              out.data(), out_raw.data(), p);
-        });
+                (const unsigned char *)x.data(), packed.data(), xs.data(), ws.data(),
+                bias.data(), out.data(), out_raw.data(), p);
+          });
       for (auto &th : pool) th.join();
       {
         std::lock_guard<std::mutex> lock(emu_dma_mu);
         emu_dma_stop = true;
       }
       emu_dma_cv.notify_one();
-      dma.join();  // lands what is left before the next block reuses the shared memory
+      dma.join();  // lands what is left before the next blocks reuse the shared memory
       emu_mbar_reset();
     }
+  for (int c = 0; c < 2; ++c) {
+    delete emu_block_barrier[c];
+    for (int i = 0; i < BL_WGS; ++i) delete emu_wg_barrier[c][i];
+  }
 
   unsigned long bad = 0;
   for (unsigned int m = 0; m < M; ++m)

@@ -3,8 +3,8 @@
 // warps that issue the wgmma. Prepended by the host (raw_cuda_linear.rs): BL_ENTRY, BL_GRAN,
 // BL_BIAS, BL_RAW, BL_WGS (consumer warpgroups, 2), BL_SLABS (64-row weight slabs per warpgroup, 1 or 2), BL_BM (activation rows per
 // block: 128 or 256), BL_MINB (1), BL_STAGES (shared-memory stages), BL_PRODUCERS (producer
-// warps, 1 or 2), BL_TMA (1: the activations by TMA, see below), `bl_wgmma`, then epilogue.cuh
-// and wgmma_common.cuh.
+// warps, 1 or 2), BL_TMA (1: the activations by TMA, see below), BL_MCAST (1: TMA multicast in
+// a 2-block cluster, see below), `bl_wgmma`, then epilogue.cuh and wgmma_common.cuh.
 //
 // Why: gemm_wgmma.cu keeps the tensor pipe 42% busy on an H100 with nothing else saturated
 // (BENCHMARKS.md); every warp there copies, decodes and issues, and a block barrier per stage
@@ -23,6 +23,13 @@
 //   host's tensor map over the [M, 16 * blocks_k] codes: a BL_BM x 128-byte box, 128-byte
 //   swizzle, zeros past the edges), counted in `full`'s transaction bytes; the words stay
 //   cp.async. Far fewer producer instructions (1 instead of BL_BM * 8 / 32 copies per lane).
+// - BL_MCAST = 1 (with BL_TMA): blocks pair up in clusters of 2 along the weight rows (the same
+//   activation rows); each block's TMA loads half of every activation stage (BL_BM / 2 rows) and
+//   multicasts it into both blocks' shared memory, so each block reads half the activations
+//   from L2. A buffer is refilled only when the consumers of both blocks released it: they
+//   arrive on the `empty` mbarriers of both (the peer's through its cluster address). The
+//   blocks meet at a cluster barrier after initializing the mbarriers and before exiting (the
+//   peer may still arrive on this block's barriers until then).
 // Phases: stage s uses buffer s % BL_STAGES in its (s / BL_STAGES)-th round, so `full` is
 // awaited with parity (s / BL_STAGES) & 1, and the refill for stage s waits for `empty`'s
 // round (s / BL_STAGES) - 1.
@@ -40,13 +47,27 @@
 #define BL_X_COPIES (BL_BM * 8 / BL_P_LANES)       // 16-byte activation copies per producer lane
 #define BL_W_COPIES (BL_TILES * 32 / BL_P_LANES)   // and of words
 
+#ifndef BL_MCAST
+#define BL_MCAST 0
+#endif
+#if BL_MCAST && !BL_TMA
+#error "gemm_wgmma_ws: BL_MCAST needs BL_TMA"
+#endif
+#if BL_MCAST
+#define BL_CLUSTER __cluster_dims__(2, 1, 1)
+#define BL_PEERS 2  // blocks whose consumers release each buffer
+#else
+#define BL_CLUSTER
+#define BL_PEERS 1
+#endif
+
 #if (BL_SLABS != 1 && BL_SLABS != 2) || (BL_BM != 128 && BL_BM != 256) || (BL_PRODUCERS != 1 && BL_PRODUCERS != 2)
 #error "gemm_wgmma_ws: 1 or 2 slabs per warpgroup, 128 or 256 activation rows, 1 or 2 producer warps"
 #endif
 
 BL_WGMMA_FN
 
-extern "C" __global__ void __launch_bounds__(BL_THREADS, BL_MINB) BL_ENTRY(
+extern "C" __global__ void BL_CLUSTER __launch_bounds__(BL_THREADS, BL_MINB) BL_ENTRY(
 #if BL_TMA
     // CubeCL passes a tensor map, then its tensor's buffer, ahead of the other buffers.
     const __grid_constant__ CUtensorMap xmap, const unsigned char *__restrict__ xmap_tensor,
@@ -74,11 +95,17 @@ extern "C" __global__ void __launch_bounds__(BL_THREADS, BL_MINB) BL_ENTRY(
   if (tid == 0) {
     for (unsigned int b = 0; b < BL_STAGES; ++b) {
       bl_mbar_init(full + 8 * b, BL_P_LANES + BL_TMA);  // every producer lane (+ the TMA's)
-      bl_mbar_init(empty + 8 * b, BL_CONSUMERS / 32);  // every consumer warp, per round
+      bl_mbar_init(empty + 8 * b, BL_PEERS * BL_CONSUMERS / 32);  // every consumer warp
     }
     BL_FENCE_MBAR_INIT();
   }
+#if BL_MCAST
+  // Both blocks' barriers exist before either multicasts into the other or arrives on it.
+  const unsigned int rank = bl_cluster_rank(), peer = rank ^ 1u;
+  BL_CLUSTER_SYNC();
+#else
   __syncthreads();
+#endif
 
   if (tid >= BL_CONSUMERS) {
     // Producer lane l: chunk c = l % 8 of activation rows l / 8 + (BL_P_LANES / 8) i, and
@@ -97,7 +124,14 @@ extern "C" __global__ void __launch_bounds__(BL_THREADS, BL_MINB) BL_ENTRY(
       const unsigned int b = s % BL_STAGES;
       if (s >= BL_STAGES) bl_mbar_wait(empty + 8 * b, ((s / BL_STAGES) - 1) & 1);
       const unsigned int xbuf = sbase + b * BL_X_BYTES;
-#if BL_TMA
+#if BL_MCAST
+      // This block's half of the stage, into both blocks; the barrier expects both halves.
+      if (l == 0) {
+        bl_mbar_expect_tx(full + 8 * b, BL_X_BYTES);
+        bl_tma_load_2d_mcast(xbuf + rank * (BL_X_BYTES / 2), &xmap, (int)(s * BL_KB_STAGE * 16),
+                             (int)(m_base + rank * (BL_BM / 2)), full + 8 * b, 3);
+      }
+#elif BL_TMA
       if (l == 0) {
         bl_mbar_expect_tx(full + 8 * b, BL_X_BYTES);
         bl_tma_load_2d(xbuf, &xmap, (int)(s * BL_KB_STAGE * 16), (int)m_base, full + 8 * b);
@@ -125,6 +159,9 @@ extern "C" __global__ void __launch_bounds__(BL_THREADS, BL_MINB) BL_ENTRY(
     }
     // Nothing may be in flight when the block's shared memory goes to the next block.
     BL_CP_ASYNC_WAIT_ALL();
+#if BL_MCAST
+    BL_CLUSTER_SYNC();
+#endif
     return;
   }
 
@@ -183,7 +220,12 @@ extern "C" __global__ void __launch_bounds__(BL_THREADS, BL_MINB) BL_ENTRY(
     // Stage s - 1's wgmma are done (this warpgroup's: the other one releases its own): the
     // other fragment set is free, and so, for this warp, is that stage's buffer.
     fence_regs(a_other);
-    if (s >= 1 && lane == 0) bl_mbar_arrive(empty + 8 * ((s - 1) % BL_STAGES));
+    if (s >= 1 && lane == 0) {
+      bl_mbar_arrive(empty + 8 * ((s - 1) % BL_STAGES));
+#if BL_MCAST
+      bl_mbar_arrive_peer(empty + 8 * ((s - 1) % BL_STAGES), peer);
+#endif
+    }
     if (s + 1 < ksteps) decode(s + 1, a_other);
   };
 
@@ -211,4 +253,7 @@ extern "C" __global__ void __launch_bounds__(BL_THREADS, BL_MINB) BL_ENTRY(
       }
     }
   }
+#if BL_MCAST
+  BL_CLUSTER_SYNC();
+#endif
 }

@@ -98,6 +98,25 @@ typedef struct CUtensorMap_st {
   alignas(64) unsigned long long int opaque[16];
 } CUtensorMap;
 
+// Clusters (the multicast kernel): this block's rank in its cluster, a barrier of all the
+// cluster's threads (release / acquire), and one arrival on the mbarrier at the same address in
+// block `peer` of the cluster.
+static __device__ __forceinline__ unsigned int bl_cluster_rank() {
+  unsigned int r;
+  asm volatile("mov.u32 %0, %%cluster_ctarank;\n" : "=r"(r));
+  return r;
+}
+#define BL_CLUSTER_SYNC()                                                                    \
+  asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;\n" :: \
+                   : "memory")
+static __device__ __forceinline__ void bl_mbar_arrive_peer(unsigned int bar, unsigned int peer) {
+  asm volatile(
+      "{ .reg .b32 ra; mapa.shared::cluster.u32 ra, %0, %1; "
+      "mbarrier.arrive.release.cluster.shared::cluster.b64 _, [ra]; }\n" ::"r"(bar),
+      "r"(peer)
+      : "memory");
+}
+
 // TMA: the box of `map` at coordinates (c0 innermost, c1) into shared memory at `dst`, counted
 // in `bar`'s transaction bytes; the swizzle and the zero fill past the tensor's edges are the
 // map's.
@@ -107,6 +126,19 @@ static __device__ __forceinline__ void bl_tma_load_2d(unsigned int dst, const CU
       "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], "
       "[%1, {%2, %3}], [%4];\n" ::"r"(dst),
       "l"(reinterpret_cast<unsigned long long>(map)), "r"(c0), "r"(c1), "r"(bar)
+      : "memory");
+}
+
+// The same box into shared memory at `dst` of every block of the cluster in `mask`, counted in
+// the mbarrier at `bar` of each.
+static __device__ __forceinline__ void bl_tma_load_2d_mcast(unsigned int dst,
+                                                            const CUtensorMap *map, int c0,
+                                                            int c1, unsigned int bar,
+                                                            unsigned short mask) {
+  asm volatile(
+      "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes.multicast::"
+      "cluster [%0], [%1, {%2, %3}], [%4], %5;\n" ::"r"(dst),
+      "l"(reinterpret_cast<unsigned long long>(map)), "r"(c0), "r"(c1), "r"(bar), "h"(mask)
       : "memory");
 }
 #endif
