@@ -240,19 +240,8 @@ extern "C" __global__ void BL_CLUSTER __launch_bounds__(BL_THREADS, BL_MINB) BL_
 #pragma unroll
   for (int sl = 0; sl < BL_SLABS; ++sl) bl_fence_acc(acc[sl]);
 
-#pragma unroll
-  for (int sl = 0; sl < BL_SLABS; ++sl) {
-    const unsigned int n_lane = n_base + (wg * BL_SLABS + sl) * 64 + warp * 16 + g;
-#pragma unroll
-    for (int i = 0; i < BL_ACC; ++i) {
-      const unsigned int gn = n_lane + ((i >> 1) & 1) * 8;
-      const unsigned int gm = m_base + (i >> 2) * 8 + 2 * t + (i & 1);
-      if (gm < M && gn < N) {
-        bl_store(out, out_raw, (size_t)gm * N + gn, acc[sl][i], x_scales[gm], w_scales, bias,
-                 gn);
-      }
-    }
-  }
+  bl_store_acc(acc, n_base + wg * BL_SLABS * 64 + warp * 16 + g, m_base + 2 * t, M, N, out,
+               out_raw, x_scales, w_scales, bias);
 #if BL_MCAST
   BL_CLUSTER_SYNC();
 #endif

@@ -171,3 +171,25 @@ static __device__ __forceinline__ void bl_fence_frag(unsigned int (&a)[4][4]) {
     for (int r = 0; r < 4; ++r) asm volatile("" : "+r"(a[j][r])::"memory");
 }
 
+// The output of a lane's accumulators, slab by slab: element i of slab sl is weight row
+// n_lane + 64 sl + 8 ((i / 2) % 2) (n_lane: the lane's row in slab 0) and activation row
+// m_lane + 8 (i / 4) + i % 2 (m_lane: the block's first row + 2t); rows past M or N are skipped.
+static __device__ __forceinline__ void bl_store_acc(const int (&acc)[BL_SLABS][BL_ACC],
+                                                    unsigned int n_lane, unsigned int m_lane,
+                                                    unsigned int M, unsigned int N,
+                                                    bl_out_t *out, int *out_raw,
+                                                    const float *x_scales,
+                                                    const float *w_scales,
+                                                    const bl_out_t *bias) {
+#pragma unroll
+  for (int sl = 0; sl < BL_SLABS; ++sl) {
+#pragma unroll
+    for (int i = 0; i < BL_ACC; ++i) {
+      const unsigned int gn = n_lane + sl * 64 + ((i >> 1) & 1) * 8;
+      const unsigned int gm = m_lane + (i >> 2) * 8 + (i & 1);
+      if (gm < M && gn < N) {
+        bl_store(out, out_raw, (size_t)gm * N + gn, acc[sl][i], x_scales[gm], w_scales, bias, gn);
+      }
+    }
+  }
+}
