@@ -8,27 +8,14 @@
 //! Needs a C++ compiler (`$CXX`, else `c++`); without one the test says so and passes, unless
 //! `BITLINEAR_REQUIRE_CXX=1` (set by `scripts/test.sh`), where it fails.
 
+mod cxx;
+
 use std::path::Path;
 use std::process::Command;
 
-fn compiler() -> Option<String> {
-    let cxx = std::env::var("CXX").unwrap_or_else(|_| "c++".into());
-    Command::new(&cxx)
-        .arg("--version")
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|_| cxx)
-}
-
 #[test]
 fn every_hand_written_kernel_configuration_parses() {
-    let Some(cxx) = compiler() else {
-        assert!(
-            std::env::var("BITLINEAR_REQUIRE_CXX").is_err(),
-            "BITLINEAR_REQUIRE_CXX is set but no C++ compiler runs"
-        );
-        eprintln!("skipped: no C++ compiler (set CXX)");
+    let Some(cxx) = cxx::compiler_or_skip() else {
         return;
     };
     let stubs = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cuda_syntax");
@@ -45,30 +32,20 @@ fn every_hand_written_kernel_configuration_parses() {
             );
         }
     }
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    std::thread::scope(|scope| {
-        for _ in 0..workers {
-            scope.spawn(|| loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let Some((entry, source)) = sources.get(i) else {
-                    break;
-                };
-                let file = dir.join(format!("{entry}.cpp"));
-                std::fs::write(&file, source).unwrap();
-                let out = Command::new(&cxx)
-                    .args(["-std=c++20", "-fsyntax-only", "-Werror=return-type"])
-                    .arg(format!("-I{}", stubs.display()))
-                    .arg(&file)
-                    .output()
-                    .expect("run the C++ compiler");
-                assert!(
-                    out.status.success(),
-                    "{entry} does not parse:\n{}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
-            });
-        }
+    cxx::for_each_parallel(&sources, |(entry, source)| {
+        let file = dir.join(format!("{entry}.cpp"));
+        std::fs::write(&file, source).unwrap();
+        let out = Command::new(&cxx)
+            .args(["-std=c++20", "-fsyntax-only", "-Werror=return-type"])
+            .arg(format!("-I{}", stubs.display()))
+            .arg(&file)
+            .output()
+            .expect("run the C++ compiler");
+        assert!(
+            out.status.success(),
+            "{entry} does not parse:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     });
     let _ = std::fs::remove_dir_all(&dir);
 }

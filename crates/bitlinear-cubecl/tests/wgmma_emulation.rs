@@ -11,18 +11,10 @@
 //! Needs a C++20 compiler (`$CXX`, else `c++`); without one the test says so and passes, unless
 //! `BITLINEAR_REQUIRE_CXX=1` (set by `.ci/run`), where it fails.
 
+mod cxx;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-fn compiler() -> Option<String> {
-    let cxx = std::env::var("CXX").unwrap_or_else(|_| "c++".into());
-    Command::new(&cxx)
-        .arg("--version")
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|_| cxx)
-}
 
 fn build(cxx: &str, out: &Path, file: &str, flags: &[(&str, usize)], raw: bool) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -76,12 +68,7 @@ fn run_shapes(exe: &Path, file: &str, shape: &[(&str, usize)], raw: bool) {
 
 #[test]
 fn wgmma_kernel_matches_the_reference_in_cpu_emulation() {
-    let Some(cxx) = compiler() else {
-        assert!(
-            std::env::var("BITLINEAR_REQUIRE_CXX").is_err(),
-            "BITLINEAR_REQUIRE_CXX is set but no C++ compiler runs"
-        );
-        eprintln!("skipped: no C++ compiler (set CXX)");
+    let Some(cxx) = cxx::compiler_or_skip() else {
         return;
     };
     let dir: PathBuf =
@@ -102,20 +89,10 @@ fn wgmma_kernel_matches_the_reference_in_cpu_emulation() {
         .enumerate()
         .flat_map(|(i, shape)| [true, false].map(|raw| (i, shape, raw)))
         .collect();
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    std::thread::scope(|scope| {
-        for _ in 0..workers {
-            scope.spawn(|| loop {
-                let j = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let Some(&(i, (file, shape), raw)) = jobs.get(j) else {
-                    break;
-                };
-                let exe = dir.join(format!("emu_{i}_{raw}"));
-                build(&cxx, &exe, file, shape, raw);
-                run_shapes(&exe, file, shape, raw);
-            });
-        }
+    cxx::for_each_parallel(&jobs, |&(i, (file, shape), raw)| {
+        let exe = dir.join(format!("emu_{i}_{raw}"));
+        build(&cxx, &exe, file, shape, raw);
+        run_shapes(&exe, file, shape, raw);
     });
     let _ = std::fs::remove_dir_all(&dir);
 }

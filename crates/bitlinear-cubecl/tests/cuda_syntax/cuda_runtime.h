@@ -2,23 +2,14 @@
 // (tests/cuda_syntax.rs): the keywords, built-in variables and intrinsics they use, declared as
 // plain C++ so that `c++ -fsyntax-only` parses every kernel (their inline PTX is not assembled).
 #pragma once
-#include <cstddef>
-#define __device__
-#define __global__
-#define __forceinline__ inline
-#define __launch_bounds__(...)
-#define __restrict__
+// The keywords, as in the emulation (__shared__ aside: the emulation never declares any).
+#include "../wgmma_emu/cuda_runtime.h"
 #define __shared__
-#define __grid_constant__
-#define __cluster_dims__(...)
-#define __align__(x) __attribute__((aligned(x)))
 struct BlDim3 {
   unsigned int x, y, z;
 };
 extern BlDim3 threadIdx, blockIdx, blockDim, gridDim;
 void __syncthreads();
-float __fmul_rn(float, float);
-float __fadd_rn(float, float);
 float __fdiv_rn(float, float);
 float __int_as_float(int);
 int __float_as_int(float);

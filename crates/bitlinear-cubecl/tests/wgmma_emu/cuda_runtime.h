@@ -1,5 +1,5 @@
-// Stand-in for CUDA's header in the CPU emulation of gemm_wgmma.cu (see emu.cpp): the CUDA
-// keywords the kernel uses, as plain C++.
+// Stand-in for CUDA's header in the CPU emulation of the wgmma kernels (see emu.cpp): the CUDA
+// keywords they use, as plain C++ (the syntax check's stand-in, ../cuda_syntax, builds on it).
 #pragma once
 #include <cstddef>
 #define __device__
@@ -9,6 +9,6 @@
 #define __restrict__
 #define __grid_constant__
 #define __cluster_dims__(...)
-#define __align__(x) alignas(x)
+#define __align__(x) __attribute__((aligned(x)))
 inline float __fmul_rn(float a, float b) { return a * b; }
 inline float __fadd_rn(float a, float b) { return a + b; }

@@ -295,22 +295,8 @@ static void bl_cp_mbar_arrive(unsigned int bar) {
   emu_dma_cv.notify_one();
 }
 
-static void bl_tma_load_2d(unsigned int dst, const CUtensorMap *map, int c0, int c1,
-                           unsigned int bar) {
-  if (dst % 1024 != 0) {
-    std::fprintf(stderr, "TMA destination %u not 1024-byte aligned (128-byte swizzle)\n", dst);
-    std::abort();
-  }
-  EmuJob job{{}, bar, true, *map, dst, c0, c1};
-  job.cta = emu_cta;
-  {
-    std::lock_guard<std::mutex> lock(emu_dma_mu);
-    emu_dma_jobs.push_back(std::move(job));
-  }
-  emu_dma_cv.notify_one();
-}
-
-// TMA multicast: the box lands at `dst` in every block of `mask`, counted in each one's `bar`.
+// TMA: the box lands at `dst` in every block of `mask` (0: the issuing block's only), counted
+// in each one's `bar`.
 static void bl_tma_load_2d_mcast(unsigned int dst, const CUtensorMap *map, int c0, int c1,
                                  unsigned int bar, unsigned short mask) {
   if (dst % 1024 != 0) {
@@ -325,6 +311,12 @@ static void bl_tma_load_2d_mcast(unsigned int dst, const CUtensorMap *map, int c
     emu_dma_jobs.push_back(std::move(job));
   }
   emu_dma_cv.notify_one();
+}
+
+// TMA into this block only.
+static void bl_tma_load_2d(unsigned int dst, const CUtensorMap *map, int c0, int c1,
+                           unsigned int bar) {
+  bl_tma_load_2d_mcast(dst, map, c0, c1, bar, 0);
 }
 
 // Every copy of this thread landed: its groups here, its mbarrier-tracked ones in the DMA thread,
