@@ -252,29 +252,42 @@ fn device_packing_refuses_non_finite_weights_like_core() {
     ));
 }
 
+/// Whether the Vulkan device computes in f16 (else the f16 tests say they are skipped).
+fn f16_supported() -> bool {
+    use cubecl::Runtime;
+    let client = cubecl::wgpu::WgpuRuntime::client(&dev());
+    let ok = bitlinear_cubecl::FloatDtype::F16.supported(&client);
+    if !ok {
+        eprintln!("skipped: this Vulkan device has no f16 arithmetic");
+    }
+    ok
+}
+
+/// The values rounded to f16 (and back): inputs both dtypes see exactly.
+fn round_f16(v: Vec<f32>) -> Vec<f32> {
+    v.into_iter()
+        .map(|x| burn::tensor::f16::from_f32(x).to_f32())
+        .collect()
+}
+
 /// A deployed layer given an f16 input runs the kernels in f16 (x, bias and y in f16, each
 /// output rounded once): its outputs are exactly the f32 outputs on the same values rounded to
 /// f16, on the GEMV and the tiled GEMM, and come back as f16.
 #[test]
 fn deployed_forward_on_f16_input_is_the_f32_output_rounded_once() {
     use burn::tensor::f16;
-    use cubecl::Runtime;
-    let client = cubecl::wgpu::WgpuRuntime::client(&dev());
-    if !bitlinear_cubecl::FloatDtype::F16.supported(&client) {
-        eprintln!("skipped: this Vulkan device has no f16 arithmetic");
+    if !f16_supported() {
         return;
     }
     let (k, n) = (70, 21);
-    let round =
-        |v: Vec<f32>| -> Vec<f32> { v.into_iter().map(|x| f16::from_f32(x).to_f32()).collect() };
     for (i, quant) in QUANTS.iter().enumerate() {
         let mut r = rng(700 + i as u64);
         let w = random(&mut r, k * n, 0.2);
         // A bias representable in f16: its cast to the input's type is exact.
-        let b = round(random(&mut r, n, 0.5));
+        let b = round_f16(random(&mut r, n, 0.5));
         let layer = layer_with::<B>(&dev(), &w, &b, k, n, quant).deploy();
         for m in [1, 20] {
-            let x = round(random(&mut r, m * k, 2.0));
+            let x = round_f16(random(&mut r, m * k, 2.0));
             let data = TensorData::new(x.clone(), [m, k]);
             let y32 = to_vec(layer.forward(Tensor::<B, 2>::from_data(data.clone(), &dev())));
             let x16 = Tensor::<B, 2>::from_data(data, (&dev(), DType::F16));
@@ -301,25 +314,20 @@ fn deployed_forward_on_f16_input_is_the_f32_output_rounded_once() {
 #[test]
 fn training_on_f16_input_is_the_f32_step_rounded_once() {
     use burn::tensor::f16;
-    use cubecl::Runtime;
-    let client = cubecl::wgpu::WgpuRuntime::client(&dev());
-    if !bitlinear_cubecl::FloatDtype::F16.supported(&client) {
-        eprintln!("skipped: this Vulkan device has no f16 arithmetic");
+    if !f16_supported() {
         return;
     }
     let (k, n) = (70, 21);
-    let round =
-        |v: Vec<f32>| -> Vec<f32> { v.into_iter().map(|x| f16::from_f32(x).to_f32()).collect() };
     let to_f16_bits =
         |v: &[f32]| -> Vec<u16> { v.iter().map(|x| f16::from_f32(*x).to_bits()).collect() };
     for (i, quant) in QUANTS.iter().enumerate() {
         let mut r = rng(800 + i as u64);
         let w = random(&mut r, k * n, 0.2);
-        let b = round(random(&mut r, n, 0.5));
+        let b = round_f16(random(&mut r, n, 0.5));
         let layer = layer_with::<AB>(&dev(), &w, &b, k, n, quant);
         for m in [3, 20, 130] {
-            let x = round(random(&mut r, m * k, 2.0));
-            let dy = round(random(&mut r, m * n, 1.0));
+            let x = round_f16(random(&mut r, m * k, 2.0));
+            let dy = round_f16(random(&mut r, m * n, 1.0));
             let step = |dtype: DType| {
                 let xt =
                     Tensor::<AB, 2>::from_data(TensorData::new(x.clone(), [m, k]), (&dev(), dtype))

@@ -81,31 +81,12 @@ fn f16_layer_is_the_f32_layer_rounded_once() {
                     let what = format!(
                         "m={m} k={k} n={n} {gran:?} pt={per_tensor} bias={with_bias} {path:?}"
                     );
-                    let y32 = ternary_linear(
-                        &c,
-                        &xh32,
-                        m,
-                        k,
-                        &w,
-                        with_bias.then_some(&bh32),
-                        ag,
-                        DEFAULT_EPS,
-                        path,
-                    )
-                    .unwrap();
-                    let y16 = ternary_linear_as(
-                        &c,
-                        &xh16,
-                        m,
-                        k,
-                        &w,
-                        with_bias.then_some(&bh16),
-                        ag,
-                        DEFAULT_EPS,
-                        path,
-                        FloatDtype::F16,
-                    )
-                    .unwrap();
+                    let run = |x, b, dtype| {
+                        let b = with_bias.then_some(b);
+                        ternary_linear_as(&c, x, m, k, &w, b, ag, DEFAULT_EPS, path, dtype).unwrap()
+                    };
+                    let y32 = run(&xh32, &bh32, FloatDtype::F32);
+                    let y16 = run(&xh16, &bh16, FloatDtype::F16);
                     let y32 = f32::from_bytes(&c.read_one(y32).unwrap()).to_vec();
                     let y16 = f16::from_bytes(&c.read_one(y16).unwrap()).to_vec();
                     assert_eq!(y16.len(), m * n, "{what}: length");
