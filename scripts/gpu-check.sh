@@ -19,7 +19,8 @@
 # those wgmma configurations besides the default (wgmma_gemm_config_override numbers); each is
 # checked in its own process, and one that fails is left out of the timings.
 # GPU_CHECK_TIMINGS_TIMEOUT and GPU_CHECK_NCU_TIMEOUT (seconds, default 300 and 150) bound the
-# timing and Nsight Compute passes (each configuration is compiled once by NVRTC first).
+# timing and Nsight Compute passes (each configuration is compiled once by NVRTC first);
+# GPU_CHECK_CHECK_TIMEOUT (default 120) bounds each correctness process (a kernel that hangs).
 set -uo pipefail
 
 BIN=${BIN:-.gpu/gpu_check}
@@ -48,7 +49,7 @@ if [ -x "$BIN" ]; then
       configs=${GPU_CHECK_WGMMA_CONFIGS:-$(seq -s, 1 "$count")}
       passed=""
       for config in ${configs//,/ }; do
-        GPU_CHECK_ONLY=$check GPU_CHECK_WGMMA_CONFIGS=$config timeout 120 "$BIN" 2>> .gpu/gpu_check.stderr | grep -v '"op":"device"' | sed "s/\"name\":\"$check\"/\"name\":\"$check $config\"/" | tee -a "$RESULTS"
+        GPU_CHECK_ONLY=$check GPU_CHECK_WGMMA_CONFIGS=$config timeout -k 5 "${GPU_CHECK_CHECK_TIMEOUT:-120}" "$BIN" 2>> .gpu/gpu_check.stderr | grep -v '"op":"device"' | sed "s/\"name\":\"$check\"/\"name\":\"$check $config\"/" | tee -a "$RESULTS"
         if [ "${PIPESTATUS[0]}" -eq 0 ]; then
           passed="$passed${passed:+,}$config"
         else
@@ -59,7 +60,7 @@ if [ -x "$BIN" ]; then
       export GPU_CHECK_WGMMA_CONFIGS=${passed:-0}
       continue
     fi
-    GPU_CHECK_ONLY=$check timeout 120 "$BIN" 2>> .gpu/gpu_check.stderr | grep -v '"op":"device"' | tee -a "$RESULTS"
+    GPU_CHECK_ONLY=$check timeout -k 5 "${GPU_CHECK_CHECK_TIMEOUT:-120}" "$BIN" 2>> .gpu/gpu_check.stderr | grep -v '"op":"device"' | tee -a "$RESULTS"
     rc=${PIPESTATUS[0]}
     if [ "$rc" -ne 0 ]; then
       echo "{\"op\":\"error\",\"what\":\"check $check exited with $rc\"}" | tee -a "$RESULTS"

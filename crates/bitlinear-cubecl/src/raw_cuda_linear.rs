@@ -273,11 +273,11 @@ const WGMMA_CONFIGS: [WgmmaConfig; 23] = [
     WgmmaConfig::new(1, 64, 1),
     WgmmaConfig::new(2, 128, 1),
     WgmmaConfig::new(1, 128, 2),
-    // Weights decoded into shared memory (checked in CPU emulation only, so far).
+    // Weights decoded into shared memory.
     WgmmaConfig::new(1, 256, 1).weights_in_shared(),
     WgmmaConfig::new(1, 128, 2).weights_in_shared(),
     WgmmaConfig::new(1, 128, 1).weights_in_shared(),
-    // Words by cp.async, deeper prefetch (checked in CPU emulation only, so far).
+    // Words by cp.async, deeper prefetch (10 and 11: `Auto`'s defaults since session 6).
     WgmmaConfig::new(1, 256, 1).words_copied(3),
     WgmmaConfig::new(1, 256, 1).words_copied(4),
     WgmmaConfig::new(1, 128, 1).words_copied(4),
@@ -286,7 +286,7 @@ const WGMMA_CONFIGS: [WgmmaConfig; 23] = [
     WgmmaConfig::new(1, 256, 1)
         .weights_in_shared()
         .words_copied(3),
-    // Warp-specialized: producer warps and mbarriers (checked in CPU emulation only, so far).
+    // Warp-specialized: producer warps and mbarriers (exact on the H100, slower than 10).
     WgmmaConfig::warp_specialized(1, 256, 6, 1),
     WgmmaConfig::warp_specialized(1, 256, 4, 1),
     WgmmaConfig::warp_specialized(1, 128, 8, 1),
@@ -332,17 +332,22 @@ const WGMMA_ROWS_256_COST: f64 = 0.8;
 /// The default wgmma block shape (1-based index into [`WGMMA_CONFIGS`]) for `m` × `n` on `sms`
 /// multiprocessors (one block each at a time): 256 activation rows per block unless that leaves
 /// so few blocks that more waves of 128-row blocks finish sooner (e.g. 4096 outputs at M = 512:
-/// 64 blocks of 256 rows leave half of an H100 idle).
+/// 64 blocks of 256 rows leave half of an H100 idle). Both take the packed words by cp.async
+/// with the activations, 4 stages ahead (configurations 10 and 11): on an H100 they ran
+/// 4-18% faster than the same shapes with 2 stages in flight (1 and 2) at every benchmark shape
+/// (BENCHMARKS.md, session 6).
 fn wgmma_default_config(m: usize, n: usize, sms: usize) -> usize {
+    const ROWS_128: usize = 11;
+    const ROWS_256: usize = 10;
     let cost = |index: usize, per_row: f64| {
         let c = WGMMA_CONFIGS[index - 1];
         let blocks = n.div_ceil(c.weight_rows()) * m.div_ceil(c.rows);
         (blocks.div_ceil(sms.max(1)) * c.rows) as f64 * per_row
     };
-    if cost(2, WGMMA_ROWS_256_COST) < cost(1, 1.0) {
-        2
+    if cost(ROWS_256, WGMMA_ROWS_256_COST) < cost(ROWS_128, 1.0) {
+        ROWS_256
     } else {
-        1
+        ROWS_128
     }
 }
 
@@ -768,14 +773,14 @@ mod tests {
     #[test]
     fn wgmma_default_block_shape_follows_the_waves() {
         for (m, n, want) in [
-            (512, 4096, 1),
-            (512, 11008, 1),
-            (512, 28672, 2),
-            (512, 6912, 2),
-            (2048, 4096, 2),
-            (2048, 11008, 2),
-            (2048, 28672, 2),
-            (2048, 6912, 2),
+            (512, 4096, 11),
+            (512, 11008, 11),
+            (512, 28672, 10),
+            (512, 6912, 10),
+            (2048, 4096, 10),
+            (2048, 11008, 10),
+            (2048, 28672, 10),
+            (2048, 6912, 10),
         ] {
             assert_eq!(wgmma_default_config(m, n, 132), want, "M = {m}, N = {n}");
         }
