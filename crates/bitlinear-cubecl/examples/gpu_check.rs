@@ -296,58 +296,65 @@ fn check_matmul<R: Runtime>(
     } else {
         &[1, 15, 17, 100, 300, 1040]
     };
-    let mut case = 0;
+    let mut cases: Vec<(usize, usize, usize)> = vec![];
     for &m in ms {
         for &k in ks {
             for &n in &[1usize, 7, 33, 65, 200] {
-                case += 1;
-                let gran = [
-                    Gran::Tensor,
-                    Gran::Channel,
-                    Gran::Group(16),
-                    Gran::Group(32),
-                    Gran::Group(64),
-                ][case % 5];
-                let per_tensor = case % 3 == 0;
-                let x = rng.vec(m * k, 1.5);
-                let xh = upload_f32(c, &x);
-                let (t, sw, w) = random_packed(c, rng, n, k, gran);
-                let bias = rng.vec(n, 0.5);
-                let ag = if per_tensor {
-                    ActivationGranularity::PerTensor
-                } else {
-                    ActivationGranularity::PerToken
-                };
-                let acts =
-                    quantize_activations(c, &xh, m, k, ag, EPS).map_err(|e| e.to_string())?;
-                let (xq, sx) = support::quantize_acts(&x, m, k, per_tensor, EPS);
-                let acc = read_i32(
-                    c,
-                    ternary_matmul_i32(c, &acts, &w, path).map_err(|e| e.to_string())?,
-                );
-                let want: Vec<i32> = (0..m * n)
-                    .map(|i| support::acc_range(&xq, &t, k, i / n, i % n, 0, k))
-                    .collect();
-                if acc != want {
-                    return Err(format!(
-                        "i32 accumulator differs m={m} k={k} n={n}: {}",
-                        mismatches(&acc, &want, n)
-                    ));
-                }
-                let bh = upload_f32(c, &bias);
-                let y = read_f32(
-                    c,
-                    ternary_matmul(c, &acts, &w, Some(&bh), path).map_err(|e| e.to_string())?,
-                );
-                let (want, mag) = support::linear(&xq, &sx, &t, &sw, Some(&bias), m, n, k, gran);
-                for i in 0..m * n {
-                    if (y[i] - want[i]).abs() > 2e-5 * mag[i] + 1e-6 {
-                        return Err(format!(
-                            "output differs m={m} k={k} n={n} {gran:?} at {i}: {} vs {}",
-                            y[i], want[i]
-                        ));
-                    }
-                }
+                cases.push((m, k, n));
+            }
+        }
+    }
+    if path == MatmulPath::WgmmaGemm {
+        // More than two waves of 128 x 256 tiles on an H100's 132 SMs (297): stream-K's whole
+        // tiles and its shared ones in one launch.
+        cases.push((2100, 300, 4100));
+    }
+    for (case, (m, k, n)) in cases.into_iter().enumerate() {
+        let case = case + 1;
+        let gran = [
+            Gran::Tensor,
+            Gran::Channel,
+            Gran::Group(16),
+            Gran::Group(32),
+            Gran::Group(64),
+        ][case % 5];
+        let per_tensor = case % 3 == 0;
+        let x = rng.vec(m * k, 1.5);
+        let xh = upload_f32(c, &x);
+        let (t, sw, w) = random_packed(c, rng, n, k, gran);
+        let bias = rng.vec(n, 0.5);
+        let ag = if per_tensor {
+            ActivationGranularity::PerTensor
+        } else {
+            ActivationGranularity::PerToken
+        };
+        let acts = quantize_activations(c, &xh, m, k, ag, EPS).map_err(|e| e.to_string())?;
+        let (xq, sx) = support::quantize_acts(&x, m, k, per_tensor, EPS);
+        let acc = read_i32(
+            c,
+            ternary_matmul_i32(c, &acts, &w, path).map_err(|e| e.to_string())?,
+        );
+        let want: Vec<i32> = (0..m * n)
+            .map(|i| support::acc_range(&xq, &t, k, i / n, i % n, 0, k))
+            .collect();
+        if acc != want {
+            return Err(format!(
+                "i32 accumulator differs m={m} k={k} n={n}: {}",
+                mismatches(&acc, &want, n)
+            ));
+        }
+        let bh = upload_f32(c, &bias);
+        let y = read_f32(
+            c,
+            ternary_matmul(c, &acts, &w, Some(&bh), path).map_err(|e| e.to_string())?,
+        );
+        let (want, mag) = support::linear(&xq, &sx, &t, &sw, Some(&bias), m, n, k, gran);
+        for i in 0..m * n {
+            if (y[i] - want[i]).abs() > 2e-5 * mag[i] + 1e-6 {
+                return Err(format!(
+                    "output differs m={m} k={k} n={n} {gran:?} at {i}: {} vs {}",
+                    y[i], want[i]
+                ));
             }
         }
     }
@@ -839,6 +846,11 @@ fn all_variants(m: usize, cmma_ok: bool, raw_ok: bool, wgmma_ok: bool) -> Vec<Va
                 v.push(Variant::wgmma("wgmma-ws6-w256-tma", 21));
                 v.push(Variant::wgmma("wgmma-ws6-256-mcast", 22));
                 v.push(Variant::wgmma("wgmma-ws6-w256-mcast", 23));
+                // Stream-K: the last waves' tiles split by k-steps over one block per SM.
+                v.push(Variant::wgmma("wgmma-sk-256", 24));
+                v.push(Variant::wgmma("wgmma-sk-128", 25));
+                v.push(Variant::wgmma("wgmma-sk-256", 24).bf16("wgmma-sk-256-bf16"));
+                v.push(Variant::wgmma("wgmma-cp4-256", 10).bf16("wgmma-cp4-256-bf16"));
                 v.push(Variant::wgmma("wgmma-ws6-w256", 19).bf16("wgmma-ws6-w256-bf16"));
                 v.push(Variant::wgmma("wgmma-ws6-256", 15).bf16("wgmma-ws6-256-bf16"));
             }

@@ -112,6 +112,9 @@ struct WgmmaConfig {
     tma: bool,
     /// TMA multicast in clusters of 2 blocks along the weight rows (each loads half a stage).
     mcast: bool,
+    /// Stream-K (`BL_SK`, with `w_cp`): the last waves' tiles split by k-steps over one block
+    /// per SM ([`stream_k_split`]).
+    stream_k: bool,
 }
 
 impl WgmmaConfig {
@@ -127,7 +130,15 @@ impl WgmmaConfig {
             producers: 0,
             tma: false,
             mcast: false,
+            stream_k: false,
         }
+    }
+
+    /// The same shape (with `w_cp`) in stream-K: whole tiles for all waves but the last full
+    /// one, the rest split evenly by k-steps over one block per SM.
+    const fn with_stream_k(mut self) -> Self {
+        self.stream_k = true;
+        self
     }
 
     /// The same TMA shape with each stage multicast from halves loaded by a 2-block cluster.
@@ -211,7 +222,9 @@ impl WgmmaConfig {
         } else {
             0
         };
-        self.stages() * self.rows * 128 + weights + words + barriers + 1024
+        // Stream-K's flag: this block counted last on a shared tile.
+        let flag = if self.stream_k { 16 } else { 0 };
+        self.stages() * self.rows * 128 + weights + words + barriers + flag + 1024
     }
 
     /// The kernel's own part of the source: the generated wgmma wrapper, the shared header and
@@ -251,7 +264,7 @@ impl WgmmaConfig {
                 ("BL_MCAST", self.mcast as usize),
             ];
         }
-        vec![
+        let mut flags = vec![
             ("BL_WGS", self.warpgroups),
             ("BL_SLABS", self.slabs),
             ("BL_BM", self.rows),
@@ -259,7 +272,12 @@ impl WgmmaConfig {
             ("BL_A_SMEM", self.a_smem as usize),
             ("BL_W_CP", self.w_cp as usize),
             ("BL_DIST", self.distance),
-        ]
+        ];
+        // Only where set: the other kernels keep their names.
+        if self.stream_k {
+            flags.push(("BL_SK", 1));
+        }
+        flags
     }
 }
 
@@ -267,7 +285,7 @@ impl WgmmaConfig {
 const SM90_MAX_DYNAMIC_SHARED: usize = 227 * 1024;
 
 /// The configurations [`wgmma_gemm_config_override`] selects from (1-based).
-const WGMMA_CONFIGS: [WgmmaConfig; 23] = [
+const WGMMA_CONFIGS: [WgmmaConfig; 25] = [
     WgmmaConfig::new(1, 128, 1),
     WgmmaConfig::new(1, 256, 1),
     WgmmaConfig::new(1, 64, 1),
@@ -304,10 +322,13 @@ const WGMMA_CONFIGS: [WgmmaConfig; 23] = [
     WgmmaConfig::warp_specialized(2, 128, 6, 1)
         .with_tma()
         .with_multicast(),
+    // 10 and 11 in stream-K (checked in CPU emulation only, so far).
+    WgmmaConfig::new(1, 256, 1).words_copied(4).with_stream_k(),
+    WgmmaConfig::new(1, 128, 1).words_copied(4).with_stream_k(),
 ];
 
 static WGMMA_CONFIG: TuningOverride = TuningOverride::new(&[
-    1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23,
+    1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25,
 ]);
 
 /// Forces one of the wgmma GEMM's block shapes (weight rows × activation rows: 1: 128 × 128,
@@ -316,8 +337,8 @@ static WGMMA_CONFIG: TuningOverride = TuningOverride::new(&[
 /// activations, 3 and 4 stages ahead; 11, 12: 1 so, 4 and 6 ahead; 13: 5 so, 3 ahead; 14: 6 so,
 /// 3 ahead; 15-18: warp-specialized, 128 × 256 with 6 and 4 stages, 128 × 128 with 8, and
 /// 128 × 256 with 6 stages and 2 producer warps, 19: 256 × 128 with 6 stages; 20, 21: 15 and 19
-/// with the activations by TMA; 22, 23: 20 and 21 multicast in 2-block clusters; 0 restores the
-/// default). For benchmarks and
+/// with the activations by TMA; 22, 23: 20 and 21 multicast in 2-block clusters; 24, 25: 10 and
+/// 11 in stream-K; 0 restores the default). For benchmarks and
 /// tests: every shape computes the same result.
 #[doc(hidden)]
 pub fn wgmma_gemm_config_override(config: usize) {
@@ -328,6 +349,22 @@ pub fn wgmma_gemm_config_override(config: usize) {
 /// four benchmark shapes: 0.74-0.93, BENCHMARKS.md): the larger block streams its weights once
 /// for twice the rows.
 const WGMMA_ROWS_256_COST: f64 = 0.8;
+
+/// How a stream-K launch splits `tiles` block tiles of `ksteps` k-steps on `sms`
+/// multiprocessors: `(whole, blocks, shared)`: the first `whole` blocks compute one tile each,
+/// then `blocks` blocks split the k-steps of the last `shared` tiles evenly (at least one each).
+/// The shared tiles are the partial last wave and the full wave before it (all tiles if there
+/// are fewer than `sms`), so each stream-K block computes between one and two tiles' worth and
+/// the last wave is as full as the others; none when the tiles fill whole waves.
+fn stream_k_split(tiles: usize, ksteps: usize, sms: usize) -> (usize, usize, usize) {
+    let sms = sms.max(1);
+    let shared = match tiles % sms {
+        0 => 0,
+        rest if tiles < sms => rest,
+        rest => rest + sms,
+    };
+    (tiles - shared, sms.min(shared * ksteps), shared)
+}
 
 /// The default wgmma block shape (1-based index into [`WGMMA_CONFIGS`]) for `m` × `n` on `sms`
 /// multiprocessors (one block each at a time): 256 activation rows per block unless that leaves
@@ -711,8 +748,31 @@ impl RawLaunch<'_> {
             .n
             .div_ceil(config.weight_rows())
             .next_multiple_of(config.cluster());
-        let count = CubeCount::Static(blocks_n as u32, self.m.div_ceil(config.rows) as u32, 1);
-        unsafe { kernel.launch(client, count, &self.buffers(), self.scalars()) };
+        let blocks_m = self.m.div_ceil(config.rows);
+        if config.stream_k {
+            let sms = client.properties().hardware.num_streaming_multiprocessors;
+            // The kernel's stages: 8 k-blocks of 16 inputs (BL_KB_STAGE).
+            let ksteps = self.blocks_k.div_ceil(8);
+            let (whole, blocks, shared) =
+                stream_k_split(blocks_n * blocks_m, ksteps, sms.unwrap_or(132) as usize);
+            // Two partial tiles per stream-K block (i32, one per thread and accumulator), and
+            // one counter per shared tile, zeroed.
+            let tile_ints = config.threads() * config.slabs * config.rows / 2;
+            let partials = client.empty((2 * blocks * tile_ints * 4).max(4));
+            let counters = client.create_from_slice(&vec![0u8; 4 * shared.max(1)]);
+            let mut buffers = self.buffers().to_vec();
+            buffers.extend([&partials, &counters]);
+            let mut scalars = self.scalars();
+            scalars.extend([whole as u64, blocks as u64]);
+            let count = CubeCount::Static((whole + blocks) as u32, 1, 1);
+            unsafe { kernel.launch(client, count, &buffers, scalars) };
+            return;
+        }
+        let count = CubeCount::Static(blocks_n as u32, blocks_m as u32, 1);
+        // The wgmma kernels' parameters end with the two stream-K counts, unused here.
+        let mut scalars = self.scalars();
+        scalars.extend([0, 0]);
+        unsafe { kernel.launch(client, count, &self.buffers(), scalars) };
     }
 }
 
@@ -764,6 +824,34 @@ mod tests {
                         after + 1
                     )));
                     assert!(f.contains("\"r\"(a[3]), \"r\"(1), \"l\"(desc)"));
+                }
+            }
+        }
+    }
+
+    /// Stream-K leaves whole waves of whole tiles alone and spreads the rest over one block
+    /// per SM, each with at least one k-step.
+    #[test]
+    fn stream_k_split_fills_the_last_wave() {
+        // 4096->11008, M = 2048, 128 x 256 tiles: 688 = 5 waves + 28; the last two waves shared.
+        assert_eq!(stream_k_split(688, 32, 132), (528, 132, 160));
+        // Fewer tiles than SMs: all shared.
+        assert_eq!(stream_k_split(64, 32, 132), (0, 132, 64));
+        // Whole waves: nothing shared.
+        assert_eq!(stream_k_split(264, 32, 132), (264, 0, 0));
+        // Fewer units than SMs: one block per unit.
+        assert_eq!(stream_k_split(5, 1, 132), (0, 5, 5));
+        for tiles in 1..300 {
+            for ksteps in [1, 2, 3, 32] {
+                for sms in [1, 2, 7, 132] {
+                    let (whole, blocks, shared) = stream_k_split(tiles, ksteps, sms);
+                    assert_eq!(whole + shared, tiles);
+                    assert_eq!(whole % sms, 0);
+                    assert!(blocks <= sms && blocks <= shared * ksteps);
+                    assert_eq!(blocks == 0, shared == 0);
+                    // At most two tiles' worth of k-steps per stream-K block, unless there are
+                    // fewer units than blocks would take (then one each).
+                    assert!(shared == 0 || shared * ksteps <= 2 * sms * ksteps);
                 }
             }
         }

@@ -25,6 +25,10 @@
 //        (and the kernel's own flags, as the host sets them: raw_cuda_linear.rs)
 //        -I<this folder> emu.cpp
 // Run:   ./emu M K N seed   (exit status 0 when every output matches the reference)
+// Stream-K (BL_SK): the host's split of the tiles for a GPU of 2-5 SMs (by seed), so that small
+// problems cross tiles and share them; blocks run in a random order, so any block may be the
+// one that counts last.
+#include <algorithm>
 #include <barrier>
 #include <chrono>
 #include <condition_variable>
@@ -460,7 +464,28 @@ int main(int argc, char **argv) {
   // The host's map: boxes of BL_BM rows, or half of them for the multicast kernel.
   const CUtensorMap xmap{(const unsigned char *)x.data(), M, kp, kp, BL_BM / (BL_MCAST ? 2 : 1)};
 #endif
-  const BlGemmParams p{M, N, BK};
+#ifndef BL_SK
+#define BL_SK 0
+#endif
+  const unsigned int tiles_x = (N + 64 * BL_SLABS * BL_WGS - 1) / (64 * BL_SLABS * BL_WGS);
+  const unsigned int tiles_y = (M + BL_BM - 1) / BL_BM;
+  // The host's split (raw_cuda_linear.rs, `stream_k_split`): whole tiles for all full waves but
+  // the last, the rest (the last full wave and the partial one) in stream-K blocks; each of them
+  // gets at least one unit.
+  unsigned long long sk_dp = 0, sk_blocks = 0;
+  std::vector<int> sk_partials;
+  std::vector<unsigned int> sk_counters;
+  if (BL_SK) {
+    const unsigned int sms = 2 + (unsigned int)(std::strtoull(argv[4], nullptr, 10) % 4);
+    const unsigned long long tiles = (unsigned long long)tiles_x * tiles_y;
+    const unsigned long long ks = (BK + 7) / 8;
+    const unsigned long long sk_tiles = tiles % sms == 0 ? 0 : (tiles < sms ? tiles : tiles % sms + sms);
+    sk_dp = tiles - sk_tiles;
+    sk_blocks = std::min<unsigned long long>(sms, sk_tiles * ks);
+    sk_partials.assign(2 * sk_blocks * BL_WGS * 128 * BL_SLABS * BL_ACC, 0x5A5A5A5A);
+    sk_counters.assign(sk_tiles + 1, 0);
+  }
+  const BlGemmParams p{M, N, BK, sk_dp, sk_blocks};
   std::barrier<> *block_barriers[2] = {new std::barrier<>(threads), new std::barrier<>(threads)};
   std::barrier<> cluster_barrier(EMU_CTAS * threads);
   emu_cluster_barrier = &cluster_barrier;
@@ -468,12 +493,19 @@ int main(int argc, char **argv) {
     emu_block_barrier[c] = block_barriers[c];
     for (int i = 0; i < BL_WGS; ++i) emu_wg_barrier[c][i] = new std::barrier<>(128);
   }
-  // Blocks along x run a cluster at a time (the host rounds the grid up to whole clusters).
-  unsigned int gx = (N + 64 * BL_SLABS * BL_WGS - 1) / (64 * BL_SLABS * BL_WGS);
-  gx = (gx + EMU_CTAS - 1) / EMU_CTAS * EMU_CTAS;
-  const unsigned int gy = (M + BL_BM - 1) / BL_BM;
-  for (unsigned int by = 0; by < gy; ++by)
-    for (unsigned int bx = 0; bx < gx; bx += EMU_CTAS) {
+  // Blocks along x run a cluster at a time (the host rounds the grid up to whole clusters);
+  // the stream-K grid is 1-D, its blocks in a random order.
+  std::vector<std::pair<unsigned int, unsigned int>> order;
+  if (BL_SK) {
+    for (unsigned int b = 0; b < sk_dp + sk_blocks; ++b) order.push_back({b, 0});
+    std::shuffle(order.begin(), order.end(), rng);
+  } else {
+    const unsigned int gx = (tiles_x + EMU_CTAS - 1) / EMU_CTAS * EMU_CTAS;
+    for (unsigned int by = 0; by < tiles_y; ++by)
+      for (unsigned int bx = 0; bx < gx; bx += EMU_CTAS) order.push_back({bx, by});
+  }
+  for (auto [bx, by] : order) {
+    {
       // Stale garbage, as on a GPU.
       std::memset(emu_smem_all, 0xA5, sizeof(emu_smem_all));
       emu_dma_stop = false;
@@ -490,7 +522,11 @@ int main(int argc, char **argv) {
                 xmap, (const unsigned char *)x.data(),
 #endif
                 (const unsigned char *)x.data(), packed.data(), xs.data(), ws.data(),
-                bias.data(), out.data(), out_raw.data(), p);
+                bias.data(), out.data(), out_raw.data(),
+#if BL_SK
+                sk_partials.data(), sk_counters.data(),
+#endif
+                p);
           });
       for (auto &th : pool) th.join();
       {
@@ -501,6 +537,7 @@ int main(int argc, char **argv) {
       dma.join();  // lands what is left before the next blocks reuse the shared memory
       emu_mbar_reset();
     }
+  }
   for (int c = 0; c < 2; ++c) {
     delete emu_block_barrier[c];
     for (int i = 0; i < BL_WGS; ++i) delete emu_wg_barrier[c][i];

@@ -21,14 +21,26 @@
 // 128-byte-wide k stage of BL_BM rows per buffer, BL_DIST + 2 buffers (4 by default), BL_DIST
 // stages in flight.
 //
-// BL_W_CP = 1 (an experiment, not measured yet): the packed words travel with the activations,
-// by cp.async into a per-stage buffer (the block's tiles, 512 bytes each per stage), and are
-// read from shared memory just before their decode, which frees the registers that held two
-// stages of words and lets the prefetch distance BL_DIST grow (3 or more: stage s + 1 must have
-// landed at step s, because its words are decoded at the end of step s; BL_DIST + 2 buffers).
-// Whether the copies' latency, at two stages in flight, is what holds the tensor pipe at 42%.
+// BL_W_CP = 1 (the default since session 6, with BL_DIST = 4): the packed words travel with the
+// activations, by cp.async into a per-stage buffer (the block's tiles, 512 bytes each per
+// stage), and are read from shared memory just before their decode, which frees the registers
+// that held two stages of words and lets the prefetch distance BL_DIST grow (3 or more: stage
+// s + 1 must have landed at step s, because its words are decoded at the end of step s;
+// BL_DIST + 2 buffers). On an H100 4 stages ahead ran 4-18% faster than 2 at every benchmark
+// shape: copy latency was part of what held the tensor pipe at 42%.
 //
-// BL_A_SMEM = 1 (an experiment, not measured yet): the decoded weights go to shared memory
+// BL_SK = 1 (with BL_W_CP; not measured yet): stream-K. The host launches a 1-D grid: the first
+// p.sk_dp blocks compute whole tiles (tile b: block tile (b % tiles_x, b / tiles_x)), then
+// p.sk_blocks blocks split the k-steps of the remaining tiles evenly between them, so the last
+// wave is as full as the others (tiles / SMs is rarely a whole number: at 4096->11008, M = 2048,
+// 688 tiles of 128 x 256 take 6 waves on 132 SMs where 5.2 would do). A block's range of units
+// (tile, k-step) crosses tiles: each part of a tile it computes is a segment; a segment that is
+// not the whole tile stores its i32 accumulators to a partial slot (2j for block j's first
+// segment, 2j + 1 for its last), then counts itself on the tile's counter; the block that counts
+// last adds the other segments' partials (integers: exact, in any order) and stores the tile.
+// Nobody waits for anybody, so no schedule can deadlock.
+//
+// BL_A_SMEM = 1 (measured on an H100: no faster): the decoded weights go to shared memory
 // instead, each word once (the four lanes of a row group split the stage's k-blocks), in two
 // tiles per warpgroup and slab, and wgmma reads both operands through descriptors; fewer
 // registers (two blocks per SM at 128 rows), more shared-memory traffic.
@@ -53,6 +65,12 @@
 #if BL_W_CP ? BL_DIST < 3 : BL_DIST != 2
 #error "BL_DIST: 2 with the words in registers, 3 or more with BL_W_CP"
 #endif
+#ifndef BL_SK
+#define BL_SK 0
+#endif
+#if BL_SK && !BL_W_CP
+#error "BL_SK needs BL_W_CP"
+#endif
 
 #define BL_THREADS (128 * BL_WGS)
 #define BL_KB_STAGE 8  // k-blocks of 16 inputs per stage: 128 bytes of each activation row
@@ -70,6 +88,10 @@ extern "C" __global__ void __launch_bounds__(BL_THREADS, BL_MINB) BL_ENTRY(
     const unsigned char *__restrict__ codes, const unsigned int *__restrict__ packed,
     const float *__restrict__ x_scales, const float *__restrict__ w_scales,
     const bl_out_t *__restrict__ bias, bl_out_t *__restrict__ out, int *__restrict__ out_raw,
+#if BL_SK
+    // Stream-K: 2 partial tiles per stream-K block, and one zeroed counter per tile they share.
+    int *__restrict__ sk_partials, unsigned int *__restrict__ sk_counters,
+#endif
     const BlGemmParams p) {
   // The host reserves BL_STAGES buffers and 1 KB more, to align them to the swizzle's 1024 B.
   BL_DYNAMIC_SHARED(bl_dyn);
@@ -81,20 +103,39 @@ extern "C" __global__ void __launch_bounds__(BL_THREADS, BL_MINB) BL_ENTRY(
   const unsigned int tiles_n = (N + 15) / 16;
   const unsigned int tid = threadIdx.x, wg = tid >> 7, warp = (tid >> 5) & 3, lane = tid & 31;
   const unsigned int g = lane >> 2, t = lane & 3;
-  const unsigned int n_base = blockIdx.x * (64 * BL_SLABS * BL_WGS), m_base = blockIdx.y * BL_BM;
   const unsigned int ksteps = (BK + BL_KB_STAGE - 1) / BL_KB_STAGE;
 
-  // Activation copies, addresses computed once: this thread moves chunk c (16 bytes) of rows
-  // r0 + BL_X_PASS i of each stage. The swizzle of those rows is r0's (BL_X_PASS is a multiple
-  // of 8).
+  // Activation copies: this thread moves chunk c (16 bytes) of rows r0 + BL_X_PASS i of each
+  // stage. The swizzle of those rows is r0's (BL_X_PASS is a multiple of 8).
   const unsigned int c = tid & 7, r0 = tid >> 3;
-  const unsigned char *xsrc = codes + (size_t)(m_base + r0) * kp + c * 16;
   const size_t xstride = (size_t)BL_X_PASS * kp;
   const unsigned int xdst = r0 * 128 + ((c ^ (r0 & 7)) << 4);
-  unsigned int xrows = 0;  // bit i: row r0 + BL_X_PASS i exists
+
+  // The block tile being computed (set_tile): its first weight row and activation row, this
+  // thread's copy source, which of its copy rows exist (bit i: row r0 + BL_X_PASS i), and this
+  // warp's packed tile in each of its warpgroup's slabs of 64 weight rows, from word g.
+  unsigned int n_base = 0, m_base = 0, xrows = 0;
+  const unsigned char *xsrc = codes;
+  const unsigned int *wrow[BL_SLABS];
+  bool tile_ok[BL_SLABS];
+  auto set_tile = [&](unsigned int bx, unsigned int by) {
+    n_base = bx * (64 * BL_SLABS * BL_WGS);
+    m_base = by * BL_BM;
+    xsrc = codes + (size_t)(m_base + r0) * kp + c * 16;
+    xrows = 0;
 #pragma unroll
-  for (int i = 0; i < BL_X_COPIES; ++i)
-    if (m_base + r0 + BL_X_PASS * i < M) xrows |= 1u << i;
+    for (int i = 0; i < BL_X_COPIES; ++i)
+      if (m_base + r0 + BL_X_PASS * i < M) xrows |= 1u << i;
+#pragma unroll
+    for (int sl = 0; sl < BL_SLABS; ++sl) {
+      const unsigned int tile = n_base / 16 + (wg * BL_SLABS + sl) * 4 + warp;
+      tile_ok[sl] = tile < tiles_n;
+      wrow[sl] = packed + (size_t)(tile_ok[sl] ? tile : 0) * BK * 16 + g;
+    }
+  };
+  set_tile(blockIdx.x, blockIdx.y);
+  // Stages from s_stop on are not copied (the end of K, or of a stream-K segment).
+  unsigned int s_stop = ksteps;
 
   // The decoded weight tiles of BL_A_SMEM follow the activation buffers; the word buffers of
   // BL_W_CP follow those.
@@ -107,7 +148,7 @@ extern "C" __global__ void __launch_bounds__(BL_THREADS, BL_MINB) BL_ENTRY(
   // last stage, so the wait counts stay uniform. Rows, k-blocks and tiles past the end are
   // zeros.
   auto load_x = [&](unsigned int s) {
-    if (s < ksteps) {
+    if (s < s_stop) {
       const unsigned int dst = sbase + (s % BL_STAGES) * BL_STAGE_BYTES + xdst;
       const unsigned char *src = xsrc + (size_t)s * (BL_KB_STAGE * 16);
       const bool k_ok = s * BL_KB_STAGE + c < BK;
@@ -138,16 +179,6 @@ extern "C" __global__ void __launch_bounds__(BL_THREADS, BL_MINB) BL_ENTRY(
     return wbuf[(s % BL_STAGES) * (BL_W_STAGE_BYTES / 4) + tl * 128 + kb * 16 + row];
   };
 #endif
-
-  // This warp's packed tile in each of its warpgroup's slabs of 64 weight rows, from word g.
-  const unsigned int *wrow[BL_SLABS];
-  bool tile_ok[BL_SLABS];
-#pragma unroll
-  for (int sl = 0; sl < BL_SLABS; ++sl) {
-    const unsigned int tile = n_base / 16 + (wg * BL_SLABS + sl) * 4 + warp;
-    tile_ok[sl] = tile < tiles_n;
-    wrow[sl] = packed + (size_t)(tile_ok[sl] ? tile : 0) * BK * 16 + g;
-  }
 
 #if BL_A_SMEM
   // This lane's packed words of stage s: rows g and g + 8 of k-blocks 2t and 2t + 1 (the four
@@ -312,12 +343,6 @@ extern "C" __global__ void __launch_bounds__(BL_THREADS, BL_MINB) BL_ENTRY(
 
 #if BL_W_CP
   (void)w1;
-  for (unsigned int i = 0; i < BL_DIST; ++i) load_x(i);
-  BL_CP_ASYNC_WAIT(BL_DIST - 1);
-  __syncthreads();
-  load_w(0, w0);
-  decode(0, w0, a0);
-
   // Step s: stages up to s + 1 have landed (their words are decoded at the end of the step);
   // stage s + BL_DIST is copied into the buffers stage s - 2 used, whose wgmma every thread saw
   // done before the barrier.
@@ -330,18 +355,106 @@ extern "C" __global__ void __launch_bounds__(BL_THREADS, BL_MINB) BL_ENTRY(
     BL_WGMMA_WAIT(1);
     // Stage s - 1's wgmma are done: the other fragment set (or parity's tiles) is free.
     fence_regs(a_other);
-    if (s + 1 < ksteps) {
+    if (s + 1 < s_stop) {
       load_w(s + 1, w0);
       decode(s + 1, w0, a_other);
     }
   };
 
-  unsigned int s = 0;
-  for (; s + 1 < ksteps; s += 2) {
-    step(s, a0, a1);
-    step(s + 1, a1, a0);
+  // Stages [s_begin, s_end) of the current tile into fresh accumulators, everything retired at
+  // the end. The barrier first: the other warpgroup may still read a buffer with the previous
+  // tile's last wgmma.
+  auto run = [&](unsigned int s_begin, unsigned int s_end) {
+    s_stop = s_end;
+#pragma unroll
+    for (int sl = 0; sl < BL_SLABS; ++sl)
+#pragma unroll
+      for (int i = 0; i < BL_ACC; ++i) acc[sl][i] = 0;
+    __syncthreads();
+    for (unsigned int i = 0; i < BL_DIST; ++i) load_x(s_begin + i);
+    BL_CP_ASYNC_WAIT(BL_DIST - 1);
+    __syncthreads();
+    load_w(s_begin, w0);
+    decode(s_begin, w0, a0);
+    unsigned int s = s_begin;
+    for (; s + 1 < s_end; s += 2) {
+      step(s, a0, a1);
+      step(s + 1, a1, a0);
+    }
+    if (s < s_end) step(s, a0, a1);
+    BL_WGMMA_WAIT(0);
+#pragma unroll
+    for (int sl = 0; sl < BL_SLABS; ++sl) bl_fence_acc(acc[sl]);
+    BL_CP_ASYNC_WAIT(0);
+  };
+  auto store_tile = [&]() {
+    bl_store_acc(acc, n_base + wg * BL_SLABS * 64 + warp * 16 + g, m_base + 2 * t, M, N, out,
+                 out_raw, x_scales, w_scales, bias);
+  };
+
+#if BL_SK
+  const unsigned int tiles_x = (N + 64 * BL_SLABS * BL_WGS - 1) / (64 * BL_SLABS * BL_WGS);
+  const unsigned int tiles_all = tiles_x * ((M + BL_BM - 1) / BL_BM);
+  const unsigned int dp = (unsigned int)p.sk_dp, sk = (unsigned int)p.sk_blocks;
+  auto go_tile = [&](unsigned int tile) { set_tile(tile % tiles_x, tile / tiles_x); };
+  if (blockIdx.x < dp) {
+    go_tile(blockIdx.x);
+    run(0, ksteps);
+    store_tile();
+  } else {
+    // Units u = (tile - dp) * ksteps + step; block j takes [start(j), start(j + 1)), which grows
+    // strictly (the host gives each block at least one unit), and owner(u) is the block that
+    // holds unit u.
+    const unsigned long long ks = ksteps, units = (unsigned long long)(tiles_all - dp) * ks;
+    auto start = [&](unsigned long long j) { return j * units / sk; };
+    auto owner = [&](unsigned long long u) { return ((u + 1) * sk - 1) / units; };
+    const unsigned long long j = blockIdx.x - dp, u0 = start(j), u1 = start(j + 1);
+    // A shared flag after the word buffers (the host reserves it): this block counted last.
+    volatile unsigned int *last = (volatile unsigned int *)(bl_dyn + (pbase + BL_STAGES * BL_W_STAGE_BYTES - bl_smem(bl_dyn)));
+    const size_t part_ints = (size_t)BL_THREADS * BL_SLABS * BL_ACC;
+    for (unsigned long long u = u0; u < u1;) {
+      const unsigned int lt = (unsigned int)(u / ks), s0 = (unsigned int)(u % ks);
+      const unsigned int s1 = (unsigned int)(u1 - u < ks - s0 ? s0 + (u1 - u) : ks);
+      go_tile(dp + lt);
+      run(s0, s1);
+      if (s0 == 0 && s1 == ks) {
+        store_tile();
+      } else {
+        // Element (sl, i) of thread tid at (sl * BL_ACC + i) * BL_THREADS + tid: coalesced.
+        int *mine = sk_partials + (2 * j + (u == u0 ? 0 : 1)) * part_ints + tid;
+#pragma unroll
+        for (int sl = 0; sl < BL_SLABS; ++sl)
+#pragma unroll
+          for (int i = 0; i < BL_ACC; ++i) mine[(sl * BL_ACC + i) * BL_THREADS] = acc[sl][i];
+        // Partials visible device-wide before the count that publishes them.
+        __threadfence();
+        __syncthreads();
+        const unsigned long long j0 = owner((unsigned long long)lt * ks);
+        const unsigned long long j1 = owner((unsigned long long)lt * ks + ks - 1);
+        if (tid == 0) *last = atomicAdd(&sk_counters[lt], 1u) == (unsigned int)(j1 - j0);
+        __syncthreads();
+        if (*last) {
+          __threadfence();
+          for (unsigned long long o = j0; o <= j1; ++o) {
+            if (o == j) continue;
+            const unsigned long long first = start(o), seg = first > lt * ks ? first : lt * ks;
+            const int *other = sk_partials + (2 * o + (seg == first ? 0 : 1)) * part_ints + tid;
+#pragma unroll
+            for (int sl = 0; sl < BL_SLABS; ++sl)
+#pragma unroll
+              for (int i = 0; i < BL_ACC; ++i)
+                acc[sl][i] += __ldcg(other + (sl * BL_ACC + i) * BL_THREADS);
+          }
+          store_tile();
+        }
+      }
+      u += s1 - s0;
+    }
   }
-  if (s < ksteps) step(s, a0, a1);
+#else
+  run(0, ksteps);
+  store_tile();
+#endif
 #else
   load_x(0);
   load_x(1);
@@ -373,7 +486,6 @@ extern "C" __global__ void __launch_bounds__(BL_THREADS, BL_MINB) BL_ENTRY(
     step(s + 1, w1, a1, a0);
   }
   if (s < ksteps) step(s, w0, a0, a1);
-#endif
   BL_WGMMA_WAIT(0);
 #pragma unroll
   for (int sl = 0; sl < BL_SLABS; ++sl) bl_fence_acc(acc[sl]);
@@ -381,4 +493,5 @@ extern "C" __global__ void __launch_bounds__(BL_THREADS, BL_MINB) BL_ENTRY(
 
   bl_store_acc(acc, n_base + wg * BL_SLABS * 64 + warp * 16 + g, m_base + 2 * t, M, N, out,
                out_raw, x_scales, w_scales, bias);
+#endif
 }

@@ -6,6 +6,10 @@
 // warps, 1 or 2), BL_TMA (1: the activations by TMA, see below), BL_MCAST (1: TMA multicast in
 // a 2-block cluster, see below), `bl_wgmma`, then epilogue.cuh and wgmma_common.cuh.
 //
+// Measured on an H100 (session 6, BENCHMARKS.md): exact, but with cp.async producers 25-50%
+// slower than gemm_wgmma.cu with the words copied 4 stages ahead (one warp cannot issue a 32 KB
+// stage's copies fast enough); with TMA (BL_TMA) level with it; multicast slower again.
+//
 // Why: gemm_wgmma.cu keeps the tensor pipe 42% busy on an H100 with nothing else saturated
 // (BENCHMARKS.md); every warp there copies, decodes and issues, and a block barrier per stage
 // makes each stage wait for the slowest warp. Here:

@@ -15,6 +15,8 @@
 
 struct BlGemmParams {
   unsigned long long m, n, blocks_k;
+  // Stream-K (gemm_wgmma.cu, BL_SK): blocks of whole tiles, then stream-K blocks; else unused.
+  unsigned long long sk_dp, sk_blocks;
 };
 
 // The instructions the CPU emulation of these kernels (tests/wgmma_emu) replaces with its own
