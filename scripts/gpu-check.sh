@@ -15,7 +15,8 @@
 # GPU_CHECK_NO_LOGS=1 skip the Nsight Compute device times, the torch baseline and the dumps of
 # generated kernel sources. The session-3 runs that fill BENCHMARKS.md's H100 section used these.
 # GPU_CHECK_NCU_DETAIL=<kernel-name regex> adds Nsight Compute's detailed sections (stall reasons
-# included) for one launch of that kernel. GPU_CHECK_WGMMA_CONFIGS=15,19 checks and times only
+# included) for one launch of that kernel (at the batch sizes GPU_CHECK_NCU_DETAIL_MS, default
+# GPU_CHECK_MS: the first matching launch is profiled). GPU_CHECK_WGMMA_CONFIGS=15,19 checks and times only
 # those wgmma configurations besides the default (wgmma_gemm_config_override numbers); each is
 # checked in its own process, and one that fails is left out of the timings.
 # GPU_CHECK_TIMINGS_TIMEOUT and GPU_CHECK_NCU_TIMEOUT (seconds, default 300 and 150) bound the
@@ -147,7 +148,8 @@ PY
   # sections for the first launch whose kernel name matches (e.g. gemm_wgmma.*bm256, or
   # gemv_dp4a), in .gpu/ncu_detail.txt: where a kernel's time goes, one launch, ~20 s.
   if command -v ncu >/dev/null 2>&1 && [ -n "${GPU_CHECK_NCU_DETAIL:-}" ]; then
-    GPU_CHECK_PROFILE=1 GPU_CHECK_SKIP_CHECKS=1 timeout 120 ncu --clock-control none \
+    # GPU_CHECK_NCU_DETAIL_MS: the batch sizes of this pass (the first matching launch wins).
+    GPU_CHECK_MS=${GPU_CHECK_NCU_DETAIL_MS:-${GPU_CHECK_MS:-}} GPU_CHECK_PROFILE=1 GPU_CHECK_SKIP_CHECKS=1 timeout 120 ncu --clock-control none \
       --kernel-name "regex:${GPU_CHECK_NCU_DETAIL}" --launch-count 1 \
       --section SpeedOfLight --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis \
       --section SchedulerStats --section WarpStateStats --section LaunchStats --section Occupancy \

@@ -1,0 +1,37 @@
+#!/usr/bin/env python3
+"""Short table of a GPU run's JSON lines (scripts/gpu-check.sh, bitlinear-bench): what the
+device tool's reply shows. Usage: python3 scripts/gpu_summary.py results.jsonl [more.jsonl]
+
+Prints failed checks and errors, the copy bandwidth, then one line per (K, N, M) with every
+timed implementation: m: product only, l: whole layer, ncu: device time (Nsight Compute)."""
+import json
+import sys
+
+rows = []
+for path in sys.argv[1:]:
+    try:
+        for line in open(path):
+            try:
+                rows.append(json.loads(line))
+            except ValueError:
+                pass
+    except OSError as e:
+        print(f"! {path}: {e}")
+table = {}
+for r in rows:
+    op = r.get("op")
+    if op in ("check", "error", "note") and not r.get("ok", False):
+        print("!", json.dumps(r)[:300])
+    elif op == "copy":
+        print("copy GB/s", r.get("gbps"))
+    elif op in ("matmul", "linear") and "k" in r:
+        name = r["op"][0] + ":" + r["impl"].replace("bitlinear-cuda-", "")
+        table.setdefault((r["k"], r["n"], r["m"]), []).append((name, r["median_us"]))
+    elif op == "device_time":
+        name = "ncu:" + r["impl"].replace("bitlinear-cuda-", "")
+        table.setdefault((r["k"], r["n"], r["m"]), []).append((name, r["kernel_us"]))
+    elif "median_us" in r and "impl" in r:
+        key = (r.get("k"), r.get("n"), r.get("m"))
+        table.setdefault(key, []).append((r["impl"], r["median_us"]))
+for key in sorted(table, key=str):
+    print(key, " ".join(f"{a}={b}" for a, b in table[key]))
