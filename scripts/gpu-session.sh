@@ -8,38 +8,39 @@
 #     && gzip -c .gpu/gpu_check > .gpu/carry/gpu_check.gz \
 #     && strip -o .gpu/bitlinear-bench-cuda target/release/bitlinear-bench \
 #     && gzip -c .gpu/bitlinear-bench-cuda > .gpu/carry/bench.gz
-# then (device tool, carry [".gpu/carry"], timeout_s 600): bash scripts/gpu-session.sh $OUT [step]
+# then (device tool, carry [".gpu/carry"], timeout_s 600): bash scripts/gpu-session.sh $OUT STEP
 #
 # Everything is written straight to the output folder (a machine that stops answering returns
 # nothing, and files left elsewhere never come back); each step is bounded, and the last lines
 # printed are a short table of the results (scripts/gpu_summary.py).
-# Steps: `kernels` (~5 min: checks of the wgmma configurations and f16/bf16 outputs, timings at
-# M = 512 and 2048 with torch, ncu device times and stall reasons), `burn` (~4 min: Burn's f32
-# and bf16 Linear against deployed and training BitLinear), `all` (both; the default).
+# Steps, one per call (each ends within 9 minutes): `kernels` (~6 min: checks of the wgmma
+# configurations and f16/bf16 outputs, timings at M = 512 and 2048 with torch, ncu device times
+# and stall reasons), `burn` (~4 min: Burn's f32 and bf16 Linear against deployed and training
+# BitLinear; Burn's f32 baseline autotunes for minutes on a fresh machine).
 set -uo pipefail
 O=${1:?output folder}
-STEP=${2:-all}
+STEP=${2:?step: kernels or burn}
 mkdir -p .gpu
 [ -f .gpu/carry/gpu_check.gz ] && gunzip -c .gpu/carry/gpu_check.gz > .gpu/gpu_check && chmod +x .gpu/gpu_check
 [ -f .gpu/carry/bench.gz ] && gunzip -c .gpu/carry/bench.gz > .gpu/bitlinear-bench-cuda && chmod +x .gpu/bitlinear-bench-cuda
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,temperature.gpu --format=csv > "$O/smi.txt" 2>&1
 
-if [ "$STEP" = all ] || [ "$STEP" = kernels ]; then
+if [ "$STEP" = kernels ]; then
   RESULTS=$O/results.jsonl GPU_CHECK_LIST="wgmma_gemm_configs half_outputs wgmma_gemm" \
     GPU_CHECK_MS=512,2048 GPU_CHECK_NO_MMA=1 GPU_CHECK_NO_CMMA_TILED=1 GPU_CHECK_NO_LOGS=1 \
     GPU_CHECK_QUICK=1 GPU_CHECK_WGMMA_CONFIGS=${WGMMA_CONFIGS:-10,11,24,25} \
     GPU_CHECK_TIMINGS_TIMEOUT=150 GPU_CHECK_NCU_TIMEOUT=100 \
     GPU_CHECK_NCU_DETAIL=${NCU_DETAIL:-gemm_wgmma.*bm256} GPU_CHECK_NCU_DETAIL_MS=2048 \
     TORCH_BENCH_MS=512,2048 \
-    timeout -k 5 330 bash scripts/gpu-check.sh > "$O/gpu-check.out" 2>&1
+    timeout -k 5 500 bash scripts/gpu-check.sh > "$O/gpu-check.out" 2>&1
   echo "{\"op\":\"note\",\"what\":\"gpu-check exited with $?\"}" >> "$O/results.jsonl"
   cp .gpu/ncu_detail.txt .gpu/ncu.csv "$O/" 2>/dev/null
   tail -c 6000 .gpu/gpu_check.stderr > "$O/stderr_tail.txt" 2>/dev/null
 fi
 
-if [ "$STEP" = all ] || [ "$STEP" = burn ]; then
+if [ "$STEP" = burn ]; then
   # Burn's f32 baseline autotunes for minutes on a fresh machine.
-  timeout -k 5 ${BURN_TIMEOUT:-240} .gpu/bitlinear-bench-cuda --backend cuda --m 1,2048 --k 4096 --n 4096 \
+  timeout -k 5 ${BURN_TIMEOUT:-480} .gpu/bitlinear-bench-cuda --backend cuda --m 1,2048 --k 4096 --n 4096 \
     --min-time 0.2 --impl burn-linear-f32,burn-bitlinear-deployed,burn-linear-bf16,burn-bitlinear-deployed-bf16,burn-linear-train-step,burn-bitlinear-train-step \
     > "$O/burn.jsonl" 2> "$O/burn.stderr"
   echo "burn bench exited with $?"
