@@ -13,9 +13,9 @@
 # Everything is written straight to the output folder (a machine that stops answering returns
 # nothing, and files left elsewhere never come back); each step is bounded, and the last lines
 # printed are a short table of the results (scripts/gpu_summary.py).
-# Steps, one per call (each ends within 9 minutes): `kernels` (~6 min: checks of the wgmma
-# configurations and f16/bf16 outputs, timings at M = 512 and 2048 with torch, ncu device times
-# and stall reasons), `burn` (~4 min: Burn's f32 and bf16 Linear against deployed and training
+# Steps, one per call (each ends within 9.5 minutes): `kernels` (~6 min: checks of the wgmma
+# configurations and f16/bf16 outputs, wall timings at M = 512 and 2048 with torch, and the
+# default kernel's stall reasons), `burn` (~4 min: Burn's f32 and bf16 Linear against deployed and training
 # BitLinear; Burn's f32 baseline autotunes for minutes on a fresh machine).
 set -uo pipefail
 O=${1:?output folder}
@@ -26,13 +26,13 @@ mkdir -p .gpu
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,temperature.gpu --format=csv > "$O/smi.txt" 2>&1
 
 if [ "$STEP" = kernels ]; then
-  RESULTS=$O/results.jsonl GPU_CHECK_LIST="wgmma_gemm_configs half_outputs wgmma_gemm" \
+  RESULTS=$O/results.jsonl GPU_CHECK_LIST="wgmma_gemm_configs half_outputs" \
     GPU_CHECK_MS=512,2048 GPU_CHECK_NO_MMA=1 GPU_CHECK_NO_CMMA_TILED=1 GPU_CHECK_NO_LOGS=1 \
-    GPU_CHECK_QUICK=1 GPU_CHECK_WGMMA_CONFIGS=${WGMMA_CONFIGS:-10,11,24,25} \
-    GPU_CHECK_TIMINGS_TIMEOUT=150 GPU_CHECK_NCU_TIMEOUT=100 \
+    GPU_CHECK_QUICK=1 GPU_CHECK_WGMMA_CONFIGS=${WGMMA_CONFIGS:-10,11,24,25,26,27} \
+    GPU_CHECK_TIMINGS_TIMEOUT=200 GPU_CHECK_NO_NCU=1 \
     GPU_CHECK_NCU_DETAIL=${NCU_DETAIL:-gemm_wgmma.*bm256} GPU_CHECK_NCU_DETAIL_MS=2048 \
     TORCH_BENCH_MS=512,2048 \
-    timeout -k 5 500 bash scripts/gpu-check.sh > "$O/gpu-check.out" 2>&1
+    timeout -k 5 540 bash scripts/gpu-check.sh > "$O/gpu-check.out" 2>&1
   echo "{\"op\":\"note\",\"what\":\"gpu-check exited with $?\"}" >> "$O/results.jsonl"
   cp .gpu/ncu_detail.txt .gpu/ncu.csv "$O/" 2>/dev/null
   tail -c 6000 .gpu/gpu_check.stderr > "$O/stderr_tail.txt" 2>/dev/null

@@ -115,6 +115,9 @@ struct WgmmaConfig {
     /// Stream-K (`BL_SK`, with `w_cp`): the last waves' tiles split by k-steps over one block
     /// per SM ([`stream_k_split`]).
     stream_k: bool,
+    /// Stream-K over all tiles (`BL_SK_ALL`): one block per SM, each a run of whole tiles and
+    /// at most two parts, so tiles end at different times on different SMs.
+    stream_k_all: bool,
 }
 
 impl WgmmaConfig {
@@ -131,6 +134,7 @@ impl WgmmaConfig {
             tma: false,
             mcast: false,
             stream_k: false,
+            stream_k_all: false,
         }
     }
 
@@ -138,6 +142,13 @@ impl WgmmaConfig {
     /// one, the rest split evenly by k-steps over one block per SM.
     const fn with_stream_k(mut self) -> Self {
         self.stream_k = true;
+        self
+    }
+
+    /// The same shape in stream-K over all its tiles (see `stream_k_all`).
+    const fn with_stream_k_all(mut self) -> Self {
+        self.stream_k = true;
+        self.stream_k_all = true;
         self
     }
 
@@ -277,6 +288,10 @@ impl WgmmaConfig {
         if self.stream_k {
             flags.push(("BL_SK", 1));
         }
+        // The kernel is the same; the name (and the emulation's split) differ.
+        if self.stream_k_all {
+            flags.push(("BL_SK_ALL", 1));
+        }
         flags
     }
 }
@@ -285,7 +300,7 @@ impl WgmmaConfig {
 const SM90_MAX_DYNAMIC_SHARED: usize = 227 * 1024;
 
 /// The configurations [`wgmma_gemm_config_override`] selects from (1-based).
-const WGMMA_CONFIGS: [WgmmaConfig; 25] = [
+const WGMMA_CONFIGS: [WgmmaConfig; 27] = [
     WgmmaConfig::new(1, 128, 1),
     WgmmaConfig::new(1, 256, 1),
     WgmmaConfig::new(1, 64, 1),
@@ -325,10 +340,18 @@ const WGMMA_CONFIGS: [WgmmaConfig; 25] = [
     // 10 and 11 in stream-K (checked in CPU emulation only, so far).
     WgmmaConfig::new(1, 256, 1).words_copied(4).with_stream_k(),
     WgmmaConfig::new(1, 128, 1).words_copied(4).with_stream_k(),
+    // 10 and 11 in stream-K over all tiles.
+    WgmmaConfig::new(1, 256, 1)
+        .words_copied(4)
+        .with_stream_k_all(),
+    WgmmaConfig::new(1, 128, 1)
+        .words_copied(4)
+        .with_stream_k_all(),
 ];
 
 static WGMMA_CONFIG: TuningOverride = TuningOverride::new(&[
-    1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25,
+    1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26,
+    27,
 ]);
 
 /// Forces one of the wgmma GEMM's block shapes (weight rows × activation rows: 1: 128 × 128,
@@ -338,7 +361,7 @@ static WGMMA_CONFIG: TuningOverride = TuningOverride::new(&[
 /// 3 ahead; 15-18: warp-specialized, 128 × 256 with 6 and 4 stages, 128 × 128 with 8, and
 /// 128 × 256 with 6 stages and 2 producer warps, 19: 256 × 128 with 6 stages; 20, 21: 15 and 19
 /// with the activations by TMA; 22, 23: 20 and 21 multicast in 2-block clusters; 24, 25: 10 and
-/// 11 in stream-K; 0 restores the default). For benchmarks and
+/// 11 in stream-K; 26, 27: 10 and 11 in stream-K over all tiles; 0 restores the default). For benchmarks and
 /// tests: every shape computes the same result.
 #[doc(hidden)]
 pub fn wgmma_gemm_config_override(config: usize) {
@@ -355,10 +378,12 @@ const WGMMA_ROWS_256_COST: f64 = 0.8;
 /// then `blocks` blocks split the k-steps of the last `shared` tiles evenly (at least one each).
 /// The shared tiles are the partial last wave and the full wave before it (all tiles if there
 /// are fewer than `sms`), so each stream-K block computes between one and two tiles' worth and
-/// the last wave is as full as the others; none when the tiles fill whole waves.
-fn stream_k_split(tiles: usize, ksteps: usize, sms: usize) -> (usize, usize, usize) {
+/// the last wave is as full as the others; none when the tiles fill whole waves. With `all`,
+/// every tile is shared.
+fn stream_k_split(tiles: usize, ksteps: usize, sms: usize, all: bool) -> (usize, usize, usize) {
     let sms = sms.max(1);
     let shared = match tiles % sms {
+        _ if all => tiles,
         0 => 0,
         rest if tiles < sms => rest,
         rest => rest + sms,
@@ -753,8 +778,12 @@ impl RawLaunch<'_> {
             let sms = client.properties().hardware.num_streaming_multiprocessors;
             // The kernel's stages: 8 k-blocks of 16 inputs (BL_KB_STAGE).
             let ksteps = self.blocks_k.div_ceil(8);
-            let (whole, blocks, shared) =
-                stream_k_split(blocks_n * blocks_m, ksteps, sms.unwrap_or(132) as usize);
+            let (whole, blocks, shared) = stream_k_split(
+                blocks_n * blocks_m,
+                ksteps,
+                sms.unwrap_or(132) as usize,
+                config.stream_k_all,
+            );
             // Two partial tiles per stream-K block (i32, one per thread and accumulator), and
             // one counter per shared tile, zeroed.
             let tile_ints = config.threads() * config.slabs * config.rows / 2;
@@ -834,17 +863,21 @@ mod tests {
     #[test]
     fn stream_k_split_fills_the_last_wave() {
         // 4096->11008, M = 2048, 128 x 256 tiles: 688 = 5 waves + 28; the last two waves shared.
-        assert_eq!(stream_k_split(688, 32, 132), (528, 132, 160));
+        assert_eq!(stream_k_split(688, 32, 132, false), (528, 132, 160));
         // Fewer tiles than SMs: all shared.
-        assert_eq!(stream_k_split(64, 32, 132), (0, 132, 64));
-        // Whole waves: nothing shared.
-        assert_eq!(stream_k_split(264, 32, 132), (264, 0, 0));
+        assert_eq!(stream_k_split(64, 32, 132, false), (0, 132, 64));
+        // Whole waves: nothing shared, unless all are.
+        assert_eq!(stream_k_split(264, 32, 132, false), (264, 0, 0));
+        assert_eq!(stream_k_split(264, 32, 132, true), (0, 132, 264));
         // Fewer units than SMs: one block per unit.
-        assert_eq!(stream_k_split(5, 1, 132), (0, 5, 5));
+        assert_eq!(stream_k_split(5, 1, 132, false), (0, 5, 5));
         for tiles in 1..300 {
             for ksteps in [1, 2, 3, 32] {
                 for sms in [1, 2, 7, 132] {
-                    let (whole, blocks, shared) = stream_k_split(tiles, ksteps, sms);
+                    let (whole, blocks, shared) = stream_k_split(tiles, ksteps, sms, false);
+                    let (_, all_blocks, all_shared) = stream_k_split(tiles, ksteps, sms, true);
+                    assert_eq!(all_shared, tiles);
+                    assert_eq!(all_blocks, sms.min(tiles * ksteps));
                     assert_eq!(whole + shared, tiles);
                     assert_eq!(whole % sms, 0);
                     assert!(blocks <= sms && blocks <= shared * ksteps);

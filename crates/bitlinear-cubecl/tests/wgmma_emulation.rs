@@ -52,6 +52,9 @@ fn run_shapes(exe: &Path, file: &str, shape: &[(&str, usize)], raw: bool) {
         (100, 200, 520, 8),
         (257, 1040, 129, 6),
         (256, 4100, 33, 7),
+        // 7 stages: a stream-K block's next tile starts in the buffer its last wgmma read
+        // (blocks of 4 whole tiles each over all 12, on 3 SMs).
+        (300, 800, 700, 9),
     ] {
         let out = Command::new(exe)
             .args([m, k, n, seed].map(|v| v.to_string()))

@@ -15,9 +15,9 @@
 //   g + 8, inputs 4t..4t+3 and 16 + 4t..) or, like B, through a K-major, 128-byte-swizzled
 //   shared-memory descriptor (16-byte chunk c of row r at r * 128 + (c ^ r % 8) * 16 within each
 //   1024-byte group of 8 rows); accumulators of lane (g, t): element i at row g + 8 ((i / 2) %
-//   2), column 8 (i / 4) + 2t + i % 2. A wgmma executes when a wait retires its commit group, so
-//   reading a stage before its copies landed or overwriting what an in-flight wgmma reads gives
-//   wrong results here.
+//   2), column 8 (i / 4) + 2t + i % 2. A wgmma executes when a wait retires its commit group
+//   (the last warpgroup's a little late), so reading a stage before its copies landed or
+//   overwriting what an in-flight wgmma reads gives wrong results here.
 // Not modelled: the proxy fences (a missing one goes unnoticed).
 //
 // Build: c++ -std=c++20 -O1 -pthread -fsanitize=address -DBL_KERNEL='"path/to/gemm_wgmma.cu"'
@@ -410,6 +410,10 @@ static void emu_mma_commit() {
 }
 
 static void emu_mma_wait(unsigned int pending) {
+  // The last warpgroup retires its wgmma late, so that a buffer another warpgroup refills
+  // before a barrier says every wgmma reading it is done gets overwritten under it here.
+  if (emu_mma_groups.size() > pending && (threadIdx.x >> 7) == BL_WGS - 1 && BL_WGS > 1)
+    std::this_thread::sleep_for(std::chrono::microseconds(50));
   while (emu_mma_groups.size() > pending) {
     for (const EmuMma &op : emu_mma_groups.front()) emu_mma_execute(op);
     emu_mma_groups.pop_front();
@@ -470,8 +474,8 @@ int main(int argc, char **argv) {
   const unsigned int tiles_x = (N + 64 * BL_SLABS * BL_WGS - 1) / (64 * BL_SLABS * BL_WGS);
   const unsigned int tiles_y = (M + BL_BM - 1) / BL_BM;
   // The host's split (raw_cuda_linear.rs, `stream_k_split`): whole tiles for all full waves but
-  // the last, the rest (the last full wave and the partial one) in stream-K blocks; each of them
-  // gets at least one unit.
+  // the last, the rest (the last full wave and the partial one; with BL_SK_ALL every tile) in
+  // stream-K blocks; each of them gets at least one unit.
   unsigned long long sk_dp = 0, sk_blocks = 0;
   std::vector<int> sk_partials;
   std::vector<unsigned int> sk_counters;
@@ -479,7 +483,11 @@ int main(int argc, char **argv) {
     const unsigned int sms = 2 + (unsigned int)(std::strtoull(argv[4], nullptr, 10) % 4);
     const unsigned long long tiles = (unsigned long long)tiles_x * tiles_y;
     const unsigned long long ks = (BK + 7) / 8;
-    const unsigned long long sk_tiles = tiles % sms == 0 ? 0 : (tiles < sms ? tiles : tiles % sms + sms);
+#ifndef BL_SK_ALL
+#define BL_SK_ALL 0
+#endif
+    const unsigned long long sk_tiles =
+        BL_SK_ALL ? tiles : tiles % sms == 0 ? 0 : (tiles < sms ? tiles : tiles % sms + sms);
     sk_dp = tiles - sk_tiles;
     sk_blocks = std::min<unsigned long long>(sms, sk_tiles * ks);
     sk_partials.assign(2 * sk_blocks * BL_WGS * 128 * BL_SLABS * BL_ACC, 0x5A5A5A5A);

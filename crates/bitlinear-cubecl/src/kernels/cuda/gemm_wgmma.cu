@@ -361,35 +361,39 @@ extern "C" __global__ void __launch_bounds__(BL_THREADS, BL_MINB) BL_ENTRY(
     }
   };
 
-  // Stages [s_begin, s_end) of the current tile into fresh accumulators, everything retired at
-  // the end. The barrier first: the other warpgroup may still read a buffer with the previous
-  // tile's last wgmma.
-  auto run = [&](unsigned int s_begin, unsigned int s_end) {
+  // The first BL_DIST stages of [s_begin, s_end) of the current tile (set_tile) on their way:
+  // a stream-K block starts them before the previous segment's stores, which they overlap.
+  auto prefetch = [&](unsigned int s_begin, unsigned int s_end) {
     s_stop = s_end;
+    for (unsigned int i = 0; i < BL_DIST; ++i) load_x(s_begin + i);
+  };
+  // Stages [s_begin, s_stop) after their prefetch, into fresh accumulators; at the end every
+  // wgmma and copy is retired and, past the barrier, every buffer is free for the next prefetch.
+  auto finish = [&](unsigned int s_begin) {
 #pragma unroll
     for (int sl = 0; sl < BL_SLABS; ++sl)
 #pragma unroll
       for (int i = 0; i < BL_ACC; ++i) acc[sl][i] = 0;
-    __syncthreads();
-    for (unsigned int i = 0; i < BL_DIST; ++i) load_x(s_begin + i);
     BL_CP_ASYNC_WAIT(BL_DIST - 1);
     __syncthreads();
     load_w(s_begin, w0);
     decode(s_begin, w0, a0);
     unsigned int s = s_begin;
-    for (; s + 1 < s_end; s += 2) {
+    for (; s + 1 < s_stop; s += 2) {
       step(s, a0, a1);
       step(s + 1, a1, a0);
     }
-    if (s < s_end) step(s, a0, a1);
+    if (s < s_stop) step(s, a0, a1);
     BL_WGMMA_WAIT(0);
 #pragma unroll
     for (int sl = 0; sl < BL_SLABS; ++sl) bl_fence_acc(acc[sl]);
     BL_CP_ASYNC_WAIT(0);
+    __syncthreads();
   };
-  auto store_tile = [&]() {
-    bl_store_acc(acc, n_base + wg * BL_SLABS * 64 + warp * 16 + g, m_base + 2 * t, M, N, out,
-                 out_raw, x_scales, w_scales, bias);
+  // The accumulators as the outputs of the tile at weight row nb, activation row mb.
+  auto store_tile = [&](unsigned int nb, unsigned int mb) {
+    bl_store_acc(acc, nb + wg * BL_SLABS * 64 + warp * 16 + g, mb + 2 * t, M, N, out, out_raw,
+                 x_scales, w_scales, bias);
   };
 
 #if BL_SK
@@ -399,8 +403,9 @@ extern "C" __global__ void __launch_bounds__(BL_THREADS, BL_MINB) BL_ENTRY(
   auto go_tile = [&](unsigned int tile) { set_tile(tile % tiles_x, tile / tiles_x); };
   if (blockIdx.x < dp) {
     go_tile(blockIdx.x);
-    run(0, ksteps);
-    store_tile();
+    prefetch(0, ksteps);
+    finish(0);
+    store_tile(n_base, m_base);
   } else {
     // Units u = (tile - dp) * ksteps + step; block j takes [start(j), start(j + 1)), which grows
     // strictly (the host gives each block at least one unit), and owner(u) is the block that
@@ -412,13 +417,31 @@ extern "C" __global__ void __launch_bounds__(BL_THREADS, BL_MINB) BL_ENTRY(
     // A shared flag after the word buffers (the host reserves it): this block counted last.
     volatile unsigned int *last = (volatile unsigned int *)(bl_dyn + (pbase + BL_STAGES * BL_W_STAGE_BYTES - bl_smem(bl_dyn)));
     const size_t part_ints = (size_t)BL_THREADS * BL_SLABS * BL_ACC;
+    // The segment at unit u: its tile (local index), and its steps [s0, s1) in that tile.
+    struct Segment {
+      unsigned int lt, s0, s1;
+    };
+    auto segment_at = [&](unsigned long long u) {
+      const unsigned int s0 = (unsigned int)(u % ks);
+      return Segment{(unsigned int)(u / ks), s0,
+                     (unsigned int)(u1 - u < ks - s0 ? s0 + (u1 - u) : ks)};
+    };
+    Segment seg = segment_at(u0);
+    go_tile(dp + seg.lt);
+    prefetch(seg.s0, seg.s1);
     for (unsigned long long u = u0; u < u1;) {
-      const unsigned int lt = (unsigned int)(u / ks), s0 = (unsigned int)(u % ks);
-      const unsigned int s1 = (unsigned int)(u1 - u < ks - s0 ? s0 + (u1 - u) : ks);
-      go_tile(dp + lt);
-      run(s0, s1);
+      const unsigned int lt = seg.lt, s0 = seg.s0, s1 = seg.s1;
+      finish(s0);
+      // The next segment's first stages start now; this one's outputs go out meanwhile.
+      const unsigned int nb = n_base, mb = m_base;
+      const unsigned long long u_next = u + (s1 - s0);
+      if (u_next < u1) {
+        seg = segment_at(u_next);
+        go_tile(dp + seg.lt);
+        prefetch(seg.s0, seg.s1);
+      }
       if (s0 == 0 && s1 == ks) {
-        store_tile();
+        store_tile(nb, mb);
       } else {
         // Element (sl, i) of thread tid at (sl * BL_ACC + i) * BL_THREADS + tid: coalesced.
         int *mine = sk_partials + (2 * j + (u == u0 ? 0 : 1)) * part_ints + tid;
@@ -445,15 +468,17 @@ extern "C" __global__ void __launch_bounds__(BL_THREADS, BL_MINB) BL_ENTRY(
               for (int i = 0; i < BL_ACC; ++i)
                 acc[sl][i] += __ldcg(other + (sl * BL_ACC + i) * BL_THREADS);
           }
-          store_tile();
+          store_tile(nb, mb);
         }
+        // `last` is written again only after the next segment's barriers.
       }
-      u += s1 - s0;
+      u = u_next;
     }
   }
 #else
-  run(0, ksteps);
-  store_tile();
+  prefetch(0, ksteps);
+  finish(0);
+  store_tile(n_base, m_base);
 #endif
 #else
   load_x(0);
