@@ -116,9 +116,12 @@ for line in open(".gpu/profile_launches.jsonl"):
     if o.get("op") == "launch":
         launches.append(o)
 rows = {}
+regs = {}
 try:
     lines = [l for l in open(".gpu/ncu.csv") if l.startswith('"')]
     for r in csv.DictReader(lines):
+        if r.get("Metric Name") == "launch__registers_per_thread":
+            regs[int(r["ID"])] = r["Metric Value"]
         if r.get("Metric Name") != "gpu__time_duration.sum":
             continue
         v = float(r["Metric Value"].replace(",", ""))
@@ -133,14 +136,14 @@ if len(ids) != len(launches):
 groups = {}
 for i, l in zip(ids, launches):
     key = (l["what"], l["m"], l["k"], l["n"])
-    groups.setdefault(key, []).append(rows[i])
+    groups.setdefault(key, []).append(rows[i] + (regs.get(i, ""),))
 for (what, m, k, n), rs in groups.items():
     us = statistics.median(r[0] for r in rs)
     packed = -(-n // 16) * -(-k // 16) * 64
     print(json.dumps({"op": "device_time", "impl": what, "m": m, "k": k, "n": n,
                       "kernel_us": round(us, 2), "packed_gbps": round(packed / us / 1e3, 1),
                       "tops": round(2 * m * k * n / us / 1e6, 2), "kernel": rs[0][1],
-                      "grid": rs[0][2], "block": rs[0][3]}))
+                      "grid": rs[0][2], "block": rs[0][3], "regs": rs[0][4]}))
 PY
   fi
 

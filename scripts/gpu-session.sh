@@ -15,11 +15,13 @@
 # printed are a short table of the results (scripts/gpu_summary.py).
 # Steps, one per call (each ends within 9.5 minutes): `kernels` (~6 min: checks of the wgmma
 # configurations and f16/bf16 outputs, wall timings at M = 512 and 2048 with torch, and the
-# default kernel's stall reasons), `burn` (~4 min: Burn's f32 and bf16 Linear against deployed and training
-# BitLinear; Burn's f32 baseline autotunes for minutes on a fresh machine).
+# default kernel's stall reasons), `gemv` (~3 min: the dp4a GEMV's block shapes at M = 1 with
+# device times and registers, torch at M = 1), `burn` (~4 min: Burn's f32 and bf16 Linear
+# against deployed and training BitLinear; Burn's f32 baseline autotunes for minutes on a fresh
+# machine).
 set -uo pipefail
 O=${1:?output folder}
-STEP=${2:?step: kernels or burn}
+STEP=${2:?step: kernels, gemv or burn}
 mkdir -p .gpu
 [ -f .gpu/carry/gpu_check.gz ] && gunzip -c .gpu/carry/gpu_check.gz > .gpu/gpu_check && chmod +x .gpu/gpu_check
 [ -f .gpu/carry/bench.gz ] && gunzip -c .gpu/carry/bench.gz > .gpu/bitlinear-bench-cuda && chmod +x .gpu/bitlinear-bench-cuda
@@ -35,6 +37,15 @@ if [ "$STEP" = kernels ]; then
     timeout -k 5 540 bash scripts/gpu-check.sh > "$O/gpu-check.out" 2>&1
   echo "{\"op\":\"note\",\"what\":\"gpu-check exited with $?\"}" >> "$O/results.jsonl"
   cp .gpu/ncu_detail.txt .gpu/ncu.csv "$O/" 2>/dev/null
+  tail -c 6000 .gpu/gpu_check.stderr > "$O/stderr_tail.txt" 2>/dev/null
+fi
+
+if [ "$STEP" = gemv ]; then
+  RESULTS=$O/results.jsonl GPU_CHECK_LIST="dp4a_gemv dp4a_gemv_configs" GPU_CHECK_MS=1 \
+    GPU_CHECK_NO_LOGS=1 GPU_CHECK_QUICK=1 GPU_CHECK_TIMINGS_TIMEOUT=120 GPU_CHECK_NCU_TIMEOUT=120 \
+    TORCH_BENCH_MS=1 timeout -k 5 420 bash scripts/gpu-check.sh > "$O/gpu-check.out" 2>&1
+  echo "{\"op\":\"note\",\"what\":\"gpu-check exited with $?\"}" >> "$O/results.jsonl"
+  cp .gpu/ncu.csv .gpu/profile_launches.jsonl "$O/" 2>/dev/null
   tail -c 6000 .gpu/gpu_check.stderr > "$O/stderr_tail.txt" 2>/dev/null
 fi
 

@@ -794,6 +794,8 @@ fn all_variants(m: usize, cmma_ok: bool, raw_ok: bool, wgmma_ok: bool) -> Vec<Va
                 v.push(Variant::dp4a("dp4a-split", 3));
                 v.push(Variant::dp4a("dp4a-w4u8", 4));
                 v.push(Variant::dp4a("dp4a-w4u8-nosplit", 5));
+                v.push(Variant::dp4a("dp4a-minb6-nosplit", 6));
+                v.push(Variant::dp4a("dp4a-minb8-nosplit", 7));
             }
         }
         v.push(main(Variant::new("gemv", MatmulPath::Gemv, 0, 0)));
@@ -1314,7 +1316,7 @@ fn run<R: Runtime>(device: &R::Device, backend: &str) {
     }
     if want("dp4a_gemv_configs") {
         let r = raw_check(&c, || {
-            (2..=5).try_for_each(|config| {
+            (2..=dp4a_gemv_config_count()).try_for_each(|config| {
                 dp4a_gemv_config_override(config);
                 let r = check_matmul(&c, &mut rng, MatmulPath::Dp4aGemv)
                     .map_err(|e| format!("config {config}: {e}"));

@@ -36,7 +36,7 @@ struct GemvConfig {
 /// The configurations [`dp4a_gemv_config_override`] selects from (1-based); the first is the
 /// default. It has no 4-accumulator split: on an H100 it was as fast as the split at three of
 /// the four benchmark shapes and 4-23% faster at 4096→11008 (device times, BENCHMARKS.md).
-const GEMV_CONFIGS: [GemvConfig; 5] = [
+const GEMV_CONFIGS: [GemvConfig; 7] = [
     GemvConfig {
         warps: 8,
         unroll: 4,
@@ -67,15 +67,36 @@ const GEMV_CONFIGS: [GemvConfig; 5] = [
         split: false,
         min_blocks: 0,
     },
+    // The default asked for 6 and 8 resident blocks per SM (at most 40 and 32 registers): at
+    // 4096->11008 the grid is 688 blocks, which fits one wave on 132 SMs only from 6 blocks per
+    // SM on (not measured yet; the split version at 6 was slower, with more live registers).
+    GemvConfig {
+        warps: 8,
+        unroll: 4,
+        split: false,
+        min_blocks: 6,
+    },
+    GemvConfig {
+        warps: 8,
+        unroll: 4,
+        split: false,
+        min_blocks: 8,
+    },
 ];
 
-static GEMV_CONFIG: TuningOverride = TuningOverride::new(&[1, 2, 3, 4, 5]);
+static GEMV_CONFIG: TuningOverride = TuningOverride::new(&[1, 2, 3, 4, 5, 6, 7]);
 
-/// Forces one of the dp4a GEMV's block configurations (1..=5; 0 restores the default, 1). For
+/// Forces one of the dp4a GEMV's block configurations (1..=7; 0 restores the default, 1). For
 /// benchmarks and tests: every configuration computes the same result.
 #[doc(hidden)]
 pub fn dp4a_gemv_config_override(config: usize) {
     GEMV_CONFIG.set(config);
+}
+
+/// How many configurations [`dp4a_gemv_config_override`] selects from.
+#[doc(hidden)]
+pub fn dp4a_gemv_config_count() -> usize {
+    GEMV_CONFIGS.len()
 }
 
 static GEMM_WARP_TILES: TuningOverride = TuningOverride::new(&[4, 8]);
