@@ -361,7 +361,7 @@ const WGMMA_CONFIGS: [WgmmaConfig; 27] = [
     // 10 and 11 in stream-K (checked in CPU emulation only, so far).
     WgmmaConfig::new(1, 256, 1).words_copied(4).with_stream_k(),
     WgmmaConfig::new(1, 128, 1).words_copied(4).with_stream_k(),
-    // 10 and 11 in stream-K over all tiles.
+    // 10 and 11 in stream-K over all tiles (CPU emulation only, so far).
     WgmmaConfig::new(1, 256, 1)
         .words_copied(4)
         .with_stream_k_all(),
@@ -382,8 +382,8 @@ static WGMMA_CONFIG: TuningOverride = TuningOverride::new(&[
 /// 3 ahead; 15-18: warp-specialized, 128 × 256 with 6 and 4 stages, 128 × 128 with 8, and
 /// 128 × 256 with 6 stages and 2 producer warps, 19: 256 × 128 with 6 stages; 20, 21: 15 and 19
 /// with the activations by TMA; 22, 23: 20 and 21 multicast in 2-block clusters; 24, 25: 10 and
-/// 11 in stream-K; 26, 27: 10 and 11 in stream-K over all tiles; 0 restores the default). For benchmarks and
-/// tests: every shape computes the same result.
+/// 11 in stream-K; 26, 27: 10 and 11 in stream-K over all tiles; 0 restores the default). For
+/// benchmarks and tests: every shape computes the same result.
 #[doc(hidden)]
 pub fn wgmma_gemm_config_override(config: usize) {
     WGMMA_CONFIG.set(config);

@@ -415,7 +415,8 @@ extern "C" __global__ void __launch_bounds__(BL_THREADS, BL_MINB) BL_ENTRY(
     auto owner = [&](unsigned long long u) { return ((u + 1) * sk - 1) / units; };
     const unsigned long long j = blockIdx.x - dp, u0 = start(j), u1 = start(j + 1);
     // A shared flag after the word buffers (the host reserves it): this block counted last.
-    volatile unsigned int *last = (volatile unsigned int *)(bl_dyn + (pbase + BL_STAGES * BL_W_STAGE_BYTES - bl_smem(bl_dyn)));
+    volatile unsigned int *last =
+        (volatile unsigned int *)(bl_dyn + (pbase + BL_STAGES * BL_W_STAGE_BYTES - bl_smem(bl_dyn)));
     const size_t part_ints = (size_t)BL_THREADS * BL_SLABS * BL_ACC;
     // The segment at unit u: its tile (local index), and its steps [s0, s1) in that tile.
     struct Segment {
