@@ -854,6 +854,7 @@ fn all_variants(m: usize, cmma_ok: bool, raw_ok: bool, wgmma_ok: bool) -> Vec<Va
                 v.push(Variant::wgmma("wgmma-ska-256", 26));
                 v.push(Variant::wgmma("wgmma-ska-128", 27));
                 v.push(Variant::wgmma("wgmma-sk-256", 24).bf16("wgmma-sk-256-bf16"));
+                v.push(Variant::wgmma("wgmma-ska-256", 26).bf16("wgmma-ska-256-bf16"));
                 v.push(Variant::wgmma("wgmma-cp4-256", 10).bf16("wgmma-cp4-256-bf16"));
                 v.push(Variant::wgmma("wgmma-ws6-w256", 19).bf16("wgmma-ws6-w256-bf16"));
                 v.push(Variant::wgmma("wgmma-ws6-256", 15).bf16("wgmma-ws6-256-bf16"));
