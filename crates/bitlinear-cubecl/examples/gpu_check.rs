@@ -948,8 +948,9 @@ fn profile<R: Runtime>(c: &ComputeClient<R>, rng: &mut Rng, cmma_ok: bool) {
                 }
                 Variant::reset();
             }
-            // The fused quantize + GEMV: the whole layer in one kernel.
-            if m <= GEMV_MAX_M && raw_cuda_available(c) && !no_fused() {
+            // The fused quantize + GEMV: the whole layer in one kernel (elsewhere `ternary_linear`
+            // takes two, which would shift the join of ncu's rows to these lines).
+            if fused_gemv_fits(m, k) && raw_cuda_available(c) && !no_fused() {
                 for _ in 0..2 {
                     announce("fused-linear", m, k, n);
                     let _ = ternary_linear(

@@ -536,6 +536,9 @@ fn entry_name(family: &str, flags: &[(&'static str, usize)]) -> String {
     name
 }
 
+/// A kernel's `#define`s, in order.
+type Flags = Vec<(&'static str, usize)>;
+
 /// The complete source of every hand-written kernel configuration the host can launch, paired
 /// with its entry name: each GEMV block configuration (1, 2 and 8 rows, fused where it applies),
 /// both mma tilings and every wgmma configuration with one epilogue, and the first of each
@@ -549,7 +552,8 @@ pub fn raw_kernel_sources() -> Vec<(String, String)> {
         epilogues.push(epilogue_flags(true, true, false, out));
     }
     let main_epilogue = epilogue_flags(true, true, false, FloatDtype::F32);
-    let mut kernels: Vec<(&str, Vec<(&'static str, usize)>, String)> = Vec::new();
+    // (family, the kernel's own flags, its body)
+    let mut kernels: Vec<(&str, Flags, String)> = Vec::new();
     for config in GEMV_CONFIGS {
         for rows in [1, 2, 8] {
             kernels.push((
@@ -638,8 +642,10 @@ const FUSED_MAX_M: usize = 2;
 
 /// Whether the fused quantize + GEMV kernel takes `m` rows of `k` inputs: `m ≤`
 /// [`FUSED_MAX_M`], `k ≤` [`FUSED_MAX_K`], and one block's quantized rows fit its static shared
-/// memory (the kernel's own limit, whatever the two bounds above).
-pub(crate) fn fused_gemv_fits(m: usize, k: usize) -> bool {
+/// memory (the kernel's own limit, whatever the two bounds above). Public for the GPU check,
+/// which times the fused layer only where it is one launch.
+#[doc(hidden)]
+pub fn fused_gemv_fits(m: usize, k: usize) -> bool {
     (1..=FUSED_MAX_M).contains(&m)
         && k <= FUSED_MAX_K
         && gemv_rows_per_block(m) * 16 * k.div_ceil(16) <= FUSED_SHARED_BYTES

@@ -55,7 +55,7 @@ fn f16_layer_is_the_f32_layer_rounded_once() {
             for n in [7usize, 65] {
                 case += 1;
                 let gran = [Gran::Tensor, Gran::Channel, Gran::Group(32)][case % 3];
-                let per_tensor = case % 4 == 0;
+                let per_tensor = case.is_multiple_of(4);
                 let with_bias = case % 2 == 1;
                 let ag = if per_tensor {
                     ActivationGranularity::PerTensor
