@@ -311,13 +311,7 @@ fn check_matmul<R: Runtime>(
     }
     for (case, (m, k, n)) in cases.into_iter().enumerate() {
         let case = case + 1;
-        let gran = [
-            Gran::Tensor,
-            Gran::Channel,
-            Gran::Group(16),
-            Gran::Group(32),
-            Gran::Group(64),
-        ][case % 5];
+        let gran = Gran::ALL[case % 5];
         let per_tensor = case % 3 == 0;
         let x = rng.vec(m * k, 1.5);
         let xh = upload_f32(c, &x);

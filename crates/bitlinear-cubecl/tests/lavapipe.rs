@@ -297,13 +297,7 @@ fn weight_packing_matches_reference() {
     let mut rng = StdRng::seed_from_u64(2);
     for &k in &KS {
         for &n in &NS {
-            for gran in [
-                Gran::Tensor,
-                Gran::Channel,
-                Gran::Group(16),
-                Gran::Group(32),
-                Gran::Group(64),
-            ] {
+            for gran in Gran::ALL {
                 for layout in [WeightLayout::InputMajor, WeightLayout::OutputMajor] {
                     let w_nk = random_vec(&mut rng, n * k, 0.05);
                     let dense: Vec<f32> = match layout {
@@ -446,13 +440,7 @@ fn linear_outputs_match_reference() {
             for &n in &NS {
                 case += 1;
                 // Rotate granularities, bias and activation modes over the grid.
-                let gran = [
-                    Gran::Tensor,
-                    Gran::Channel,
-                    Gran::Group(16),
-                    Gran::Group(32),
-                    Gran::Group(64),
-                ][case % 5];
+                let gran = Gran::ALL[case % 5];
                 let per_tensor = case % 3 == 0;
                 let with_bias = case % 2 == 0;
                 let x = random_vec(&mut rng, m * k, 1.5);

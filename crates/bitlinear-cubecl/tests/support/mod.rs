@@ -73,6 +73,15 @@ pub enum Gran {
 }
 
 impl Gran {
+    /// Every granularity the kernels take, in the order tests rotate through them.
+    pub const ALL: [Gran; 5] = [
+        Gran::Tensor,
+        Gran::Channel,
+        Gran::Group(16),
+        Gran::Group(32),
+        Gran::Group(64),
+    ];
+
     pub fn count(self, n: usize, k: usize) -> usize {
         match self {
             Gran::Tensor => 1,
