@@ -158,6 +158,14 @@ PY
       --section SchedulerStats --section WarpStateStats --section LaunchStats --section Occupancy \
       --section SourceCounters "$BIN" > .gpu/ncu_detail.txt 2>> .gpu/gpu_check.stderr
     echo "{\"op\":\"note\",\"what\":\"ncu detail for ${GPU_CHECK_NCU_DETAIL} exited with $? (.gpu/ncu_detail.txt)\"}" | tee -a "$RESULTS"
+    # The stall reasons as numbers (the WarpStateStats section prints only its header on the
+    # command line: session 4's detail had none): warps stalled per issued instruction, by
+    # reason. A pass of its own, so a metric name this ncu lacks cannot cost the sections above.
+    GPU_CHECK_MS=${GPU_CHECK_NCU_DETAIL_MS:-${GPU_CHECK_MS:-}} GPU_CHECK_PROFILE=1 GPU_CHECK_SKIP_CHECKS=1 timeout 90 ncu --clock-control none \
+      --kernel-name "regex:${GPU_CHECK_NCU_DETAIL}" --launch-count 1 \
+      --metrics 'regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio,smsp__issue_active.avg.per_cycle_active,sm__cycles_active.avg' \
+      "$BIN" > .gpu/ncu_stalls.txt 2>> .gpu/gpu_check.stderr
+    echo "{\"op\":\"note\",\"what\":\"ncu stall reasons for ${GPU_CHECK_NCU_DETAIL} exited with $? (.gpu/ncu_stalls.txt)\"}" | tee -a "$RESULTS"
   fi
 else
   echo "{\"op\":\"error\",\"what\":\"$BIN not found or not executable\"}" | tee -a "$RESULTS"

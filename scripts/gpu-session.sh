@@ -30,13 +30,13 @@ nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,temperature.g
 if [ "$STEP" = kernels ]; then
   RESULTS=$O/results.jsonl GPU_CHECK_LIST="wgmma_gemm_configs half_outputs" \
     GPU_CHECK_MS=512,2048 GPU_CHECK_NO_MMA=1 GPU_CHECK_NO_CMMA_TILED=1 GPU_CHECK_NO_LOGS=1 \
-    GPU_CHECK_QUICK=1 GPU_CHECK_WGMMA_CONFIGS=${WGMMA_CONFIGS:-10,11,24,25,26,27} \
+    GPU_CHECK_QUICK=1 GPU_CHECK_WGMMA_CONFIGS=${WGMMA_CONFIGS:-10,11,13,24,25,26,27} \
     GPU_CHECK_TIMINGS_TIMEOUT=200 GPU_CHECK_NO_NCU=1 GPU_CHECK_CHECK_TIMEOUT=150 \
     GPU_CHECK_NCU_DETAIL=${NCU_DETAIL:-gemm_wgmma.*bm256} GPU_CHECK_NCU_DETAIL_MS=2048 \
     TORCH_BENCH_MS=512,2048 \
     timeout -k 5 540 bash scripts/gpu-check.sh > "$O/gpu-check.out" 2>&1
   echo "{\"op\":\"note\",\"what\":\"gpu-check exited with $?\"}" >> "$O/results.jsonl"
-  cp .gpu/ncu_detail.txt .gpu/ncu.csv "$O/" 2>/dev/null
+  cp .gpu/ncu_detail.txt .gpu/ncu_stalls.txt .gpu/ncu.csv "$O/" 2>/dev/null
   tail -c 6000 .gpu/gpu_check.stderr > "$O/stderr_tail.txt" 2>/dev/null
 fi
 
