@@ -177,33 +177,41 @@ fn check_half_outputs<R: Runtime>(
     c: &ComputeClient<R>,
     rng: &mut Rng,
 ) -> std::result::Result<(), String> {
-    let mut paths = vec![MatmulPath::Gemv, MatmulPath::TiledGemm];
-    if cmma_available(c) {
-        paths.push(MatmulPath::CmmaGemm);
+    // The hand-written CUDA kernels first: the CubeCL paths' f16 outputs are also checked on
+    // lavapipe, theirs only here, and a run cut short by its time limit should have done them.
+    // Each path with its wgmma configuration (0: `Auto`'s); stream-K (24, 26) stores its
+    // shared tiles through its own code, so it is checked besides the default.
+    let mut paths = vec![];
+    if wgmma_available(c) {
+        paths.extend([0, 24, 26].map(|config| (MatmulPath::WgmmaGemm, config)));
     }
     if raw_cuda_available(c) {
-        paths.extend([MatmulPath::Dp4aGemv, MatmulPath::MmaGemm]);
+        paths.extend([(MatmulPath::Dp4aGemv, 0), (MatmulPath::MmaGemm, 0)]);
     }
-    if wgmma_available(c) {
-        paths.push(MatmulPath::WgmmaGemm);
+    paths.extend([(MatmulPath::Gemv, 0), (MatmulPath::TiledGemm, 0)]);
+    if cmma_available(c) {
+        paths.push((MatmulPath::CmmaGemm, 0));
     }
     for dtype in [FloatDtype::F16, FloatDtype::BF16] {
         if !dtype.supported(c) {
             return Err(format!("{dtype:?} is not supported on this device"));
         }
-        let narrow = |v: f32| -> (u16, f32) {
-            match dtype {
-                FloatDtype::F16 => {
-                    let h = half::f16::from_f32(v);
-                    (h.to_bits(), h.to_f32())
+    }
+    for &(path, config) in &paths {
+        wgmma_gemm_config_override(config);
+        for dtype in [FloatDtype::F16, FloatDtype::BF16] {
+            let narrow = |v: f32| -> (u16, f32) {
+                match dtype {
+                    FloatDtype::F16 => {
+                        let h = half::f16::from_f32(v);
+                        (h.to_bits(), h.to_f32())
+                    }
+                    _ => {
+                        let h = half::bf16::from_f32(v);
+                        (h.to_bits(), h.to_f32())
+                    }
                 }
-                _ => {
-                    let h = half::bf16::from_f32(v);
-                    (h.to_bits(), h.to_f32())
-                }
-            }
-        };
-        for &path in &paths {
+            };
             let ms: &[usize] = if matches!(path, MatmulPath::Gemv | MatmulPath::Dp4aGemv) {
                 &[1, 2, 5, 16]
             } else {
@@ -251,8 +259,8 @@ fn check_half_outputs<R: Runtime>(
                     if got != want {
                         let i = got.iter().zip(&want).position(|(a, b)| a != b).unwrap_or(0);
                         return Err(format!(
-                            "{dtype:?} {path:?} m={m} k={k} n={n}: element {i} bits {:#06x}, \
-                             want {:#06x} (of {} elements)",
+                            "{dtype:?} {path:?} (wgmma config {config}) m={m} k={k} n={n}: \
+                             element {i} bits {:#06x}, want {:#06x} (of {} elements)",
                             got.get(i).copied().unwrap_or(0),
                             want.get(i).copied().unwrap_or(0),
                             want.len()
@@ -263,7 +271,7 @@ fn check_half_outputs<R: Runtime>(
             // Progress, one line per path: this check compiles some 50 kernels, so a run cut
             // short by its time limit still says which paths were exact.
             println!(
-                r#"{{"op":"progress","check":"half_outputs","dtype":"{dtype:?}","path":"{path:?}","ok":true}}"#
+                r#"{{"op":"progress","check":"half_outputs","dtype":"{dtype:?}","path":"{path:?}","wgmma_config":{config},"ok":true}}"#
             );
         }
     }
@@ -1353,6 +1361,8 @@ fn run<R: Runtime>(device: &R::Device, backend: &str) {
     }
     if want("half_outputs") {
         ok &= report("half_outputs", check_half_outputs(&c, &mut rng));
+        // Also after an early error return, which leaves its configuration forced.
+        wgmma_gemm_config_override(0);
     }
     if want("wgmma_gemm_configs") {
         let r = if wgmma_available(&c) {
