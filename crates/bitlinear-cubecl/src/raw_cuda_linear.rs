@@ -139,6 +139,9 @@ struct WgmmaConfig {
     /// Stream-K over all tiles (`BL_SK_ALL`): one block per SM, each a run of whole tiles and
     /// at most two parts, so tiles end at different times on different SMs.
     stream_k_all: bool,
+    /// Register fragment sets (`BL_FRAGS`): 2, or 3 (with `w_cp`) to keep two wgmma groups in
+    /// flight while the next stage is decoded.
+    frags: usize,
 }
 
 impl WgmmaConfig {
@@ -156,7 +159,15 @@ impl WgmmaConfig {
             mcast: false,
             stream_k: false,
             stream_k_all: false,
+            frags: 2,
         }
+    }
+
+    /// The same shape (with `w_cp`) with three fragment sets: stage s + 1 is decoded while
+    /// stages s - 1 and s may both be in the tensor pipe (`BL_FRAGS`, `gemm_wgmma.cu`).
+    const fn with_three_fragment_sets(mut self) -> Self {
+        self.frags = 3;
+        self
     }
 
     /// The same shape (with `w_cp`) in stream-K: whole tiles for all waves but the last full
@@ -228,10 +239,14 @@ impl WgmmaConfig {
         64 * self.slabs * self.warpgroups
     }
 
-    /// Shared-memory buffers: the prefetch distance plus the two stages whose wgmma may be in
-    /// flight (the warp-specialized kernel: its stages).
+    /// Shared-memory buffers: the prefetch distance plus the stages whose wgmma may still read
+    /// theirs (the warp-specialized kernel: its stages).
     const fn stages(self) -> usize {
-        self.distance + 2
+        if self.producers > 0 {
+            self.distance + 2
+        } else {
+            self.distance + self.frags
+        }
     }
 
     /// Dynamic shared memory: the activation stages, two decoded weight tiles per warpgroup and
@@ -313,6 +328,9 @@ impl WgmmaConfig {
         if self.stream_k_all {
             flags.push(("BL_SK_ALL", 1));
         }
+        if self.frags != 2 {
+            flags.push(("BL_FRAGS", self.frags));
+        }
         flags
     }
 }
@@ -321,7 +339,7 @@ impl WgmmaConfig {
 const SM90_MAX_DYNAMIC_SHARED: usize = 227 * 1024;
 
 /// The configurations [`wgmma_gemm_config_override`] selects from (1-based).
-const WGMMA_CONFIGS: [WgmmaConfig; 27] = [
+const WGMMA_CONFIGS: [WgmmaConfig; 31] = [
     WgmmaConfig::new(1, 128, 1),
     WgmmaConfig::new(1, 256, 1),
     WgmmaConfig::new(1, 64, 1),
@@ -368,11 +386,27 @@ const WGMMA_CONFIGS: [WgmmaConfig; 27] = [
     WgmmaConfig::new(1, 128, 1)
         .words_copied(4)
         .with_stream_k_all(),
+    // 10 (3 stages ahead: 6 buffers fill the shared memory) and 11 with three fragment sets,
+    // then both in stream-K over all tiles (CPU emulation only, so far).
+    WgmmaConfig::new(1, 256, 1)
+        .words_copied(3)
+        .with_three_fragment_sets(),
+    WgmmaConfig::new(1, 128, 1)
+        .words_copied(4)
+        .with_three_fragment_sets(),
+    WgmmaConfig::new(1, 256, 1)
+        .words_copied(3)
+        .with_three_fragment_sets()
+        .with_stream_k_all(),
+    WgmmaConfig::new(1, 128, 1)
+        .words_copied(4)
+        .with_three_fragment_sets()
+        .with_stream_k_all(),
 ];
 
 static WGMMA_CONFIG: TuningOverride = TuningOverride::new(&[
     1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26,
-    27,
+    27, 28, 29, 30, 31,
 ]);
 
 /// Forces one of the wgmma GEMM's block shapes (weight rows × activation rows: 1: 128 × 128,
@@ -382,7 +416,9 @@ static WGMMA_CONFIG: TuningOverride = TuningOverride::new(&[
 /// 3 ahead; 15-18: warp-specialized, 128 × 256 with 6 and 4 stages, 128 × 128 with 8, and
 /// 128 × 256 with 6 stages and 2 producer warps, 19: 256 × 128 with 6 stages; 20, 21: 15 and 19
 /// with the activations by TMA; 22, 23: 20 and 21 multicast in 2-block clusters; 24, 25: 10 and
-/// 11 in stream-K; 26, 27: 10 and 11 in stream-K over all tiles; 0 restores the default). For
+/// 11 in stream-K; 26, 27: 10 and 11 in stream-K over all tiles; 28, 29: 10 (3 stages ahead)
+/// and 11 with three fragment sets (two wgmma groups in flight during the decode); 30, 31: 28
+/// and 29 in stream-K over all tiles; 0 restores the default). For
 /// benchmarks and tests: every shape computes the same result.
 #[doc(hidden)]
 pub fn wgmma_gemm_config_override(config: usize) {
@@ -969,7 +1005,13 @@ mod tests {
                     },
                     "{c:?}"
                 );
+                // What BL_FRAGS accepts in gemm_wgmma.cu.
+                assert!(
+                    c.frags == 2 || (c.frags == 3 && c.w_cp && !c.a_smem),
+                    "{c:?}"
+                );
             }
+            assert!(c.frags == 2 || c.producers == 0, "{c:?}");
             assert_eq!(c.weight_rows() / 16 * 32 % (128 * c.warpgroups), 0, "{c:?}");
         }
         assert_eq!(WGMMA_CONFIGS.len(), wgmma_kernel_flags().len());

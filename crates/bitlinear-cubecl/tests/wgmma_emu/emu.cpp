@@ -2,9 +2,9 @@
 // gemm_wgmma_ws.cu), to check their index arithmetic, tails and pipeline bookkeeping without a
 // GPU. The kernel source compiles unchanged as C++; one std::thread per CUDA thread, blocks one
 // after another. Modelled here, as measured exact on an H100 (session 4):
-// - cp.async: 16-byte copies or zero fills that land when a wait retires their commit group, or,
-//   after cp.async.mbarrier.arrive, in a DMA thread after a random delay, followed by the
-//   arrival;
+// - cp.async: 16-byte copies or zero fills that land, by a coin toss per commit group, as soon
+//   as the group is committed or only when a wait retires it, or, after cp.async.mbarrier.arrive,
+//   in a DMA thread after a random delay, followed by the arrival;
 // - mbarriers (init, arrive, arrive with expected transaction bytes, wait on a phase parity,
 //   arrive on a peer block's), __syncthreads, clusters of 2 blocks run at once (BL_MCAST: own
 //   shared memory each, a cluster barrier);
@@ -16,8 +16,8 @@
 //   shared-memory descriptor (16-byte chunk c of row r at r * 128 + (c ^ r % 8) * 16 within each
 //   1024-byte group of 8 rows); accumulators of lane (g, t): element i at row g + 8 ((i / 2) %
 //   2), column 8 (i / 4) + 2t + i % 2. A wgmma executes when a wait retires its commit group
-//   (the last warpgroup's a little late), so reading a stage before its copies landed or
-//   overwriting what an in-flight wgmma reads gives wrong results here.
+//   (the last warpgroup's a little late), so reading a stage before its copies landed, refilling
+//   a buffer an in-flight wgmma reads, or overwriting its fragments gives wrong results here.
 // Not modelled: the proxy fences (a missing one goes unnoticed).
 //
 // Build: c++ -std=c++20 -O1 -pthread -fsanitize=address -DBL_KERNEL='"path/to/gemm_wgmma.cu"'
@@ -77,8 +77,9 @@ static unsigned int bl_smem(const void *p) {
   return (unsigned int)((const unsigned char *)p - emu_smem);
 }
 
-// cp.async: each thread's copies wait in commit groups and land only when a wait retires their
-// group, so a stage read before its wait sees the buffer's stale bytes.
+// cp.async: each thread's copies wait in commit groups. A group lands, by a coin toss, when it is
+// committed (a buffer refilled while a wgmma in flight still reads it is overwritten under it)
+// or only when a wait retires it (a stage read before its wait sees the buffer's stale bytes).
 struct EmuCopy {
   unsigned int dst;
   const void *src;
@@ -86,6 +87,14 @@ struct EmuCopy {
 };
 static thread_local std::vector<EmuCopy> emu_open_group;
 static thread_local std::deque<std::vector<EmuCopy>> emu_groups;
+// The run's seed (main sets it before any block starts): each thread's coin tosses follow from
+// it, its block and its index.
+static unsigned long long emu_seed = 0;
+static bool emu_coin() {
+  static thread_local std::mt19937_64 coin(emu_seed * 0x9E3779B97F4A7C15ull +
+                                           (blockIdx.x * 64 + blockIdx.y) * 1024 + threadIdx.x);
+  return coin() & 1;
+}
 
 static void bl_cp16(unsigned int dst, const void *src, unsigned int bytes) {
   if (dst + 16 > sizeof(emu_smem)) {
@@ -102,14 +111,19 @@ static void bl_cp16(unsigned int dst, const void *src, unsigned int bytes) {
   emu_open_group.push_back(c);
 }
 
+static void emu_cp_wait(unsigned int pending);
+
 static void emu_cp_commit() {
   emu_groups.push_back(std::move(emu_open_group));
   emu_open_group.clear();
+  // Early: this group and every older one land now.
+  if (emu_coin()) emu_cp_wait(0);
 }
 
 static void emu_land(const EmuCopy &c);
 
 static void emu_cp_wait(unsigned int pending) {
+  // Oldest first: a group committed early lands with every group before it.
   while (emu_groups.size() > pending) {
     for (const EmuCopy &c : emu_groups.front()) emu_land(c);
     emu_groups.pop_front();
@@ -439,7 +453,8 @@ int main(int argc, char **argv) {
     std::fprintf(stderr, "no progress in 120 s: deadlock\n");
     std::_Exit(3);
   }).detach();
-  std::mt19937_64 rng(std::strtoull(argv[4], nullptr, 10));
+  emu_seed = std::strtoull(argv[4], nullptr, 10);
+  std::mt19937_64 rng(emu_seed);
   const unsigned int BK = (K + 15) / 16, kp = 16 * BK, tiles = (N + 15) / 16;
   // Activations: int8, rows padded with zeros to kp bytes.
   std::vector<signed char> x((size_t)M * kp, 0);

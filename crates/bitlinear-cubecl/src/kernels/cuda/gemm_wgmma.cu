@@ -29,6 +29,15 @@
 // BL_DIST + 2 buffers). On an H100 4 stages ahead ran 4-18% faster than 2 at every benchmark
 // shape: copy latency was part of what held the tensor pipe at 42%.
 //
+// BL_FRAGS = 3 (with BL_W_CP, registers; not measured yet): three fragment sets instead of two,
+// so two wgmma groups may be in flight while the next stage is decoded. With two sets, step s
+// decodes stage s + 1 only once stage s - 1's wgmma are done, and stage s + 1 is issued after
+// that decode and the block barrier: if that path takes longer than the one group left in the
+// tensor pipe, the pipe runs dry every stage. On an H100 the time per k-step fits a fixed
+// ~0.3 us plus the tensor time (0.88 us at 256 activation rows, ~0.6 at 128: BENCHMARKS.md),
+// which is what that would look like. The buffers grow to BL_DIST + 3 (a stage's buffer is
+// refilled once its wgmma, two groups back, are retired).
+//
 // BL_SK = 1 (with BL_W_CP; not measured yet): stream-K. The host launches a 1-D grid: the first
 // p.sk_dp blocks compute whole tiles (tile b: block tile (b % tiles_x, b / tiles_x)), then
 // p.sk_blocks blocks split the k-steps of the remaining tiles evenly between them, so the last
@@ -68,13 +77,20 @@
 #ifndef BL_SK
 #define BL_SK 0
 #endif
+#ifndef BL_FRAGS
+#define BL_FRAGS 2
+#endif
+#if BL_FRAGS != 2 && (BL_FRAGS != 3 || !BL_W_CP || BL_A_SMEM)
+#error "BL_FRAGS: 2, or 3 with BL_W_CP and the fragments in registers"
+#endif
 #if BL_SK && !BL_W_CP
 #error "BL_SK needs BL_W_CP"
 #endif
 
 #define BL_THREADS (128 * BL_WGS)
 #define BL_KB_STAGE 8  // k-blocks of 16 inputs per stage: 128 bytes of each activation row
-#define BL_STAGES (BL_DIST + 2)
+// The prefetch distance plus the stages whose wgmma may still read their buffer.
+#define BL_STAGES (BL_DIST + BL_FRAGS)
 #define BL_TILES (BL_WGS * BL_SLABS * 4)   // 16-row packed tiles per block
 #define BL_W_STAGE_BYTES (BL_TILES * 512)  // their words of one stage (BL_W_CP)
 #define BL_W_COPIES (BL_TILES * 32 / BL_THREADS)
@@ -281,6 +297,9 @@ extern "C" __global__ void __launch_bounds__(BL_THREADS, BL_MINB) BL_ENTRY(
 #else
   using Frags = unsigned int[BL_SLABS][4][4];
   Frags a0, a1;
+#if BL_FRAGS == 3
+  Frags a2;
+#endif
 #endif
 
   // Pins the accumulators and a fragment set in their registers around the wgmma.
@@ -344,20 +363,22 @@ extern "C" __global__ void __launch_bounds__(BL_THREADS, BL_MINB) BL_ENTRY(
 #if BL_W_CP
   (void)w1;
   // Step s: stages up to s + 1 have landed (their words are decoded at the end of the step);
-  // stage s + BL_DIST is copied into the buffers stage s - 2 used, whose wgmma every thread saw
-  // done before the barrier.
-  auto step = [&](unsigned int s, Frags &a, Frags &a_other) {
+  // stage s + BL_DIST is copied into the buffers stage s - BL_FRAGS used, whose wgmma every
+  // thread saw retired (the previous step's wait) before the barrier. `a_next` is the fragment
+  // set stage s + 1 is decoded into.
+  auto step = [&](unsigned int s, Frags &a, Frags &a_next) {
     BL_CP_ASYNC_WAIT(BL_DIST - 2);
     BL_FENCE_PROXY_ASYNC();
     __syncthreads();
     issue(s, a);
     load_x(s + BL_DIST);
-    BL_WGMMA_WAIT(1);
-    // Stage s - 1's wgmma are done: the other fragment set (or parity's tiles) is free.
-    fence_regs(a_other);
+    BL_WGMMA_WAIT(BL_FRAGS - 1);
+    // Stage s + 1 - BL_FRAGS's wgmma are done: the fragment set they read (or, with
+    // BL_A_SMEM, that parity's tiles) is free.
+    fence_regs(a_next);
     if (s + 1 < s_stop) {
       load_w(s + 1, w0);
-      decode(s + 1, w0, a_other);
+      decode(s + 1, w0, a_next);
     }
   };
 
@@ -379,11 +400,21 @@ extern "C" __global__ void __launch_bounds__(BL_THREADS, BL_MINB) BL_ENTRY(
     load_w(s_begin, w0);
     decode(s_begin, w0, a0);
     unsigned int s = s_begin;
+#if BL_FRAGS == 3
+    for (; s + 2 < s_stop; s += 3) {
+      step(s, a0, a1);
+      step(s + 1, a1, a2);
+      step(s + 2, a2, a0);
+    }
+    if (s < s_stop) step(s, a0, a1);
+    if (s + 1 < s_stop) step(s + 1, a1, a2);
+#else
     for (; s + 1 < s_stop; s += 2) {
       step(s, a0, a1);
       step(s + 1, a1, a0);
     }
     if (s < s_stop) step(s, a0, a1);
+#endif
     BL_WGMMA_WAIT(0);
 #pragma unroll
     for (int sl = 0; sl < BL_SLABS; ++sl) bl_fence_acc(acc[sl]);
