@@ -13,7 +13,7 @@
 # Everything is written straight to the output folder (a machine that stops answering returns
 # nothing, and files left elsewhere never come back); each step is bounded, and the last lines
 # printed are a short table of the results (scripts/gpu_summary.py).
-# Steps, one per call (each ends within 9.5 minutes): `kernels` (~6 min: checks of the wgmma
+# Steps, one per call (each ends within 9.5 minutes): `kernels` (~7-9 min: checks of the wgmma
 # configurations and f16/bf16 outputs, wall timings at M = 512 and 2048 with torch, and the
 # default kernel's stall reasons), `gemv` (~3 min: the dp4a GEMV's block shapes at M = 1 with
 # device times and registers, torch at M = 1), `burn` (~4 min: Burn's f32 and bf16 Linear
