@@ -164,7 +164,8 @@ impl WgmmaConfig {
     }
 
     /// The same shape (with `w_cp`) with three fragment sets: stage s + 1 is decoded while
-    /// stages s - 1 and s may both be in the tensor pipe (`BL_FRAGS`, `gemm_wgmma.cu`).
+    /// stages s - 1 and s may both be in the tensor pipe (`BL_FRAGS`, `gemm_wgmma.cu` and
+    /// `gemm_wgmma_ws.cu`).
     const fn with_three_fragment_sets(mut self) -> Self {
         self.frags = 3;
         self
@@ -309,7 +310,10 @@ impl WgmmaConfig {
                 ("BL_PRODUCERS", self.producers),
                 ("BL_TMA", self.tma as usize),
                 ("BL_MCAST", self.mcast as usize),
-            ];
+            ]
+            .into_iter()
+            .chain((self.frags != 2).then_some(("BL_FRAGS", self.frags)))
+            .collect();
         }
         let mut flags = vec![
             ("BL_WGS", self.warpgroups),
@@ -339,7 +343,7 @@ impl WgmmaConfig {
 const SM90_MAX_DYNAMIC_SHARED: usize = 227 * 1024;
 
 /// The configurations [`wgmma_gemm_config_override`] selects from (1-based).
-const WGMMA_CONFIGS: [WgmmaConfig; 31] = [
+const WGMMA_CONFIGS: [WgmmaConfig; 32] = [
     WgmmaConfig::new(1, 128, 1),
     WgmmaConfig::new(1, 256, 1),
     WgmmaConfig::new(1, 64, 1),
@@ -402,11 +406,15 @@ const WGMMA_CONFIGS: [WgmmaConfig; 31] = [
         .words_copied(4)
         .with_three_fragment_sets()
         .with_stream_k_all(),
+    // 20 (warp-specialized, TMA) with three fragment sets: no block barrier on the path either.
+    WgmmaConfig::warp_specialized(1, 256, 6, 1)
+        .with_tma()
+        .with_three_fragment_sets(),
 ];
 
 static WGMMA_CONFIG: TuningOverride = TuningOverride::new(&[
     1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26,
-    27, 28, 29, 30, 31,
+    27, 28, 29, 30, 31, 32,
 ]);
 
 /// Forces one of the wgmma GEMM's block shapes (weight rows × activation rows: 1: 128 × 128,
@@ -418,8 +426,8 @@ static WGMMA_CONFIG: TuningOverride = TuningOverride::new(&[
 /// with the activations by TMA; 22, 23: 20 and 21 multicast in 2-block clusters; 24, 25: 10 and
 /// 11 in stream-K; 26, 27: 10 and 11 in stream-K over all tiles; 28, 29: 10 (3 stages ahead)
 /// and 11 with three fragment sets (two wgmma groups in flight during the decode); 30, 31: 28
-/// and 29 in stream-K over all tiles; 0 restores the default). For
-/// benchmarks and tests: every shape computes the same result.
+/// and 29 in stream-K over all tiles; 32: 20 with three fragment sets; 0 restores the default).
+/// For benchmarks and tests: every shape computes the same result.
 #[doc(hidden)]
 pub fn wgmma_gemm_config_override(config: usize) {
     WGMMA_CONFIG.set(config);
@@ -1011,7 +1019,7 @@ mod tests {
                     "{c:?}"
                 );
             }
-            assert!(c.frags == 2 || c.producers == 0, "{c:?}");
+            assert!(matches!(c.frags, 2 | 3), "{c:?}");
             assert_eq!(c.weight_rows() / 16 * 32 % (128 * c.warpgroups), 0, "{c:?}");
         }
         assert_eq!(WGMMA_CONFIGS.len(), wgmma_kernel_flags().len());

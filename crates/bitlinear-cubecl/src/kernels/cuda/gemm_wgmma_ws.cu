@@ -34,6 +34,9 @@
 //   arrive on the `empty` mbarriers of both (the peer's through its cluster address). The
 //   blocks meet at a cluster barrier after initializing the mbarriers and before exiting (the
 //   peer may still arrive on this block's barriers until then).
+// - BL_FRAGS = 3 (not measured yet): three fragment sets, as in gemm_wgmma.cu: step s waits
+//   for stage s - 2's wgmma only, releases that stage's buffer and decodes stage s + 1 into the
+//   set it used, so two groups stay in the tensor pipe during the decode.
 // Phases: stage s uses buffer s % BL_STAGES in its (s / BL_STAGES)-th round, so `full` is
 // awaited with parity (s / BL_STAGES) & 1, and the refill for stage s waits for `empty`'s
 // round (s / BL_STAGES) - 1.
@@ -53,6 +56,12 @@
 
 #ifndef BL_MCAST
 #define BL_MCAST 0
+#endif
+#ifndef BL_FRAGS
+#define BL_FRAGS 2
+#endif
+#if BL_FRAGS != 2 && BL_FRAGS != 3
+#error "gemm_wgmma_ws: BL_FRAGS is 2 or 3"
 #endif
 #if BL_MCAST && !BL_TMA
 #error "gemm_wgmma_ws: BL_MCAST needs BL_TMA"
@@ -182,6 +191,9 @@ extern "C" __global__ void BL_CLUSTER __launch_bounds__(BL_THREADS, BL_MINB) BL_
 #pragma unroll
     for (int i = 0; i < BL_ACC; ++i) acc[sl][i] = 0;
   unsigned int a0[BL_SLABS][4][4], a1[BL_SLABS][4][4];
+#if BL_FRAGS == 3
+  unsigned int a2[BL_SLABS][4][4];
+#endif
 
   // Pins the accumulators and a fragment set in their registers around the wgmma.
   auto fence_regs = [&](unsigned int (&a)[BL_SLABS][4][4]) {
@@ -210,8 +222,9 @@ extern "C" __global__ void BL_CLUSTER __launch_bounds__(BL_THREADS, BL_MINB) BL_
     }
   };
 
+  // `a_next`: the set stage s + 1 is decoded into, free once stage s + 1 - BL_FRAGS is done.
   auto step = [&](unsigned int s, unsigned int (&a)[BL_SLABS][4][4],
-                  unsigned int (&a_other)[BL_SLABS][4][4]) {
+                  unsigned int (&a_next)[BL_SLABS][4][4]) {
     fence_regs(a);
     BL_WGMMA_FENCE();
     const unsigned int xbuf = sbase + (s % BL_STAGES) * BL_X_BYTES;
@@ -220,26 +233,37 @@ extern "C" __global__ void BL_CLUSTER __launch_bounds__(BL_THREADS, BL_MINB) BL_
 #pragma unroll
       for (int sl = 0; sl < BL_SLABS; ++sl) bl_wgmma(acc[sl], a[sl][j], bl_desc(xbuf + 32 * j));
     BL_WGMMA_COMMIT();
-    BL_WGMMA_WAIT(1);
-    // Stage s - 1's wgmma are done (this warpgroup's: the other one releases its own): the
-    // other fragment set is free, and so, for this warp, is that stage's buffer.
-    fence_regs(a_other);
-    if (s >= 1 && lane == 0) {
-      bl_mbar_arrive(empty + 8 * ((s - 1) % BL_STAGES));
+    BL_WGMMA_WAIT(BL_FRAGS - 1);
+    // Stage s + 1 - BL_FRAGS's wgmma are done (this warpgroup's: the other one releases its
+    // own): the fragment set they read is free, and so, for this warp, is that stage's buffer.
+    fence_regs(a_next);
+    if (s + 1 >= BL_FRAGS && lane == 0) {
+      const unsigned int done = (s + 1 - BL_FRAGS) % BL_STAGES;
+      bl_mbar_arrive(empty + 8 * done);
 #if BL_MCAST
-      bl_mbar_arrive_peer(empty + 8 * ((s - 1) % BL_STAGES), peer);
+      bl_mbar_arrive_peer(empty + 8 * done, peer);
 #endif
     }
-    if (s + 1 < ksteps) decode(s + 1, a_other);
+    if (s + 1 < ksteps) decode(s + 1, a_next);
   };
 
   decode(0, a0);
   unsigned int s = 0;
+#if BL_FRAGS == 3
+  for (; s + 2 < ksteps; s += 3) {
+    step(s, a0, a1);
+    step(s + 1, a1, a2);
+    step(s + 2, a2, a0);
+  }
+  if (s < ksteps) step(s, a0, a1);
+  if (s + 1 < ksteps) step(s + 1, a1, a2);
+#else
   for (; s + 1 < ksteps; s += 2) {
     step(s, a0, a1);
     step(s + 1, a1, a0);
   }
   if (s < ksteps) step(s, a0, a1);
+#endif
   BL_WGMMA_WAIT(0);
 #pragma unroll
   for (int sl = 0; sl < BL_SLABS; ++sl) bl_fence_acc(acc[sl]);
