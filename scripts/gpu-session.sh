@@ -39,6 +39,17 @@ if [ "$STEP" = kernels ]; then
     timeout -k 5 540 bash scripts/gpu-check.sh > "$O/gpu-check.out" 2>&1
   echo "{\"op\":\"note\",\"what\":\"gpu-check exited with $?\"}" >> "$O/results.jsonl"
   cp .gpu/ncu_detail.txt .gpu/ncu_stalls.txt .gpu/ncu.csv "$O/" 2>/dev/null
+  # If time is left: the same stall reasons for three fragment sets (28, M = 2048), registers
+  # per thread included (LaunchStats): did the wait for the previous stage's wgmma go?
+  left=$((560 - SECONDS))
+  if [ "$left" -gt 60 ] && command -v ncu >/dev/null 2>&1; then
+    GPU_CHECK_MS=2048 GPU_CHECK_PROFILE=1 GPU_CHECK_SKIP_CHECKS=1 GPU_CHECK_WGMMA_CONFIGS=28 \
+      timeout -k 5 $((left - 10)) ncu --clock-control none --kernel-name 'regex:gemm_wgmma.*frags3' \
+      --launch-count 1 --section SpeedOfLight --section LaunchStats --section WarpStateStats \
+      --metrics 'regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio' \
+      .gpu/gpu_check > "$O/ncu_frags3.txt" 2>&1
+    echo "{\"op\":\"note\",\"what\":\"ncu on frags3 exited with $? ($O/ncu_frags3.txt)\"}" >> "$O/results.jsonl"
+  fi
   tail -c 6000 .gpu/gpu_check.stderr > "$O/stderr_tail.txt" 2>/dev/null
 fi
 
