@@ -54,14 +54,16 @@ if [ "$STEP" = kernels ]; then
 fi
 
 if [ "$STEP" = gemv ]; then
-  RESULTS=$O/results.jsonl GPU_CHECK_LIST="dp4a_gemv dp4a_gemv_configs" GPU_CHECK_MS=1 \
+  # (and the check of wgmma configuration 33, for small M, timed at M = 64 below)
+  RESULTS=$O/results.jsonl GPU_CHECK_LIST="dp4a_gemv dp4a_gemv_configs wgmma_gemm_configs" \
+    GPU_CHECK_WGMMA_CONFIGS=33 GPU_CHECK_MS=1 \
     GPU_CHECK_NO_LOGS=1 GPU_CHECK_QUICK=1 GPU_CHECK_TIMINGS_TIMEOUT=120 GPU_CHECK_NCU_TIMEOUT=120 \
     TORCH_BENCH_MS=1,64 timeout -k 5 360 bash scripts/gpu-check.sh > "$O/gpu-check.out" 2>&1
   echo "{\"op\":\"note\",\"what\":\"gpu-check exited with $?\"}" >> "$O/results.jsonl"
   # M = 64 (batched decoding): 128-row tiles leave most SMs idle at 4096 outputs (32 blocks on
-  # 132 SMs); stream-K over all tiles spreads the k-steps. Configurations checked by `kernels`.
+  # 132 SMs); stream-K over all tiles spreads the k-steps. Checked by `kernels` (33: above).
   GPU_CHECK_SKIP_CHECKS=1 GPU_CHECK_MS=64 GPU_CHECK_QUICK=1 GPU_CHECK_NO_MMA=1 \
-    GPU_CHECK_NO_CMMA_TILED=1 GPU_CHECK_WGMMA_CONFIGS=${M64_CONFIGS:-11,27,29,31} \
+    GPU_CHECK_NO_CMMA_TILED=1 GPU_CHECK_WGMMA_CONFIGS=${M64_CONFIGS:-11,27,29,31,33} \
     timeout -k 5 100 .gpu/gpu_check 2>> "$O/m64.stderr" | grep -v '"op":"device"' >> "$O/results.jsonl"
   echo "{\"op\":\"note\",\"what\":\"M = 64 timings exited with ${PIPESTATUS[0]}\"}" >> "$O/results.jsonl"
   # f16/bf16 outputs of every path, bit for bit against the f32 output rounded (never finished

@@ -343,7 +343,7 @@ impl WgmmaConfig {
 const SM90_MAX_DYNAMIC_SHARED: usize = 227 * 1024;
 
 /// The configurations [`wgmma_gemm_config_override`] selects from (1-based).
-const WGMMA_CONFIGS: [WgmmaConfig; 32] = [
+const WGMMA_CONFIGS: [WgmmaConfig; 33] = [
     WgmmaConfig::new(1, 128, 1),
     WgmmaConfig::new(1, 256, 1),
     WgmmaConfig::new(1, 64, 1),
@@ -410,11 +410,18 @@ const WGMMA_CONFIGS: [WgmmaConfig; 32] = [
     WgmmaConfig::warp_specialized(1, 256, 6, 1)
         .with_tma()
         .with_three_fragment_sets(),
+    // For small M (17-64: batched decoding), 64 activation rows per block, three fragment sets,
+    // stream-K over all tiles: at M = 64 and 4096 outputs the 128-row shapes make 32 blocks, half
+    // of whose rows are padding, for 132 SMs.
+    WgmmaConfig::new(1, 64, 1)
+        .words_copied(4)
+        .with_three_fragment_sets()
+        .with_stream_k_all(),
 ];
 
 static WGMMA_CONFIG: TuningOverride = TuningOverride::new(&[
     1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26,
-    27, 28, 29, 30, 31, 32,
+    27, 28, 29, 30, 31, 32, 33,
 ]);
 
 /// Forces one of the wgmma GEMM's block shapes (weight rows × activation rows: 1: 128 × 128,
@@ -426,7 +433,8 @@ static WGMMA_CONFIG: TuningOverride = TuningOverride::new(&[
 /// with the activations by TMA; 22, 23: 20 and 21 multicast in 2-block clusters; 24, 25: 10 and
 /// 11 in stream-K; 26, 27: 10 and 11 in stream-K over all tiles; 28, 29: 10 (3 stages ahead)
 /// and 11 with three fragment sets (two wgmma groups in flight during the decode); 30, 31: 28
-/// and 29 in stream-K over all tiles; 32: 20 with three fragment sets; 0 restores the default).
+/// and 29 in stream-K over all tiles; 32: 20 with three fragment sets; 33: 128 × 64 with three
+/// fragment sets in stream-K over all tiles; 0 restores the default).
 /// For benchmarks and tests: every shape computes the same result.
 #[doc(hidden)]
 pub fn wgmma_gemm_config_override(config: usize) {
