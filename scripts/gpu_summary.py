@@ -2,10 +2,11 @@
 """Short table of a GPU run's JSON lines (scripts/gpu-check.sh, bitlinear-bench): what the
 device tool's reply shows. Usage: python3 scripts/gpu_summary.py results.jsonl [more.jsonl]
 
-Prints failed checks and errors, the copy bandwidth, then one line per (K, N, M) with every
-timed implementation: m: product only, l: whole layer, ncu: device time (Nsight Compute);
-where torch was timed for the shape, the fastest bitlinear product (wall; device time for M <= 16)
-and its speed-up over torch bf16 (the GEMM bar asks for 1.3x; `Auto` may pick another configuration)."""
+Prints failed checks and errors, the progress of long checks (half_outputs), the copy
+bandwidth, then one line per (K, N, M) with every timed implementation: m: product only,
+l: whole layer, ncu: device time (Nsight Compute); where torch was timed for the shape, the
+fastest bitlinear product (wall; device time for M <= 16) and its speed-up over torch bf16 (the
+GEMM bar asks for 1.3x; `Auto` may pick another configuration)."""
 import json
 import sys
 
@@ -24,6 +25,8 @@ for r in rows:
     op = r.get("op")
     if op in ("check", "error", "note") and not r.get("ok", False):
         print("!", json.dumps(r)[:300])
+    elif op == "progress":
+        print("ok", r.get("check"), r.get("path"), r.get("dtype"), "config", r.get("wgmma_config", 0))
     elif op == "copy":
         print("copy GB/s", r.get("gbps"))
     elif op in ("matmul", "linear") and "k" in r:
