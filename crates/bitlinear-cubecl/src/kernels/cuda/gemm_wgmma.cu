@@ -77,9 +77,6 @@
 #ifndef BL_SK
 #define BL_SK 0
 #endif
-#ifndef BL_FRAGS
-#define BL_FRAGS 2
-#endif
 #if BL_FRAGS != 2 && (BL_FRAGS != 3 || !BL_W_CP || BL_A_SMEM)
 #error "BL_FRAGS: 2, or 3 with BL_W_CP and the fragments in registers"
 #endif
@@ -288,7 +285,7 @@ extern "C" __global__ void __launch_bounds__(BL_THREADS, BL_MINB) BL_ENTRY(
   Words w0, w1;
 #if BL_A_SMEM
   using Frags = int;  // unused
-  Frags a0 = 0, a1 = 0;
+  Frags a0 = 0, a1 = 0, a2 = 0;
   const unsigned int wbase = sbase + BL_STAGES * BL_STAGE_BYTES + wg * (BL_SLABS * 8192);
   // Tile of parity `par` and slab `sl`: rows 16 warp + g and + 8 (swizzle g), chunks 2t, 2t + 1.
   auto w_tile = [&](unsigned int par, int sl) {
@@ -296,10 +293,7 @@ extern "C" __global__ void __launch_bounds__(BL_THREADS, BL_MINB) BL_ENTRY(
   };
 #else
   using Frags = unsigned int[BL_SLABS][4][4];
-  Frags a0, a1;
-#if BL_FRAGS == 3
-  Frags a2;
-#endif
+  Frags a0, a1, a2;  // a2: with BL_FRAGS = 3 only
 #endif
 
   // Pins the accumulators and a fragment set in their registers around the wgmma.
@@ -399,22 +393,7 @@ extern "C" __global__ void __launch_bounds__(BL_THREADS, BL_MINB) BL_ENTRY(
     __syncthreads();
     load_w(s_begin, w0);
     decode(s_begin, w0, a0);
-    unsigned int s = s_begin;
-#if BL_FRAGS == 3
-    for (; s + 2 < s_stop; s += 3) {
-      step(s, a0, a1);
-      step(s + 1, a1, a2);
-      step(s + 2, a2, a0);
-    }
-    if (s < s_stop) step(s, a0, a1);
-    if (s + 1 < s_stop) step(s + 1, a1, a2);
-#else
-    for (; s + 1 < s_stop; s += 2) {
-      step(s, a0, a1);
-      step(s + 1, a1, a0);
-    }
-    if (s < s_stop) step(s, a0, a1);
-#endif
+    bl_steps(s_begin, s_stop, step, a0, a1, a2);
     BL_WGMMA_WAIT(0);
 #pragma unroll
     for (int sl = 0; sl < BL_SLABS; ++sl) bl_fence_acc(acc[sl]);

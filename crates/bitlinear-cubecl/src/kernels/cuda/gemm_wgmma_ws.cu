@@ -57,9 +57,6 @@
 #ifndef BL_MCAST
 #define BL_MCAST 0
 #endif
-#ifndef BL_FRAGS
-#define BL_FRAGS 2
-#endif
 #if BL_FRAGS != 2 && BL_FRAGS != 3
 #error "gemm_wgmma_ws: BL_FRAGS is 2 or 3"
 #endif
@@ -190,10 +187,7 @@ extern "C" __global__ void BL_CLUSTER __launch_bounds__(BL_THREADS, BL_MINB) BL_
   for (int sl = 0; sl < BL_SLABS; ++sl)
 #pragma unroll
     for (int i = 0; i < BL_ACC; ++i) acc[sl][i] = 0;
-  unsigned int a0[BL_SLABS][4][4], a1[BL_SLABS][4][4];
-#if BL_FRAGS == 3
-  unsigned int a2[BL_SLABS][4][4];
-#endif
+  unsigned int a0[BL_SLABS][4][4], a1[BL_SLABS][4][4], a2[BL_SLABS][4][4];  // a2: BL_FRAGS 3
 
   // Pins the accumulators and a fragment set in their registers around the wgmma.
   auto fence_regs = [&](unsigned int (&a)[BL_SLABS][4][4]) {
@@ -248,22 +242,7 @@ extern "C" __global__ void BL_CLUSTER __launch_bounds__(BL_THREADS, BL_MINB) BL_
   };
 
   decode(0, a0);
-  unsigned int s = 0;
-#if BL_FRAGS == 3
-  for (; s + 2 < ksteps; s += 3) {
-    step(s, a0, a1);
-    step(s + 1, a1, a2);
-    step(s + 2, a2, a0);
-  }
-  if (s < ksteps) step(s, a0, a1);
-  if (s + 1 < ksteps) step(s + 1, a1, a2);
-#else
-  for (; s + 1 < ksteps; s += 2) {
-    step(s, a0, a1);
-    step(s + 1, a1, a0);
-  }
-  if (s < ksteps) step(s, a0, a1);
-#endif
+  bl_steps(0, ksteps, step, a0, a1, a2);
   BL_WGMMA_WAIT(0);
 #pragma unroll
   for (int sl = 0; sl < BL_SLABS; ++sl) bl_fence_acc(acc[sl]);

@@ -5,6 +5,11 @@
 // the instructions.
 
 #define BL_ACC (BL_BM / 2)  // accumulators per thread and 64-row slab: m64nBL_BMk32
+// Register fragment sets (3: two wgmma groups may be in flight while the next stage is
+// decoded; see gemm_wgmma.cu). Set by the host only where not 2.
+#ifndef BL_FRAGS
+#define BL_FRAGS 2
+#endif
 
 // The same header CubeCL includes in every kernel it generates (found through its include path).
 #include <cuda_runtime.h>
@@ -148,6 +153,30 @@ static __device__ __forceinline__ void bl_tma_load_2d_mcast(unsigned int dst,
 static __device__ __forceinline__ unsigned int bl_decode(unsigned int word, unsigned int t) {
   const unsigned int c = ((word >> (2 * t)) & 0x03030303u) | 0x80808080u;
   return (c - 0x01010101u) ^ 0x80808080u;
+}
+
+// The main loop both kernels share: step(s, a, a_next) for every stage s in [s, s_stop), where
+// stage s's wgmma read fragment set `a` and stage s + 1 is decoded into `a_next`; the loop is
+// unrolled by BL_FRAGS so each set keeps its own registers (a2 is unused with two sets).
+template <typename Step, typename Frags>
+static __device__ __forceinline__ void bl_steps(unsigned int s, unsigned int s_stop, Step &step,
+                                                Frags &a0, Frags &a1, Frags &a2) {
+#if BL_FRAGS == 3
+  for (; s + 2 < s_stop; s += 3) {
+    step(s, a0, a1);
+    step(s + 1, a1, a2);
+    step(s + 2, a2, a0);
+  }
+  if (s < s_stop) step(s, a0, a1);
+  if (s + 1 < s_stop) step(s + 1, a1, a2);
+#else
+  (void)a2;
+  for (; s + 1 < s_stop; s += 2) {
+    step(s, a0, a1);
+    step(s + 1, a1, a0);
+  }
+  if (s < s_stop) step(s, a0, a1);
+#endif
 }
 
 // Matrix descriptor of a K-major operand in the 128-byte swizzle: start address / 16, leading
