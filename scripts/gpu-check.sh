@@ -35,6 +35,19 @@ if command -v nvidia-smi >/dev/null 2>&1; then
   echo "{\"op\":\"gpu\",\"nvidia_smi\":\"${name}\"}" | tee -a "$RESULTS"
 fi
 
+# torch bf16 F.linear on the same shapes, right after bitlinear's timings (before the Nsight
+# Compute passes, so a step cut short by its time limit still has both sides of the comparison).
+# GPU_CHECK_NO_TORCH=1 skips it (e.g. when it was just measured on this kind).
+run_torch() {
+  if [ -n "${GPU_CHECK_NO_TORCH:-}" ]; then
+    :
+  elif command -v python3 >/dev/null 2>&1 && python3 -c 'import torch; assert torch.cuda.is_available()' 2>/dev/null; then
+    timeout 120 python3 scripts/torch_linear_bench.py | tee -a "$RESULTS"
+  else
+    echo '{"op":"error","what":"python3 with CUDA-enabled torch not available"}' | tee -a "$RESULTS"
+  fi
+}
+
 status=0
 if [ -x "$BIN" ]; then
   # Each correctness check in its own process: a kernel that fails to compile poisons the
@@ -89,6 +102,7 @@ if [ -x "$BIN" ]; then
     status=1
   fi
   grep -h -A3 "error:" .gpu/gpu_check.stderr | head -40 >&2
+  run_torch
 
   # Generated CUDA source of the GEMV and tensor-core kernels (look for local arrays / spills).
   # GPU_CHECK_NO_LOGS=1 skips this.
@@ -170,15 +184,7 @@ PY
 else
   echo "{\"op\":\"error\",\"what\":\"$BIN not found or not executable\"}" | tee -a "$RESULTS"
   status=1
-fi
-
-# GPU_CHECK_NO_TORCH=1 skips the torch baseline (e.g. when it was just measured on this kind).
-if [ -n "${GPU_CHECK_NO_TORCH:-}" ]; then
-  :
-elif command -v python3 >/dev/null 2>&1 && python3 -c 'import torch; assert torch.cuda.is_available()' 2>/dev/null; then
-  timeout 120 python3 scripts/torch_linear_bench.py | tee -a "$RESULTS"
-else
-  echo '{"op":"error","what":"python3 with CUDA-enabled torch not available"}' | tee -a "$RESULTS"
+  run_torch
 fi
 
 exit $status

@@ -16,8 +16,9 @@
 # Steps, one per call (each ends within 9.5 minutes; a machine stays warm only 30 s, so start
 # the next at once): `kernels` (~7-9 min: checks of the wgmma configurations, wall timings at
 # M = 512 and 2048 with torch, the default kernel's stall reasons), `gemv` (~6 min: the dp4a
-# GEMV's block shapes at M = 1 with device times and registers, M = 64 timings, torch at M = 1
-# and 64, then the f16/bf16 outputs of every path), `burn` (~4 min: Burn's f32 and bf16 Linear
+# GEMV's block shapes at M = 1 with device times and registers, and back to back (b2b: calls
+# queued behind a spin kernel, as a model's consecutive layers run) against torch measured the
+# same way, M = 64 timings, torch at M = 1 and 64, then the f16/bf16 outputs of every path), `burn` (~4 min: Burn's f32 and bf16 Linear
 # against deployed and training BitLinear; Burn's f32 baseline autotunes for minutes on a fresh
 # machine).
 set -uo pipefail

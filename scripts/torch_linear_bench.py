@@ -4,10 +4,15 @@
 Same shapes and JSON-line format as crates/bitlinear-cubecl/examples/gpu_check.rs. Timing with
 CUDA events: warm-up, then batches of iterations between two events, median per-iteration time.
 For M=1 the weights rotate over several copies (>= 256 MiB in rotation) so they come from DRAM.
+For M <= 16 the line also carries `b2b_us`: the per-call time of calls run back to back, queued
+while `torch.cuda._sleep` holds the stream (as gpu_check.rs's back-to-back timing does with its
+spin kernel), timed by events after the sleep; `b2b_host_bound` if the host had not queued every
+call by the end of the sleep.
 Environment overrides: TORCH_BENCH_SHAPES="1024x1024,4096x4096" (KxN), TORCH_BENCH_MS="1,2,4".
 """
 import json
 import os
+import time
 
 import torch
 import torch.nn.functional as F
@@ -46,6 +51,43 @@ def time_us(fn):
     return per_iter[len(per_iter) // 2]
 
 
+def time_b2b_us(fn, calls=400, batches=9):
+    """Per-call time of `calls` calls run back to back behind a sleep kernel; median of batches."""
+    if QUICK:
+        calls, batches = 200, 5
+    fn(0)
+    torch.cuda.synchronize()
+    t = time.perf_counter()
+    for i in range(20):
+        fn(i)
+    host_s = (time.perf_counter() - t) / 20
+    torch.cuda.synchronize()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    # The sleep's length on this device, for the host-bound test.
+    cycles = 1 << 20
+    start.record()
+    torch.cuda._sleep(cycles)
+    end.record()
+    end.synchronize()
+    sec_per_cycle = start.elapsed_time(end) / 1e3 / cycles
+    sleep_s = max(2e-3, 2 * calls * host_s)
+    cycles = int(sleep_s / sec_per_cycle)
+    per_call, host_bound, counter = [], False, 1
+    for _ in range(batches):
+        torch.cuda._sleep(cycles)
+        start.record()
+        t = time.perf_counter()
+        for _ in range(calls):
+            fn(counter)
+            counter += 1
+        host_bound |= time.perf_counter() - t > 0.8 * sleep_s
+        end.record()
+        end.synchronize()
+        per_call.append(start.elapsed_time(end) * 1e3 / calls)
+    per_call.sort()
+    return per_call[len(per_call) // 2], host_bound
+
+
 def main():
     dev = torch.device("cuda")
     print(json.dumps({"op": "device", "backend": "torch", "name": torch.cuda.get_device_name(0),
@@ -58,12 +100,18 @@ def main():
         for m in MS:
             x = torch.randn(m, k, device=dev, dtype=torch.bfloat16)
             with torch.no_grad():
-                us = time_us(lambda i: F.linear(x, weights[i % copies]))
-            print(json.dumps({
+                call = lambda i: F.linear(x, weights[i % copies])
+                us = time_us(call)
+                b2b = time_b2b_us(call) if m <= 16 else None
+            line = {
                 "op": "linear", "impl": "torch-bf16-linear", "backend": "cuda", "m": m, "k": k, "n": n,
                 "median_us": round(us, 2), "gbps": round(w_bytes / us / 1e3, 1),
                 "tops": round(2 * m * k * n / us / 1e6, 2), "weight_copies": copies,
-            }), flush=True)
+            }
+            if b2b is not None:
+                line.update({"b2b_us": round(b2b[0], 2), "b2b_host_bound": b2b[1],
+                             "b2b_gbps": round(w_bytes / b2b[0] / 1e3, 1)})
+            print(json.dumps(line), flush=True)
         del weights
         torch.cuda.empty_cache()
 

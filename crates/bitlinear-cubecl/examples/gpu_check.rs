@@ -14,13 +14,20 @@
 //! `GPU_CHECK_ALL_VARIANTS=1` adds the CubeCL tuning variants compared in session 2.
 //! Timing lines also carry `enqueue_us`, the host time to issue one call (no sync): where it is
 //! close to `median_us` the figure is bound by CubeCL's launch path, not by the kernel; the
-//! device-side kernel time then comes from the `ncu` step of scripts/gpu-check.sh.
+//! device-side kernel time then comes from the `ncu` step of scripts/gpu-check.sh. For M ≤ 16
+//! the lines also carry `b2b_us`: the per-call time of calls run back to back, queued behind a
+//! spin kernel (`gpu_check_support/back_to_back.rs`), with `"op":"read_floor"` lines giving the
+//! same for a read-only kernel over the packed bytes.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
 
+#[path = "gpu_check_support/back_to_back.rs"]
+mod back_to_back;
+
 use std::time::Instant;
 
+use back_to_back::BackToBack;
 use bitlinear_cubecl::*;
 use cubecl::cuda::{CudaDevice, CudaRuntime};
 use cubecl::prelude::*;
@@ -1209,6 +1216,19 @@ fn bench<R: Runtime>(
     };
     let ms = batch_sizes(if tiny { &[1, 64] } else { &[1, 512, 2048] });
     let ms = &ms[..];
+    // GEMV sizes are also timed back to back (device-bound, like a model's consecutive layers).
+    let back_to_back = if ms.iter().any(|&m| m <= GEMV_MAX_M) {
+        let b2b = BackToBack::new(c);
+        if b2b.is_none() {
+            println!(
+                r#"{{"op":"error","what":"back-to-back timing: the spin kernel does not slow down with its iteration count"}}"#
+            );
+        }
+        b2b
+    } else {
+        None
+    };
+    let (b2b_calls, b2b_batches) = if quick { (200, 5) } else { (400, 9) };
     for &(k, n) in shapes {
         let words = packed_word_count(k, n);
         let packed_bytes = words * 4;
@@ -1231,6 +1251,30 @@ fn bench<R: Runtime>(
                 .unwrap()
             })
             .collect();
+        // The floor of streaming these bytes back to back: a read-only kernel per copy.
+        if let Some(b2b) = &back_to_back {
+            let vecs = words / 4;
+            let sink = c.empty(4);
+            let read = |i: usize| unsafe {
+                read_kernel::launch_unchecked::<R>(
+                    c,
+                    CubeCount::Static(vecs.div_ceil(4 * 256) as u32, 1, 1),
+                    CubeDim::new_1d(256),
+                    4usize,
+                    ArrayArg::from_raw_parts(weights[i % copies].packed.clone(), vecs),
+                    ArrayArg::from_raw_parts(sink.clone(), 1),
+                    vecs,
+                );
+            };
+            let t = b2b.time(b2b_calls, b2b_batches, 20.0, read);
+            let gbps = packed_bytes as f64 / t.per_call_us / 1e3;
+            println!(
+                r#"{{"op":"read_floor","impl":"read-floor","backend":"{backend}","m":1,"k":{k},"n":{n},"b2b_us":{:.2},"b2b_host_bound":{},"b2b_gbps":{gbps:.1},"b2b_copy_frac":{:.3},"weight_copies":{copies}}}"#,
+                t.per_call_us,
+                t.host_bound,
+                gbps / copy_gbps
+            );
+        }
         for &m in ms {
             let x = upload_f32(c, &rng.vec(m * k, 1.0));
             let acts =
@@ -1245,7 +1289,7 @@ fn bench<R: Runtime>(
                     &[("matmul", false)]
                 };
                 for &(op, full) in ops {
-                    let (us, enqueue_us) = time_us(c, quick, |i| {
+                    let mut call = |i: usize| {
                         let w = &weights[i % copies];
                         let _ = if full {
                             ternary_linear(
@@ -1263,11 +1307,25 @@ fn bench<R: Runtime>(
                             ternary_matmul_as(c, &acts, w, None, v.path, v.dtype)
                         }
                         .unwrap();
-                    });
+                    };
+                    let (us, enqueue_us) = time_us(c, quick, &mut call);
                     let gbps = packed_bytes as f64 / us / 1e3;
                     let tops = 2.0 * (m * k * n) as f64 / us / 1e6;
+                    let b2b = match &back_to_back {
+                        Some(b2b) if m <= GEMV_MAX_M => {
+                            let t = b2b.time(b2b_calls, b2b_batches, enqueue_us, &mut call);
+                            let gbps = packed_bytes as f64 / t.per_call_us / 1e3;
+                            format!(
+                                r#","b2b_us":{:.2},"b2b_host_bound":{},"b2b_gbps":{gbps:.1},"b2b_copy_frac":{:.3}"#,
+                                t.per_call_us,
+                                t.host_bound,
+                                gbps / copy_gbps
+                            )
+                        }
+                        _ => String::new(),
+                    };
                     println!(
-                        r#"{{"op":"{op}","impl":"bitlinear-{backend}-{}","backend":"{backend}","m":{m},"k":{k},"n":{n},"median_us":{us:.2},"enqueue_us":{enqueue_us:.2},"host_bound":{},"gbps":{gbps:.1},"copy_frac":{:.3},"tops":{tops:.2},"weight_copies":{copies}}}"#,
+                        r#"{{"op":"{op}","impl":"bitlinear-{backend}-{}","backend":"{backend}","m":{m},"k":{k},"n":{n},"median_us":{us:.2},"enqueue_us":{enqueue_us:.2},"host_bound":{},"gbps":{gbps:.1},"copy_frac":{:.3},"tops":{tops:.2},"weight_copies":{copies}{b2b}}}"#,
                         v.name,
                         enqueue_us > 0.9 * us,
                         gbps / copy_gbps
