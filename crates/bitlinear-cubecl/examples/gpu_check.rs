@@ -1344,6 +1344,19 @@ fn main() {
         println!("{}", wgmma_kernel_flags().len());
         return;
     }
+    // GPU_CHECK_ONLY=dump_sources GPU_CHECK_DUMP_DIR=dir writes every hand-written kernel
+    // configuration's complete source to dir/<entry>.cu (host only), for
+    // scripts/ptxas_report.py: registers, spills and wgmma serialization, per configuration.
+    if std::env::var("GPU_CHECK_ONLY").as_deref() == Ok("dump_sources") {
+        let dir = std::env::var("GPU_CHECK_DUMP_DIR").unwrap_or_else(|_| "kernel_sources".into());
+        std::fs::create_dir_all(&dir).expect("create the dump folder");
+        let sources = raw_kernel_sources();
+        for (entry, source) in &sources {
+            std::fs::write(format!("{dir}/{entry}.cu"), source).expect("write a kernel source");
+        }
+        println!("{} kernel sources in {dir}", sources.len());
+        return;
+    }
     // GPU_CHECK_WGPU=1 runs the checks on Wgpu (lavapipe) to validate this harness without a GPU.
     if std::env::var("GPU_CHECK_WGPU").is_ok() {
         run::<cubecl::wgpu::WgpuRuntime>(&Default::default(), "wgpu");

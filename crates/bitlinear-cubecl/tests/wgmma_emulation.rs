@@ -8,6 +8,9 @@
 //! AddressSanitizer: index arithmetic, tails and the pipeline's in-flight hazards are checked
 //! here, without a GPU.
 //!
+//! `BITLINEAR_EMU_ONLY=<substring>` runs only the code shapes that contain it (in their file
+//! name and flags, as `{:?}` prints them).
+//!
 //! Needs a C++20 compiler (`$CXX`, else `c++`); without one the test says so and passes, unless
 //! `BITLINEAR_REQUIRE_CXX=1` (set by `.ci/run`), where it fails.
 
@@ -86,6 +89,12 @@ fn wgmma_kernel_matches_the_reference_in_cpu_emulation() {
     }
     shapes.sort();
     shapes.dedup();
+    // BITLINEAR_EMU_ONLY=<substring>: only the code shapes whose file and flags contain it
+    // (e.g. `gemm_wgmma_ws`, or `BL_FRAGS", 3`), to iterate on one kernel.
+    if let Ok(only) = std::env::var("BITLINEAR_EMU_ONLY") {
+        shapes.retain(|shape| format!("{shape:?}").contains(&only));
+        assert!(!shapes.is_empty(), "BITLINEAR_EMU_ONLY={only} matches no code shape");
+    }
     // Every (code shape, output kind) is a separate build and run: spread them over the cores.
     let jobs: Vec<_> = shapes
         .iter()

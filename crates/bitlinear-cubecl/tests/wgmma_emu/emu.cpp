@@ -342,6 +342,9 @@ static void bl_tma_load_2d(unsigned int dst, const CUtensorMap *map, int c0, int
 #define BL_CP_ASYNC_WAIT_ALL() emu_cp_wait(0)
 #define BL_FENCE_PROXY_ASYNC() ((void)0)
 #define BL_WGMMA_FENCE() ((void)0)
+// Register budgets: nothing to model.
+#define BL_SETMAXNREG_DEC(n) ((void)0)
+#define BL_SETMAXNREG_INC(n) ((void)0)
 
 // wgmma: issued operations wait in commit groups and execute, reading the fragment registers
 // and shared memory at that moment, only when a wait retires their group. A kernel that

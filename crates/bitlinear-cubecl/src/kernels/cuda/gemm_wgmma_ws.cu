@@ -41,16 +41,37 @@
 // awaited with parity (s / BL_STAGES) & 1, and the refill for stage s waits for `empty`'s
 // round (s / BL_STAGES) - 1.
 
+#ifndef BL_TMA
+#define BL_TMA 0
+#endif
 #define BL_CONSUMERS (128 * BL_WGS)
-#define BL_THREADS (BL_CONSUMERS + 32 * BL_PRODUCERS)
+// The producer warps come as a whole warpgroup (of which BL_PRODUCERS warps copy; the others
+// leave at once): registers are shared out per warpgroup. ptxas sizes a block of 288 threads as
+// 384 and gives every thread 168 registers, too few for 256-row consumers: it serialized their
+// wgmma (C7512) and spilled (scripts/ptxas_report.py). With setmaxnreg the producer warpgroup
+// drops to BL_PRODUCER_REGS and the consumers take what that frees, no more (an increase the
+// block's released registers cannot cover would wait forever): 232 at 40 (a TMA producer
+// spills nothing at 40), 216 at 64 (cp.async producers, which compute every copy's address,
+// spill 20-24 bytes at 64 and 80-90 at 40).
+#define BL_THREADS (BL_CONSUMERS + 128)
+#ifndef BL_PRODUCER_REGS
+#if BL_TMA
+#define BL_PRODUCER_REGS 40
+#else
+#define BL_PRODUCER_REGS 64
+#endif
+#endif
+#define BL_LAUNCH_REGS (65536 / BL_THREADS / 8 * 8)  // every thread's at launch: 168
+#define BL_CONSUMER_REGS \
+  ((BL_LAUNCH_REGS + (BL_LAUNCH_REGS - BL_PRODUCER_REGS) * 128 / BL_CONSUMERS) / 8 * 8)
+#if BL_CONSUMER_REGS > 256 || BL_PRODUCER_REGS < 24 || BL_PRODUCER_REGS % 8
+#error "gemm_wgmma_ws: register split out of setmaxnreg's range"
+#endif
 #define BL_KB_STAGE 8  // k-blocks of 16 inputs per stage: 128 bytes of each activation row
 #define BL_TILES (BL_WGS * BL_SLABS * 4)  // 16-row packed tiles per block
 #define BL_X_BYTES (BL_BM * 128)           // activations of one stage
 #define BL_W_BYTES (BL_TILES * 512)        // packed words of one stage
 #define BL_P_LANES (32 * BL_PRODUCERS)
-#ifndef BL_TMA
-#define BL_TMA 0
-#endif
 #define BL_X_COPIES (BL_BM * 8 / BL_P_LANES)       // 16-byte activation copies per producer lane
 #define BL_W_COPIES (BL_TILES * 32 / BL_P_LANES)   // and of words
 
@@ -118,6 +139,14 @@ extern "C" __global__ void BL_CLUSTER __launch_bounds__(BL_THREADS, BL_MINB) BL_
 #endif
 
   if (tid >= BL_CONSUMERS) {
+    BL_SETMAXNREG_DEC(BL_PRODUCER_REGS);
+    if (tid >= BL_CONSUMERS + BL_P_LANES) {
+      // The producer warpgroup's idle warps.
+#if BL_MCAST
+      BL_CLUSTER_SYNC();  // the exit barrier below counts every thread of the cluster
+#endif
+      return;
+    }
     // Producer lane l: chunk c = l % 8 of activation rows l / 8 + (BL_P_LANES / 8) i, and
     // 16-byte chunk l of each tile's 512 stage bytes, then word copies for the next tiles.
     const unsigned int l = tid - BL_CONSUMERS, c = l & 7, r0 = l >> 3;
@@ -175,6 +204,7 @@ extern "C" __global__ void BL_CLUSTER __launch_bounds__(BL_THREADS, BL_MINB) BL_
     return;
   }
 
+  BL_SETMAXNREG_INC(BL_CONSUMER_REGS);
   // Consumers: warpgroup wg, warp w of it, lane (g, t) as in gemm_wgmma.cu.
   const unsigned int wg = tid >> 7, warp = (tid >> 5) & 3, lane = tid & 31;
   const unsigned int g = lane >> 2, t = lane & 3;

@@ -47,6 +47,11 @@ static __device__ __forceinline__ void bl_cp16(unsigned int dst, const void *src
 #define BL_WGMMA_FENCE() asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory")
 #define BL_WGMMA_COMMIT() asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory")
 #define BL_WGMMA_WAIT(n) asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(n) : "memory")
+// Hands registers back to (dec) or takes them from (inc) the block's pool, for the whole
+// warpgroup (all four warps execute it): the warp-specialized kernel's producers need few, its
+// consumers all the fragment sets and accumulators. `n`: a multiple of 8 in 24..256.
+#define BL_SETMAXNREG_DEC(n) asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(n))
+#define BL_SETMAXNREG_INC(n) asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(n))
 
 // 16 bytes to a shared address (the decoded weights of BL_A_SMEM).
 static __device__ __forceinline__ void bl_st16(unsigned int dst, unsigned int a, unsigned int b,
