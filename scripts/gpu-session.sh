@@ -14,8 +14,9 @@
 # nothing, and files left elsewhere never come back); each step is bounded, and the last lines
 # printed are a short table of the results (scripts/gpu_summary.py).
 # Steps, one per call (each ends within 9.5 minutes; a machine stays warm only 30 s, so start
-# the next at once): `kernels` (~7-9 min: checks of the wgmma configurations, wall timings at
-# M = 512 and 2048 with torch, the default kernel's stall reasons), `gemv` (~6 min: the dp4a
+# the next at once): `kernels` (~7-9 min: ptxas's registers and spills per configuration,
+# checks of the wgmma configurations, wall timings at M = 512 and 2048 with torch, the default
+# kernel's stall reasons), `gemv` (~6 min: the dp4a
 # GEMV's block shapes at M = 1 with device times and registers, and back to back (b2b: calls
 # queued behind a spin kernel, as a model's consecutive layers run) against torch measured the
 # same way, M = 64 timings, torch at M = 1 and 64, then the f16/bf16 outputs of every path), `burn` (~4 min: Burn's f32 and bf16 Linear
@@ -30,27 +31,34 @@ mkdir -p .gpu
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,temperature.gpu --format=csv > "$O/smi.txt" 2>&1
 
 if [ "$STEP" = kernels ]; then
-  # Each configuration is checked (exact i32) before it is timed; 20 (checked in session 6) is
-  # the warp-specialized baseline of 32.
+  # Registers, spills and wgmma serialization of every configuration, by this machine's NVRTC
+  # and ptxas (CUDA 13.0, as the driver's own JIT; session 8 read them with 13.5's, no GPU).
+  GPU_CHECK_ONLY=dump_sources GPU_CHECK_DUMP_DIR=.gpu/sources .gpu/gpu_check > /dev/null 2>&1 &&
+    timeout 90 python3 scripts/ptxas_report.py .gpu/sources > "$O/ptxas.jsonl" 2>&1
+  tail -1 "$O/ptxas.jsonl"
+  # Each configuration is checked (exact i32) before it is timed. 20 and 32 (warp-specialized,
+  # TMA) and 34 first: their consumers now get 232 registers (setmaxnreg); in session 6 ptxas
+  # serialized 20's wgmma.
   RESULTS=$O/results.jsonl GPU_CHECK_LIST="wgmma_gemm_configs" \
     GPU_CHECK_MS=512,2048 GPU_CHECK_NO_MMA=1 GPU_CHECK_NO_CMMA_TILED=1 GPU_CHECK_NO_LOGS=1 \
-    GPU_CHECK_QUICK=1 GPU_CHECK_WGMMA_CONFIGS=${WGMMA_CONFIGS:-10,11,28,29,26,27,30,31,32,20,24} \
+    GPU_CHECK_QUICK=1 GPU_CHECK_WGMMA_CONFIGS=${WGMMA_CONFIGS:-10,11,20,32,34,28,29,30,31,26,27,24} \
     GPU_CHECK_TIMINGS_TIMEOUT=240 GPU_CHECK_NO_NCU=1 GPU_CHECK_CHECK_TIMEOUT=60 \
     GPU_CHECK_NCU_DETAIL=${NCU_DETAIL:-gemm_wgmma.*bm256} GPU_CHECK_NCU_DETAIL_MS=2048 \
     TORCH_BENCH_MS=512,2048 \
     timeout -k 5 540 bash scripts/gpu-check.sh > "$O/gpu-check.out" 2>&1
   echo "{\"op\":\"note\",\"what\":\"gpu-check exited with $?\"}" >> "$O/results.jsonl"
   cp .gpu/ncu_detail.txt .gpu/ncu_stalls.txt .gpu/ncu.csv "$O/" 2>/dev/null
-  # If time is left: the same stall reasons for three fragment sets (28, M = 2048), registers
-  # per thread included (LaunchStats): did the wait for the previous stage's wgmma go?
+  # If time is left: the same stall reasons for the warp-specialized kernel with TMA (20,
+  # M = 2048; its consumers with 232 registers now), registers per thread included
+  # (LaunchStats): is the tensor pipe busier without copies and block barriers on its warps?
   left=$((560 - SECONDS))
   if [ "$left" -gt 60 ] && command -v ncu >/dev/null 2>&1; then
-    GPU_CHECK_MS=2048 GPU_CHECK_PROFILE=1 GPU_CHECK_SKIP_CHECKS=1 GPU_CHECK_WGMMA_CONFIGS=28 \
-      timeout -k 5 $((left - 10)) ncu --clock-control none --kernel-name 'regex:gemm_wgmma.*frags3' \
+    GPU_CHECK_MS=2048 GPU_CHECK_PROFILE=1 GPU_CHECK_SKIP_CHECKS=1 GPU_CHECK_WGMMA_CONFIGS=20 \
+      timeout -k 5 $((left - 10)) ncu --clock-control none --kernel-name 'regex:gemm_wgmma_ws' \
       --launch-count 1 --section SpeedOfLight --section LaunchStats --section WarpStateStats \
       --metrics 'regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio' \
-      .gpu/gpu_check > "$O/ncu_frags3.txt" 2>&1
-    echo "{\"op\":\"note\",\"what\":\"ncu on frags3 exited with $? ($O/ncu_frags3.txt)\"}" >> "$O/results.jsonl"
+      .gpu/gpu_check > "$O/ncu_ws_tma.txt" 2>&1
+    echo "{\"op\":\"note\",\"what\":\"ncu on the ws TMA kernel exited with $? ($O/ncu_ws_tma.txt)\"}" >> "$O/results.jsonl"
   fi
   tail -c 6000 .gpu/gpu_check.stderr > "$O/stderr_tail.txt" 2>/dev/null
 fi

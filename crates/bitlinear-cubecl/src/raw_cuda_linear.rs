@@ -344,7 +344,7 @@ impl WgmmaConfig {
 const SM90_MAX_DYNAMIC_SHARED: usize = 227 * 1024;
 
 /// The configurations [`wgmma_gemm_config_override`] selects from (1-based).
-const WGMMA_CONFIGS: [WgmmaConfig; 33] = [
+const WGMMA_CONFIGS: [WgmmaConfig; 34] = [
     WgmmaConfig::new(1, 128, 1),
     WgmmaConfig::new(1, 256, 1),
     WgmmaConfig::new(1, 64, 1),
@@ -363,7 +363,8 @@ const WGMMA_CONFIGS: [WgmmaConfig; 33] = [
     WgmmaConfig::new(1, 256, 1)
         .weights_in_shared()
         .words_copied(3),
-    // Warp-specialized: producer warps and mbarriers (exact on the H100, slower than 10).
+    // Warp-specialized: producer warps and mbarriers (exact on the H100, slower than 10 in
+    // session 6, when ptxas still serialized their wgmma for want of registers).
     WgmmaConfig::warp_specialized(1, 256, 6, 1),
     WgmmaConfig::warp_specialized(1, 256, 4, 1),
     WgmmaConfig::warp_specialized(1, 128, 8, 1),
@@ -418,11 +419,16 @@ const WGMMA_CONFIGS: [WgmmaConfig; 33] = [
         .words_copied(4)
         .with_three_fragment_sets()
         .with_stream_k_all(),
+    // 17's shape (128 activation rows, 8 stages) with TMA and three fragment sets: for M = 512,
+    // where 256-row blocks leave SMs idle.
+    WgmmaConfig::warp_specialized(1, 128, 8, 1)
+        .with_tma()
+        .with_three_fragment_sets(),
 ];
 
 static WGMMA_CONFIG: TuningOverride = TuningOverride::new(&[
     1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26,
-    27, 28, 29, 30, 31, 32, 33,
+    27, 28, 29, 30, 31, 32, 33, 34,
 ]);
 
 /// Forces one of the wgmma GEMM's block shapes (weight rows × activation rows: 1: 128 × 128,
@@ -435,7 +441,8 @@ static WGMMA_CONFIG: TuningOverride = TuningOverride::new(&[
 /// 11 in stream-K; 26, 27: 10 and 11 in stream-K over all tiles; 28, 29: 10 (3 stages ahead)
 /// and 11 with three fragment sets (two wgmma groups in flight during the decode); 30, 31: 28
 /// and 29 in stream-K over all tiles; 32: 20 with three fragment sets; 33: 128 × 64 with three
-/// fragment sets in stream-K over all tiles; 0 restores the default).
+/// fragment sets in stream-K over all tiles; 34: 17 with TMA and three fragment sets; 0 restores
+/// the default).
 /// For benchmarks and tests: every shape computes the same result.
 #[doc(hidden)]
 pub fn wgmma_gemm_config_override(config: usize) {
