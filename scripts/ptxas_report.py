@@ -11,6 +11,7 @@ Usage:
 Needs libnvrtc (NVRTC_LIB, else found by name), `ptxas` (PTXAS, else on PATH) and the CUDA
 headers (CUDA_INCLUDE). On the GPU machine the toolkit has all three; on a machine without one
 the pip wheels nvidia-cuda-nvrtc, nvidia-cuda-nvcc and nvidia-cuda-runtime hold them.
+PTXAS_KEEP=<folder> keeps the cubins (disassemble with `cuobjdump -sass`).
 Prints one JSON line per kernel: registers, spill bytes, stack frame, shared memory, and any
 "C7515"-style message (ptxas serializing wgmma, which would stall every k-step), then a summary.
 """
@@ -76,8 +77,11 @@ def report(lib, ptxas, include, path):
         ptx_path = os.path.join(d, "k.ptx")
         with open(ptx_path, "wb") as f:
             f.write(ptx)
+        # PTXAS_KEEP=<folder>: keep each cubin there (for `cuobjdump -sass`).
+        keep = os.environ.get("PTXAS_KEEP")
+        cubin = os.path.join(keep, entry + ".cubin") if keep else os.path.join(d, "k.cubin")
         out = subprocess.run([ptxas, f"-arch={ARCH}", "-v", "--warn-on-spills", ptx_path, "-o",
-                              os.path.join(d, "k.cubin")], capture_output=True, text=True)
+                              cubin], capture_output=True, text=True)
     text = out.stdout + out.stderr
     if out.returncode != 0:
         line["error"] = "ptxas: " + text[-2000:]
