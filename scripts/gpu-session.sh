@@ -36,12 +36,12 @@ if [ "$STEP" = kernels ]; then
   GPU_CHECK_ONLY=dump_sources GPU_CHECK_DUMP_DIR=.gpu/sources .gpu/gpu_check > /dev/null 2>&1 &&
     timeout 90 python3 scripts/ptxas_report.py .gpu/sources > "$O/ptxas.jsonl" 2>&1
   tail -1 "$O/ptxas.jsonl"
-  # Each configuration is checked (exact i32) before it is timed. 20 and 32 (warp-specialized,
-  # TMA) and 34 first: their consumers now get 232 registers (setmaxnreg); in session 6 ptxas
-  # serialized 20's wgmma.
+  # Each configuration is checked (exact i32) before it is timed. The warp-specialized TMA
+  # kernels first (20, 32, 34, and 35-37: the same in stream-K over all tiles): their consumers
+  # now get 232 registers (setmaxnreg); in session 6 ptxas serialized 20's wgmma.
   RESULTS=$O/results.jsonl GPU_CHECK_LIST="wgmma_gemm_configs" \
     GPU_CHECK_MS=512,2048 GPU_CHECK_NO_MMA=1 GPU_CHECK_NO_CMMA_TILED=1 GPU_CHECK_NO_LOGS=1 \
-    GPU_CHECK_QUICK=1 GPU_CHECK_WGMMA_CONFIGS=${WGMMA_CONFIGS:-10,11,20,32,34,28,29,30,31,26,27,24} \
+    GPU_CHECK_QUICK=1 GPU_CHECK_WGMMA_CONFIGS=${WGMMA_CONFIGS:-10,11,20,35,32,36,34,37,28,29,30,31,26,27} \
     GPU_CHECK_TIMINGS_TIMEOUT=240 GPU_CHECK_NO_NCU=1 GPU_CHECK_CHECK_TIMEOUT=60 \
     GPU_CHECK_NCU_DETAIL=${NCU_DETAIL:-gemm_wgmma.*bm256} GPU_CHECK_NCU_DETAIL_MS=2048 \
     TORCH_BENCH_MS=512,2048 \

@@ -870,6 +870,9 @@ fn all_variants(m: usize, cmma_ok: bool, raw_ok: bool, wgmma_ok: bool) -> Vec<Va
                 v.push(Variant::wgmma("wgmma-f3-ws6-256-tma", 32));
                 v.push(Variant::wgmma("wgmma-f3-ska-64", 33));
                 v.push(Variant::wgmma("wgmma-f3-ws8-128-tma", 34));
+                v.push(Variant::wgmma("wgmma-ska-ws6-256-tma", 35));
+                v.push(Variant::wgmma("wgmma-f3-ska-ws6-256-tma", 36));
+                v.push(Variant::wgmma("wgmma-f3-ska-ws8-128-tma", 37));
                 v.push(Variant::wgmma("wgmma-f3-256", 28).bf16("wgmma-f3-256-bf16"));
                 v.push(Variant::wgmma("wgmma-sk-256", 24).bf16("wgmma-sk-256-bf16"));
                 v.push(Variant::wgmma("wgmma-ska-256", 26).bf16("wgmma-ska-256-bf16"));

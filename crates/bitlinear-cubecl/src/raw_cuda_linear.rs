@@ -313,6 +313,8 @@ impl WgmmaConfig {
                 ("BL_MCAST", self.mcast as usize),
             ]
             .into_iter()
+            .chain(self.stream_k.then_some(("BL_SK", 1)))
+            .chain(self.stream_k_all.then_some(("BL_SK_ALL", 1)))
             .chain((self.frags != 2).then_some(("BL_FRAGS", self.frags)))
             .collect();
         }
@@ -344,7 +346,7 @@ impl WgmmaConfig {
 const SM90_MAX_DYNAMIC_SHARED: usize = 227 * 1024;
 
 /// The configurations [`wgmma_gemm_config_override`] selects from (1-based).
-const WGMMA_CONFIGS: [WgmmaConfig; 34] = [
+const WGMMA_CONFIGS: [WgmmaConfig; 37] = [
     WgmmaConfig::new(1, 128, 1),
     WgmmaConfig::new(1, 256, 1),
     WgmmaConfig::new(1, 64, 1),
@@ -424,11 +426,25 @@ const WGMMA_CONFIGS: [WgmmaConfig; 34] = [
     WgmmaConfig::warp_specialized(1, 128, 8, 1)
         .with_tma()
         .with_three_fragment_sets(),
+    // 20 and 32 in stream-K over all tiles: one block per SM runs a sequence of tiles and parts
+    // of tiles; its producers fill the next one's stages while the consumers store this one's.
+    WgmmaConfig::warp_specialized(1, 256, 6, 1)
+        .with_tma()
+        .with_stream_k_all(),
+    WgmmaConfig::warp_specialized(1, 256, 6, 1)
+        .with_tma()
+        .with_three_fragment_sets()
+        .with_stream_k_all(),
+    // 34 in stream-K over all tiles.
+    WgmmaConfig::warp_specialized(1, 128, 8, 1)
+        .with_tma()
+        .with_three_fragment_sets()
+        .with_stream_k_all(),
 ];
 
 static WGMMA_CONFIG: TuningOverride = TuningOverride::new(&[
     1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26,
-    27, 28, 29, 30, 31, 32, 33, 34,
+    27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37,
 ]);
 
 /// Forces one of the wgmma GEMM's block shapes (weight rows × activation rows: 1: 128 × 128,
@@ -441,8 +457,8 @@ static WGMMA_CONFIG: TuningOverride = TuningOverride::new(&[
 /// 11 in stream-K; 26, 27: 10 and 11 in stream-K over all tiles; 28, 29: 10 (3 stages ahead)
 /// and 11 with three fragment sets (two wgmma groups in flight during the decode); 30, 31: 28
 /// and 29 in stream-K over all tiles; 32: 20 with three fragment sets; 33: 128 × 64 with three
-/// fragment sets in stream-K over all tiles; 34: 17 with TMA and three fragment sets; 0 restores
-/// the default).
+/// fragment sets in stream-K over all tiles; 34: 17 with TMA and three fragment sets; 35, 36,
+/// 37: 20, 32 and 34 in stream-K over all tiles; 0 restores the default).
 /// For benchmarks and tests: every shape computes the same result.
 #[doc(hidden)]
 pub fn wgmma_gemm_config_override(config: usize) {
@@ -871,9 +887,9 @@ impl RawLaunch<'_> {
                 sms.unwrap_or(132) as usize,
                 config.stream_k_all,
             );
-            // Two partial tiles per stream-K block (i32, one per thread and accumulator), and
-            // one counter per shared tile, zeroed.
-            let tile_ints = config.threads() * config.slabs * config.rows / 2;
+            // Two partial tiles per stream-K block (i32, one per consumer thread and
+            // accumulator), and one counter per shared tile, zeroed.
+            let tile_ints = 128 * config.warpgroups * config.slabs * config.rows / 2;
             let partials = client.empty((2 * blocks * tile_ints * 4).max(4));
             let counters = client.create_from_slice(&vec![0u8; 4 * shared.max(1)]);
             let mut buffers = self.buffers().to_vec();
@@ -1022,6 +1038,7 @@ mod tests {
                 let consumer_regs = (launch + (launch - 64) * 128 / (128 * c.warpgroups)) / 8 * 8;
                 assert!(c.stages() >= 3 && consumer_regs >= 200, "{c:?}");
                 assert!(!c.mcast || c.tma, "multicast needs TMA: {c:?}");
+                assert!(!(c.mcast && c.stream_k), "stream-K without multicast: {c:?}");
             } else if c.tma || c.mcast {
                 panic!("TMA only in the warp-specialized kernel: {c:?}");
             } else {

@@ -342,6 +342,16 @@ static void bl_tma_load_2d(unsigned int dst, const CUtensorMap *map, int c0, int
 #define BL_CP_ASYNC_WAIT_ALL() emu_cp_wait(0)
 #define BL_FENCE_PROXY_ASYNC() ((void)0)
 #define BL_WGMMA_FENCE() ((void)0)
+// Named barrier 1 of the warp-specialized kernel's consumers (every consumer thread).
+static std::barrier<> *emu_named_barrier[2];
+#define BL_NAMED_SYNC(id, n) emu_named_sync(id, n)
+static void emu_named_sync(unsigned int id, unsigned int n) {
+  if (id != 1 || n != BL_WGS * 128) {
+    std::fprintf(stderr, "named barrier %u of %u threads: not modelled\n", id, n);
+    std::abort();
+  }
+  emu_named_barrier[emu_cta]->arrive_and_wait();
+}
 // Register budgets: nothing to model.
 #define BL_SETMAXNREG_DEC(n) ((void)0)
 #define BL_SETMAXNREG_INC(n) ((void)0)
@@ -518,6 +528,7 @@ int main(int argc, char **argv) {
   for (int c = 0; c < 2; ++c) {
     emu_block_barrier[c] = block_barriers[c];
     for (int i = 0; i < BL_WGS; ++i) emu_wg_barrier[c][i] = new std::barrier<>(128);
+    emu_named_barrier[c] = new std::barrier<>(BL_WGS * 128);
   }
   // Blocks along x run a cluster at a time (the host rounds the grid up to whole clusters);
   // the stream-K grid is 1-D, its blocks in a random order.
@@ -567,6 +578,7 @@ int main(int argc, char **argv) {
   for (int c = 0; c < 2; ++c) {
     delete emu_block_barrier[c];
     for (int i = 0; i < BL_WGS; ++i) delete emu_wg_barrier[c][i];
+    delete emu_named_barrier[c];
   }
 
   unsigned long bad = 0;

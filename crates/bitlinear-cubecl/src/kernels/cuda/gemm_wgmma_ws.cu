@@ -84,6 +84,12 @@
 #if BL_MCAST && !BL_TMA
 #error "gemm_wgmma_ws: BL_MCAST needs BL_TMA"
 #endif
+#ifndef BL_SK
+#define BL_SK 0
+#endif
+#if BL_SK && BL_MCAST
+#error "gemm_wgmma_ws: stream-K without multicast (a cluster's blocks would need the same segments)"
+#endif
 #if BL_MCAST
 #define BL_CLUSTER __cluster_dims__(2, 1, 1)
 #define BL_PEERS 2  // blocks whose consumers release each buffer
@@ -106,10 +112,14 @@ extern "C" __global__ void BL_CLUSTER __launch_bounds__(BL_THREADS, BL_MINB) BL_
     const unsigned char *__restrict__ codes, const unsigned int *__restrict__ packed,
     const float *__restrict__ x_scales, const float *__restrict__ w_scales,
     const bl_out_t *__restrict__ bias, bl_out_t *__restrict__ out, int *__restrict__ out_raw,
+#if BL_SK
+    // Stream-K: 2 partial tiles per stream-K block, and one zeroed counter per tile they share.
+    int *__restrict__ sk_partials, unsigned int *__restrict__ sk_counters,
+#endif
     const BlGemmParams p) {
   // Layout: BL_STAGES activation buffers (1024-byte aligned, for the swizzle), BL_STAGES word
-  // buffers, then the `full` and `empty` mbarriers; the host reserves 1 KB more for the
-  // alignment.
+  // buffers, then the `full` and `empty` mbarriers (and with BL_SK a flag); the host reserves
+  // 1 KB more for the alignment.
   BL_DYNAMIC_SHARED(bl_dyn);
   const unsigned int sbase = (bl_smem(bl_dyn) + 1023u) & ~1023u;
   const unsigned int wbase = sbase + BL_STAGES * BL_X_BYTES;
@@ -120,8 +130,16 @@ extern "C" __global__ void BL_CLUSTER __launch_bounds__(BL_THREADS, BL_MINB) BL_
   const size_t kp = (size_t)BK * 16;  // bytes per activation row
   const unsigned int tiles_n = (N + 15) / 16;
   const unsigned int tid = threadIdx.x;
-  const unsigned int n_base = blockIdx.x * (64 * BL_SLABS * BL_WGS), m_base = blockIdx.y * BL_BM;
   const unsigned int ksteps = (BK + BL_KB_STAGE - 1) / BL_KB_STAGE;
+#if BL_SK
+  // A 1-D grid: tile t is block tile (t % tiles_x, t / tiles_x).
+  const unsigned int tiles_x = (N + 64 * BL_SLABS * BL_WGS - 1) / (64 * BL_SLABS * BL_WGS);
+  const BlSkSplit sp = bl_sk_split(p, tiles_x * ((M + BL_BM - 1) / BL_BM), ksteps);
+  auto tile_n = [&](unsigned int tile) { return (tile % tiles_x) * (64 * BL_SLABS * BL_WGS); };
+  auto tile_m = [&](unsigned int tile) { return (tile / tiles_x) * BL_BM; };
+#else
+  const unsigned int n_base = blockIdx.x * (64 * BL_SLABS * BL_WGS), m_base = blockIdx.y * BL_BM;
+#endif
 
   if (tid == 0) {
     for (unsigned int b = 0; b < BL_STAGES; ++b) {
@@ -154,48 +172,65 @@ extern "C" __global__ void BL_CLUSTER __launch_bounds__(BL_THREADS, BL_MINB) BL_
     (void)xmap_tensor, (void)c, (void)r0;
 #else
     const unsigned int rstep = BL_P_LANES / 8;  // 4 or 8 rows: the swizzle of row r0 + rstep i
-    const unsigned char *xsrc = codes + (size_t)(m_base + r0) * kp + c * 16;
-    // Rows r0 + rstep i that exist: i < rows_here.
-    const unsigned int rows_here =
-        m_base + r0 < M ? (M - m_base - r0 + rstep - 1) / rstep : 0;
 #endif
-    for (unsigned int s = 0; s < ksteps; ++s) {
-      const unsigned int b = s % BL_STAGES;
-      if (s >= BL_STAGES) bl_mbar_wait(empty + 8 * b, ((s / BL_STAGES) - 1) & 1);
-      const unsigned int xbuf = sbase + b * BL_X_BYTES;
-#if BL_MCAST
-      // This block's half of the stage, into both blocks; the barrier expects both halves.
-      if (l == 0) {
-        bl_mbar_expect_tx(full + 8 * b, BL_X_BYTES);
-        bl_tma_load_2d_mcast(xbuf + rank * (BL_X_BYTES / 2), &xmap, (int)(s * BL_KB_STAGE * 16),
-                             (int)(m_base + rank * (BL_BM / 2)), full + 8 * b, 3);
-      }
-#elif BL_TMA
-      if (l == 0) {
-        bl_mbar_expect_tx(full + 8 * b, BL_X_BYTES);
-        bl_tma_load_2d(xbuf, &xmap, (int)(s * BL_KB_STAGE * 16), (int)m_base, full + 8 * b);
-      }
+    // Stage gs (counted over all of the block's tiles) goes to buffer gs % BL_STAGES in its
+    // (gs / BL_STAGES)-th round.
+    unsigned int gs = 0;
+    // K-steps [s0, s1) of the tile at weight row nb, activation row mb.
+    auto produce = [&](unsigned int nb, unsigned int mb, unsigned int s0, unsigned int s1) {
+#if !BL_TMA
+      const unsigned char *xsrc = codes + (size_t)(mb + r0) * kp + c * 16;
+      // Rows r0 + rstep i that exist: i < rows_here.
+      const unsigned int rows_here = mb + r0 < M ? (M - mb - r0 + rstep - 1) / rstep : 0;
 #else
-      const bool k_ok = s * BL_KB_STAGE + c < BK;
-      const unsigned char *src = xsrc + (size_t)s * (BL_KB_STAGE * 16);
+      (void)nb;
+#endif
+      for (unsigned int s = s0; s < s1; ++s, ++gs) {
+        const unsigned int b = gs % BL_STAGES;
+        if (gs >= BL_STAGES) bl_mbar_wait(empty + 8 * b, ((gs / BL_STAGES) - 1) & 1);
+        const unsigned int xbuf = sbase + b * BL_X_BYTES;
+#if BL_MCAST
+        // This block's half of the stage, into both blocks; the barrier expects both halves.
+        if (l == 0) {
+          bl_mbar_expect_tx(full + 8 * b, BL_X_BYTES);
+          bl_tma_load_2d_mcast(xbuf + rank * (BL_X_BYTES / 2), &xmap, (int)(s * BL_KB_STAGE * 16),
+                               (int)(mb + rank * (BL_BM / 2)), full + 8 * b, 3);
+        }
+#elif BL_TMA
+        if (l == 0) {
+          bl_mbar_expect_tx(full + 8 * b, BL_X_BYTES);
+          bl_tma_load_2d(xbuf, &xmap, (int)(s * BL_KB_STAGE * 16), (int)mb, full + 8 * b);
+        }
+#else
+        const bool k_ok = s * BL_KB_STAGE + c < BK;
+        const unsigned char *src = xsrc + (size_t)s * (BL_KB_STAGE * 16);
 #pragma unroll 8
-      for (unsigned int i = 0; i < BL_X_COPIES; ++i) {
-        const unsigned int r = r0 + rstep * i;
-        const bool ok = k_ok && i < rows_here;
-        bl_cp16(xbuf + r * 128 + ((c ^ (r & 7)) << 4), ok ? src + (size_t)i * rstep * kp : codes,
-                ok ? 16u : 0u);
-      }
+        for (unsigned int i = 0; i < BL_X_COPIES; ++i) {
+          const unsigned int r = r0 + rstep * i;
+          const bool ok = k_ok && i < rows_here;
+          bl_cp16(xbuf + r * 128 + ((c ^ (r & 7)) << 4), ok ? src + (size_t)i * rstep * kp : codes,
+                  ok ? 16u : 0u);
+        }
 #endif
 #pragma unroll
-      for (unsigned int i = 0; i < BL_W_COPIES; ++i) {
-        const unsigned int id = l + BL_P_LANES * i, tl = id >> 5, kb = (id >> 2) & 7;
-        const unsigned int tile = n_base / 16 + tl, kbg = s * BL_KB_STAGE + kb;
-        const bool ok = tile < tiles_n && kbg < BK;
-        const unsigned int *wsrc = packed + ((size_t)tile * BK + kbg) * 16 + (id & 3) * 4;
-        bl_cp16(wbase + b * BL_W_BYTES + id * 16, ok ? wsrc : packed, ok ? 16u : 0u);
+        for (unsigned int i = 0; i < BL_W_COPIES; ++i) {
+          const unsigned int id = l + BL_P_LANES * i, tl = id >> 5, kb = (id >> 2) & 7;
+          const unsigned int tile = nb / 16 + tl, kbg = s * BL_KB_STAGE + kb;
+          const bool ok = tile < tiles_n && kbg < BK;
+          const unsigned int *wsrc = packed + ((size_t)tile * BK + kbg) * 16 + (id & 3) * 4;
+          bl_cp16(wbase + b * BL_W_BYTES + id * 16, ok ? wsrc : packed, ok ? 16u : 0u);
+        }
+        bl_cp_mbar_arrive(full + 8 * b);
       }
-      bl_cp_mbar_arrive(full + 8 * b);
-    }
+    };
+#if BL_SK
+    auto visit = [&](unsigned int tile, unsigned int s0, unsigned int s1, bool) {
+      produce(tile_n(tile), tile_m(tile), s0, s1);
+    };
+    bl_sk_segments(sp, blockIdx.x, visit);
+#else
+    produce(n_base, m_base, 0, ksteps);
+#endif
     // Nothing may be in flight when the block's shared memory goes to the next block.
     BL_CP_ASYNC_WAIT_ALL();
 #if BL_MCAST
@@ -213,10 +248,6 @@ extern "C" __global__ void BL_CLUSTER __launch_bounds__(BL_THREADS, BL_MINB) BL_
   const unsigned int *words = (const unsigned int *)(bl_dyn + (wbase - bl_smem(bl_dyn)));
 
   int acc[BL_SLABS][BL_ACC];
-#pragma unroll
-  for (int sl = 0; sl < BL_SLABS; ++sl)
-#pragma unroll
-    for (int i = 0; i < BL_ACC; ++i) acc[sl][i] = 0;
   unsigned int a0[BL_SLABS][4][4], a1[BL_SLABS][4][4], a2[BL_SLABS][4][4];  // a2: BL_FRAGS 3
 
   // Pins the accumulators and a fragment set in their registers around the wgmma.
@@ -246,39 +277,74 @@ extern "C" __global__ void BL_CLUSTER __launch_bounds__(BL_THREADS, BL_MINB) BL_
     }
   };
 
-  // `a_next`: the set stage s + 1 is decoded into, free once stage s + 1 - BL_FRAGS is done.
-  auto step = [&](unsigned int s, unsigned int (&a)[BL_SLABS][4][4],
-                  unsigned int (&a_next)[BL_SLABS][4][4]) {
-    fence_regs(a);
-    BL_WGMMA_FENCE();
-    const unsigned int xbuf = sbase + (s % BL_STAGES) * BL_X_BYTES;
-#pragma unroll
-    for (int j = 0; j < 4; ++j)
-#pragma unroll
-      for (int sl = 0; sl < BL_SLABS; ++sl) bl_wgmma(acc[sl], a[sl][j], bl_desc(xbuf + 32 * j));
-    BL_WGMMA_COMMIT();
-    BL_WGMMA_WAIT(BL_FRAGS - 1);
-    // Stage s + 1 - BL_FRAGS's wgmma are done (this warpgroup's: the other one releases its
-    // own): the fragment set they read is free, and so, for this warp, is that stage's buffer.
-    fence_regs(a_next);
-    if (s + 1 >= BL_FRAGS && lane == 0) {
-      const unsigned int done = (s + 1 - BL_FRAGS) % BL_STAGES;
-      bl_mbar_arrive(empty + 8 * done);
+  // This warp's arrival on the `empty` barrier of stage s's buffer: its wgmma are done.
+  auto release = [&](unsigned int s) {
+    if (lane == 0) {
+      bl_mbar_arrive(empty + 8 * (s % BL_STAGES));
 #if BL_MCAST
-      bl_mbar_arrive_peer(empty + 8 * done, peer);
+      bl_mbar_arrive_peer(empty + 8 * (s % BL_STAGES), peer);
 #endif
     }
-    if (s + 1 < ksteps) decode(s + 1, a_next);
   };
 
-  decode(0, a0);
-  bl_steps(0, ksteps, step, a0, a1, a2);
-  BL_WGMMA_WAIT(0);
+  // Stages s0 <= s < s1 (counted over all of the block's tiles, as the producers count them)
+  // into the accumulators, from zero; at the end every wgmma is done.
+  auto consume = [&](unsigned int s0, unsigned int s1) {
 #pragma unroll
-  for (int sl = 0; sl < BL_SLABS; ++sl) bl_fence_acc(acc[sl]);
+    for (int sl = 0; sl < BL_SLABS; ++sl)
+#pragma unroll
+      for (int i = 0; i < BL_ACC; ++i) acc[sl][i] = 0;
+    // `a_next`: the set stage s + 1 is decoded into, free once stage s + 1 - BL_FRAGS is done.
+    auto step = [&](unsigned int s, unsigned int (&a)[BL_SLABS][4][4],
+                    unsigned int (&a_next)[BL_SLABS][4][4]) {
+      fence_regs(a);
+      BL_WGMMA_FENCE();
+      const unsigned int xbuf = sbase + (s % BL_STAGES) * BL_X_BYTES;
+#pragma unroll
+      for (int j = 0; j < 4; ++j)
+#pragma unroll
+        for (int sl = 0; sl < BL_SLABS; ++sl) bl_wgmma(acc[sl], a[sl][j], bl_desc(xbuf + 32 * j));
+      BL_WGMMA_COMMIT();
+      BL_WGMMA_WAIT(BL_FRAGS - 1);
+      // Stage s + 1 - BL_FRAGS's wgmma are done (this warpgroup's: the other one releases its
+      // own): the fragment set they read is free, and so, for this warp, is that stage's buffer.
+      fence_regs(a_next);
+      if (s + 1 >= s0 + BL_FRAGS) release(s + 1 - BL_FRAGS);
+      if (s + 1 < s1) decode(s + 1, a_next);
+    };
+    decode(s0, a0);
+    bl_steps(s0, s1, step, a0, a1, a2);
+    BL_WGMMA_WAIT(0);
+#pragma unroll
+    for (int sl = 0; sl < BL_SLABS; ++sl) bl_fence_acc(acc[sl]);
+  };
+  // The accumulators as the outputs of the tile at weight row nb, activation row mb.
+  auto store_tile = [&](unsigned int nb, unsigned int mb) {
+    bl_store_acc(acc, nb + wg * BL_SLABS * 64 + warp * 16 + g, mb + 2 * t, M, N, out, out_raw,
+                 x_scales, w_scales, bias);
+  };
 
-  bl_store_acc(acc, n_base + wg * BL_SLABS * 64 + warp * 16 + g, m_base + 2 * t, M, N, out,
-               out_raw, x_scales, w_scales, bias);
+#if BL_SK
+  // Stream-K: segment after segment; the producers fill the next one's stages while this one's
+  // outputs go out. Its last stages are released here, for them.
+  volatile unsigned int *last =
+      (volatile unsigned int *)(bl_dyn + (empty + 8 * BL_STAGES - bl_smem(bl_dyn)));
+  auto consumers_sync = [&]() { BL_NAMED_SYNC(1, BL_CONSUMERS); };
+  unsigned int gc = 0;  // stages consumed so far
+  auto visit = [&](unsigned int tile, unsigned int s0, unsigned int s1, bool first) {
+    const unsigned int g1 = gc + (s1 - s0);
+    consume(gc, g1);
+    for (unsigned int s = g1 + 1 >= gc + BL_FRAGS ? g1 + 1 - BL_FRAGS : gc; s < g1; ++s) release(s);
+    gc = g1;
+    auto store = [&]() { store_tile(tile_n(tile), tile_m(tile)); };
+    bl_sk_finish(acc, sp, blockIdx.x, tile, s0, s1, first, sk_partials, sk_counters, last, tid,
+                 BL_CONSUMERS, consumers_sync, store);
+  };
+  bl_sk_segments(sp, blockIdx.x, visit);
+#else
+  consume(0, ksteps);
+  store_tile(n_base, m_base);
+#endif
 #if BL_MCAST
   BL_CLUSTER_SYNC();
 #endif

@@ -52,6 +52,9 @@ static __device__ __forceinline__ void bl_cp16(unsigned int dst, const void *src
 // consumers all the fragment sets and accumulators. `n`: a multiple of 8 in 24..256.
 #define BL_SETMAXNREG_DEC(n) asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(n))
 #define BL_SETMAXNREG_INC(n) asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(n))
+// A barrier of `n` threads (whole warps) on hardware barrier `id` (0 is __syncthreads'): the
+// warp-specialized kernel's consumers meet there without the producers.
+#define BL_NAMED_SYNC(id, n) asm volatile("bar.sync %0, %1;\n" ::"n"(id), "n"(n) : "memory")
 
 // 16 bytes to a shared address (the decoded weights of BL_A_SMEM).
 static __device__ __forceinline__ void bl_st16(unsigned int dst, unsigned int a, unsigned int b,
@@ -229,3 +232,86 @@ static __device__ __forceinline__ void bl_store_acc(const int (&acc)[BL_SLABS][B
     }
   }
 }
+
+#if defined(BL_SK) && BL_SK
+// Stream-K (BL_SK; the split is explained in gemm_wgmma.cu's header): the first `dp` blocks take
+// tile blockIdx.x whole; stream-K block j = blockIdx.x - dp takes units [start(j), start(j + 1))
+// of the units (tile - dp) * ks + k-step of the other tiles, and owner(u) holds unit u.
+struct BlSkSplit {
+  unsigned long long ks, units, sk, dp;
+  __device__ unsigned long long start(unsigned long long j) const { return j * units / sk; }
+  __device__ unsigned long long owner(unsigned long long u) const {
+    return ((u + 1) * sk - 1) / units;
+  }
+};
+
+static __device__ __forceinline__ BlSkSplit bl_sk_split(const BlGemmParams &p,
+                                                        unsigned int tiles_all,
+                                                        unsigned int ksteps) {
+  return BlSkSplit{ksteps, (unsigned long long)(tiles_all - p.sk_dp) * ksteps, p.sk_blocks,
+                   p.sk_dp};
+}
+
+// Calls visit(tile, s0, s1, first) for each segment of block `b` in order: a tile and the
+// k-steps [s0, s1) of it that the block computes; `first`: the block's first segment.
+template <typename Visit>
+static __device__ __forceinline__ void bl_sk_segments(const BlSkSplit &sp, unsigned int b,
+                                                      Visit &visit) {
+  if (b < sp.dp) {
+    visit(b, 0u, (unsigned int)sp.ks, true);
+    return;
+  }
+  const unsigned long long j = b - sp.dp, u0 = sp.start(j), u1 = sp.start(j + 1);
+  for (unsigned long long u = u0; u < u1;) {
+    const unsigned int lt = (unsigned int)(u / sp.ks), s0 = (unsigned int)(u % sp.ks);
+    const unsigned int s1 = u1 - u < sp.ks - s0 ? (unsigned int)(s0 + (u1 - u)) : (unsigned int)sp.ks;
+    visit((unsigned int)(sp.dp + lt), s0, s1, u == u0);
+    u += s1 - s0;
+  }
+}
+
+// The end of a segment of block `b`: a whole tile goes out at once (store()); a part of one is
+// stored to a partial slot (2j for block j's first segment, 2j + 1 for its last), and the
+// block counts itself on the tile's counter; the block that counts last adds the others'
+// partials (integers: exact, in any order) and stores the tile. Nobody waits for anybody. The
+// `threads` threads tid < threads that hold accumulators take part; sync() is their barrier;
+// `last` is a shared flag, written again only after the next segment's barriers.
+template <typename Sync, typename Store>
+static __device__ __forceinline__ void bl_sk_finish(
+    int (&acc)[BL_SLABS][BL_ACC], const BlSkSplit &sp, unsigned int b, unsigned int tile,
+    unsigned int s0, unsigned int s1, bool first, int *partials, unsigned int *counters,
+    volatile unsigned int *last, unsigned int tid, unsigned int threads, Sync &sync,
+    Store &store) {
+  if (s0 == 0 && s1 == sp.ks) {
+    store();
+    return;
+  }
+  const unsigned long long j = b - sp.dp, lt = tile - sp.dp, ks = sp.ks;
+  const size_t part_ints = (size_t)threads * BL_SLABS * BL_ACC;
+  // Element (sl, i) of thread tid at (sl * BL_ACC + i) * threads + tid: coalesced.
+  int *mine = partials + (2 * j + (first ? 0 : 1)) * part_ints + tid;
+#pragma unroll
+  for (int sl = 0; sl < BL_SLABS; ++sl)
+#pragma unroll
+    for (int i = 0; i < BL_ACC; ++i) mine[(sl * BL_ACC + i) * threads] = acc[sl][i];
+  // Partials visible device-wide before the count that publishes them.
+  __threadfence();
+  sync();
+  const unsigned long long j0 = sp.owner(lt * ks), j1 = sp.owner(lt * ks + ks - 1);
+  if (tid == 0) *last = atomicAdd(&counters[lt], 1u) == (unsigned int)(j1 - j0);
+  sync();
+  if (*last) {
+    __threadfence();
+    for (unsigned long long o = j0; o <= j1; ++o) {
+      if (o == j) continue;
+      const unsigned long long ostart = sp.start(o), seg = ostart > lt * ks ? ostart : lt * ks;
+      const int *other = partials + (2 * o + (seg == ostart ? 0 : 1)) * part_ints + tid;
+#pragma unroll
+      for (int sl = 0; sl < BL_SLABS; ++sl)
+#pragma unroll
+        for (int i = 0; i < BL_ACC; ++i) acc[sl][i] += __ldcg(other + (sl * BL_ACC + i) * threads);
+    }
+    store();
+  }
+}
+#endif
