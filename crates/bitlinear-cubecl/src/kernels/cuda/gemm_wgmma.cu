@@ -408,84 +408,40 @@ extern "C" __global__ void __launch_bounds__(BL_THREADS, BL_MINB) BL_ENTRY(
 
 #if BL_SK
   const unsigned int tiles_x = (N + 64 * BL_SLABS * BL_WGS - 1) / (64 * BL_SLABS * BL_WGS);
-  const unsigned int tiles_all = tiles_x * ((M + BL_BM - 1) / BL_BM);
-  const unsigned int dp = (unsigned int)p.sk_dp, sk = (unsigned int)p.sk_blocks;
-  auto go_tile = [&](unsigned int tile) { set_tile(tile % tiles_x, tile / tiles_x); };
-  if (blockIdx.x < dp) {
-    go_tile(blockIdx.x);
-    prefetch(0, ksteps);
-    finish(0);
-    store_tile(n_base, m_base);
-  } else {
-    // Units u = (tile - dp) * ksteps + step; block j takes [start(j), start(j + 1)), which grows
-    // strictly (the host gives each block at least one unit), and owner(u) is the block that
-    // holds unit u.
-    const unsigned long long ks = ksteps, units = (unsigned long long)(tiles_all - dp) * ks;
-    auto start = [&](unsigned long long j) { return j * units / sk; };
-    auto owner = [&](unsigned long long u) { return ((u + 1) * sk - 1) / units; };
-    const unsigned long long j = blockIdx.x - dp, u0 = start(j), u1 = start(j + 1);
-    // A shared flag after the word buffers (the host reserves it): this block counted last.
-    volatile unsigned int *last =
-        (volatile unsigned int *)(bl_dyn + (pbase + BL_STAGES * BL_W_STAGE_BYTES - bl_smem(bl_dyn)));
-    const size_t part_ints = (size_t)BL_THREADS * BL_SLABS * BL_ACC;
-    // The segment at unit u: its tile (local index), and its steps [s0, s1) in that tile.
-    struct Segment {
-      unsigned int lt, s0, s1;
+  const BlSkSplit sp = bl_sk_split(p, tiles_x * ((M + BL_BM - 1) / BL_BM), ksteps);
+  // A shared flag after the word buffers (the host reserves it): this block counted last.
+  volatile unsigned int *last =
+      (volatile unsigned int *)(bl_dyn + (pbase + BL_STAGES * BL_W_STAGE_BYTES - bl_smem(bl_dyn)));
+  auto sync = [&]() { __syncthreads(); };
+  // The segment being computed: its tile and k-steps, and whether it is the block's first.
+  unsigned int cur_tile = 0, cur_s0 = 0, cur_s1 = 0;
+  bool cur_first = false, started = false;
+  // Finishes the current segment's stages; `next` (if any) starts its first stages before the
+  // current one's outputs go out.
+  auto finish_current = [&](auto &&next) {
+    const unsigned int tile = cur_tile, s0 = cur_s0, s1 = cur_s1, nb = n_base, mb = m_base;
+    const bool first = cur_first;
+    finish(s0);
+    next();
+    auto store = [&]() { store_tile(nb, mb); };
+    bl_sk_finish(acc, sp, blockIdx.x, tile, s0, s1, first, sk_partials, sk_counters, last, tid,
+                 BL_THREADS, sync, store);
+  };
+  auto visit = [&](unsigned int tile, unsigned int s0, unsigned int s1, bool first) {
+    auto start = [&]() {
+      set_tile(tile % tiles_x, tile / tiles_x);
+      prefetch(s0, s1);
+      cur_tile = tile, cur_s0 = s0, cur_s1 = s1, cur_first = first;
     };
-    auto segment_at = [&](unsigned long long u) {
-      const unsigned int s0 = (unsigned int)(u % ks);
-      return Segment{(unsigned int)(u / ks), s0,
-                     (unsigned int)(u1 - u < ks - s0 ? s0 + (u1 - u) : ks)};
-    };
-    Segment seg = segment_at(u0);
-    go_tile(dp + seg.lt);
-    prefetch(seg.s0, seg.s1);
-    for (unsigned long long u = u0; u < u1;) {
-      const unsigned int lt = seg.lt, s0 = seg.s0, s1 = seg.s1;
-      finish(s0);
-      // The next segment's first stages start now; this one's outputs go out meanwhile.
-      const unsigned int nb = n_base, mb = m_base;
-      const unsigned long long u_next = u + (s1 - s0);
-      if (u_next < u1) {
-        seg = segment_at(u_next);
-        go_tile(dp + seg.lt);
-        prefetch(seg.s0, seg.s1);
-      }
-      if (s0 == 0 && s1 == ks) {
-        store_tile(nb, mb);
-      } else {
-        // Element (sl, i) of thread tid at (sl * BL_ACC + i) * BL_THREADS + tid: coalesced.
-        int *mine = sk_partials + (2 * j + (u == u0 ? 0 : 1)) * part_ints + tid;
-#pragma unroll
-        for (int sl = 0; sl < BL_SLABS; ++sl)
-#pragma unroll
-          for (int i = 0; i < BL_ACC; ++i) mine[(sl * BL_ACC + i) * BL_THREADS] = acc[sl][i];
-        // Partials visible device-wide before the count that publishes them.
-        __threadfence();
-        __syncthreads();
-        const unsigned long long j0 = owner((unsigned long long)lt * ks);
-        const unsigned long long j1 = owner((unsigned long long)lt * ks + ks - 1);
-        if (tid == 0) *last = atomicAdd(&sk_counters[lt], 1u) == (unsigned int)(j1 - j0);
-        __syncthreads();
-        if (*last) {
-          __threadfence();
-          for (unsigned long long o = j0; o <= j1; ++o) {
-            if (o == j) continue;
-            const unsigned long long first = start(o), seg = first > lt * ks ? first : lt * ks;
-            const int *other = sk_partials + (2 * o + (seg == first ? 0 : 1)) * part_ints + tid;
-#pragma unroll
-            for (int sl = 0; sl < BL_SLABS; ++sl)
-#pragma unroll
-              for (int i = 0; i < BL_ACC; ++i)
-                acc[sl][i] += __ldcg(other + (sl * BL_ACC + i) * BL_THREADS);
-          }
-          store_tile(nb, mb);
-        }
-        // `last` is written again only after the next segment's barriers.
-      }
-      u = u_next;
+    if (started) {
+      finish_current(start);
+    } else {
+      start();
+      started = true;
     }
-  }
+  };
+  bl_sk_segments(sp, blockIdx.x, visit);
+  finish_current([]() {});
 #else
   prefetch(0, ksteps);
   finish(0);

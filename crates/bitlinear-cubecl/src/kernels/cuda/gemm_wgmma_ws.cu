@@ -4,11 +4,13 @@
 // BL_BIAS, BL_RAW, BL_WGS (consumer warpgroups, 2), BL_SLABS (64-row weight slabs per warpgroup, 1 or 2), BL_BM (activation rows per
 // block: 128 or 256), BL_MINB (1), BL_STAGES (shared-memory stages), BL_PRODUCERS (producer
 // warps, 1 or 2), BL_TMA (1: the activations by TMA, see below), BL_MCAST (1: TMA multicast in
-// a 2-block cluster, see below), `bl_wgmma`, then epilogue.cuh and wgmma_common.cuh.
+// a 2-block cluster, see below), BL_SK / BL_SK_ALL (stream-K, see below), `bl_wgmma`, then
+// epilogue.cuh and wgmma_common.cuh.
 //
 // Measured on an H100 (session 6, BENCHMARKS.md): exact, but with cp.async producers 25-50%
-// slower than gemm_wgmma.cu with the words copied 4 stages ahead (one warp cannot issue a 32 KB
-// stage's copies fast enough); with TMA (BL_TMA) level with it; multicast slower again.
+// slower than gemm_wgmma.cu with the words copied 4 stages ahead; with TMA (BL_TMA) level with
+// it; multicast slower again. All of those ran with 168 registers per thread, and ptxas had
+// serialized their wgmma (found in session 8; fixed with setmaxnreg, below): not measured since.
 //
 // Why: gemm_wgmma.cu keeps the tensor pipe 42% busy on an H100 with nothing else saturated
 // (BENCHMARKS.md); every warp there copies, decodes and issues, and a block barrier per stage
@@ -37,9 +39,15 @@
 // - BL_FRAGS = 3 (not measured yet): three fragment sets, as in gemm_wgmma.cu: step s waits
 //   for stage s - 2's wgmma only, releases that stage's buffer and decodes stage s + 1 into the
 //   set it used, so two groups stay in the tensor pipe during the decode.
-// Phases: stage s uses buffer s % BL_STAGES in its (s / BL_STAGES)-th round, so `full` is
-// awaited with parity (s / BL_STAGES) & 1, and the refill for stage s waits for `empty`'s
-// round (s / BL_STAGES) - 1.
+// - BL_SK = 1 (not measured yet; not with BL_MCAST): stream-K as in gemm_wgmma.cu (the same
+//   split and fix-up, wgmma_common.cuh). Producers and consumers walk the block's segments in
+//   the same order, counting stages across them, so the producers fill the next segment's
+//   stages while the consumers store this one's outputs; the consumers release a segment's
+//   last stages when it ends, and meet on named barrier 1 (without the producers) for the
+//   fix-up.
+// Phases: stage s (counted over all of a block's tiles) uses buffer s % BL_STAGES in its
+// (s / BL_STAGES)-th round, so `full` is awaited with parity (s / BL_STAGES) & 1, and the
+// refill for stage s waits for `empty`'s round (s / BL_STAGES) - 1.
 
 #ifndef BL_TMA
 #define BL_TMA 0
