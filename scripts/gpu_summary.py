@@ -67,7 +67,8 @@ for key in sorted(table, key=str):
     # Back to back: ours (not host-bound, not the read floor) against torch measured the same way.
     torch_b2b = [b for a, b in table[key] if a.startswith("b2b:") and "torch" in a and "host" not in a]
     for kind in ("m", "l"):
-        ours_b2b = [(b, a) for a, b in table[key] if a.startswith(f"b2b:{kind}:") and "host" not in a]
+        ours_b2b = [(b, a) for a, b in table[key]
+                    if a.startswith(f"b2b:{kind}:") and "host" not in a and "torch" not in a]
         if torch_b2b and ours_b2b and key[0] and key[1]:
             best_us, best = min(ours_b2b)
             packed_mb = key[0] * key[1] / 4 / 1e6
