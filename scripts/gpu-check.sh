@@ -62,13 +62,23 @@ if [ -x "$BIN" ]; then
       count=$(GPU_CHECK_ONLY=wgmma_config_count "$BIN" 2>/dev/null || echo 0)
       configs=${GPU_CHECK_WGMMA_CONFIGS:-$(seq -s, 1 "$count")}
       passed=""
+      hung=" "  # kernel files with a configuration that ran into the timeout (a deadlock)
       for config in ${configs//,/ }; do
+        file=$(GPU_CHECK_ONLY=wgmma_config_file GPU_CHECK_WGMMA_CONFIGS=$config "$BIN" 2>/dev/null)
+        if [ -n "$file" ] && [[ "$hung" == *" $file "* ]]; then
+          echo "{\"op\":\"error\",\"what\":\"wgmma config $config skipped: another configuration of $file hung\"}" | tee -a "$RESULTS"
+          status=1
+          continue
+        fi
         GPU_CHECK_ONLY=$check GPU_CHECK_WGMMA_CONFIGS=$config timeout -k 5 "${GPU_CHECK_CHECK_TIMEOUT:-120}" "$BIN" 2>> .gpu/gpu_check.stderr | grep -v '"op":"device"' | sed "s/\"name\":\"$check\"/\"name\":\"$check $config\"/" | tee -a "$RESULTS"
-        if [ "${PIPESTATUS[0]}" -eq 0 ]; then
+        rc=${PIPESTATUS[0]}
+        if [ "$rc" -eq 0 ]; then
           passed="$passed${passed:+,}$config"
         else
-          echo "{\"op\":\"error\",\"what\":\"wgmma config $config failed: left out of the timings\"}" | tee -a "$RESULTS"
+          echo "{\"op\":\"error\",\"what\":\"wgmma config $config failed (exit $rc): left out of the timings\"}" | tee -a "$RESULTS"
           status=1
+          # 124/137: the timeout. The same file's other configurations would likely hang too.
+          { [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; } && hung="$hung$file "
         fi
       done
       export GPU_CHECK_WGMMA_CONFIGS=${passed:-0}

@@ -1348,6 +1348,17 @@ fn main() {
         println!("{}", wgmma_kernel_flags().len());
         return;
     }
+    // GPU_CHECK_ONLY=wgmma_config_file GPU_CHECK_WGMMA_CONFIGS=n prints the kernel file of
+    // configuration n (host only: gpu-check.sh skips a file's configurations after one hung).
+    if std::env::var("GPU_CHECK_ONLY").as_deref() == Ok("wgmma_config_file") {
+        let flags = wgmma_kernel_flags();
+        let n: usize = std::env::var("GPU_CHECK_WGMMA_CONFIGS")
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        println!("{}", flags.get(n.wrapping_sub(1)).map_or("none", |(file, _)| *file));
+        return;
+    }
     // GPU_CHECK_ONLY=dump_sources GPU_CHECK_DUMP_DIR=dir writes every hand-written kernel
     // configuration's complete source to dir/<entry>.cu (host only), for
     // scripts/ptxas_report.py: registers, spills and wgmma serialization, per configuration.
