@@ -4,9 +4,9 @@
 //! At M = 1 a layer takes a few microseconds on the device, but CubeCL's host launch path costs
 //! ~13–15 µs per launch, so a synchronized batch measures the host, and Nsight Compute's device
 //! time of one isolated launch (caches flushed) includes the whole launch, ramp and drain that
-//! consecutive kernels on a stream partly overlap. Here a one-thread spin kernel holds the
-//! stream while the host queues every call; the calls then run back to back, each waiting only
-//! for the previous one. Per call: (spin + calls − spin alone) / calls, the two timed in
+//! consecutive kernels on a stream partly overlap. Here a spin kernel (enough one-unit cubes to
+//! outlast the host's queueing) holds the stream while the host queues every call; the calls
+//! then run back to back, each waiting only for the previous one. Per call: (spin + calls − spin alone) / calls, the two timed in
 //! alternation around a device sync, median over batches. The caller rotates the weights over
 //! copies larger than L2 together, so each call reads them from DRAM, as a model's next layer
 //! does.
