@@ -73,7 +73,7 @@ if [ "$STEP" = gemv ]; then
   # M = 64 (batched decoding): 128-row tiles leave most SMs idle at 4096 outputs (32 blocks on
   # 132 SMs); stream-K over all tiles spreads the k-steps. Checked by `kernels` (33: above).
   GPU_CHECK_SKIP_CHECKS=1 GPU_CHECK_MS=64 GPU_CHECK_QUICK=1 GPU_CHECK_NO_MMA=1 \
-    GPU_CHECK_NO_CMMA_TILED=1 GPU_CHECK_WGMMA_CONFIGS=${M64_CONFIGS:-11,27,29,31,33} \
+    GPU_CHECK_NO_CMMA_TILED=1 GPU_CHECK_WGMMA_CONFIGS=${M64_CONFIGS:-11,27,29,31,33,37} \
     timeout -k 5 100 .gpu/gpu_check 2>> "$O/m64.stderr" | grep -v '"op":"device"' >> "$O/results.jsonl"
   echo "{\"op\":\"note\",\"what\":\"M = 64 timings exited with ${PIPESTATUS[0]}\"}" >> "$O/results.jsonl"
   # f16/bf16 outputs of every path, bit for bit against the f32 output rounded (never finished
