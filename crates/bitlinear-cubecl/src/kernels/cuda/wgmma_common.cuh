@@ -282,36 +282,38 @@ static __device__ __forceinline__ void bl_sk_finish(
     unsigned int s0, unsigned int s1, bool first, int *partials, unsigned int *counters,
     volatile unsigned int *last, unsigned int tid, unsigned int threads, Sync &sync,
     Store &store) {
-  if (s0 == 0 && s1 == sp.ks) {
-    store();
-    return;
-  }
-  const unsigned long long j = b - sp.dp, lt = tile - sp.dp, ks = sp.ks;
-  const size_t part_ints = (size_t)threads * BL_SLABS * BL_ACC;
-  // Element (sl, i) of thread tid at (sl * BL_ACC + i) * threads + tid: coalesced.
-  int *mine = partials + (2 * j + (first ? 0 : 1)) * part_ints + tid;
+  // One call of store() (the epilogue is long: inlined once, not twice).
+  bool store_tile = s0 == 0 && s1 == sp.ks;
+  if (!store_tile) {
+    const unsigned long long j = b - sp.dp, lt = tile - sp.dp, ks = sp.ks;
+    const size_t part_ints = (size_t)threads * BL_SLABS * BL_ACC;
+    // Element (sl, i) of thread tid at (sl * BL_ACC + i) * threads + tid: coalesced.
+    int *mine = partials + (2 * j + (first ? 0 : 1)) * part_ints + tid;
 #pragma unroll
-  for (int sl = 0; sl < BL_SLABS; ++sl)
+    for (int sl = 0; sl < BL_SLABS; ++sl)
 #pragma unroll
-    for (int i = 0; i < BL_ACC; ++i) mine[(sl * BL_ACC + i) * threads] = acc[sl][i];
-  // Partials visible device-wide before the count that publishes them.
-  __threadfence();
-  sync();
-  const unsigned long long j0 = sp.owner(lt * ks), j1 = sp.owner(lt * ks + ks - 1);
-  if (tid == 0) *last = atomicAdd(&counters[lt], 1u) == (unsigned int)(j1 - j0);
-  sync();
-  if (*last) {
+      for (int i = 0; i < BL_ACC; ++i) mine[(sl * BL_ACC + i) * threads] = acc[sl][i];
+    // Partials visible device-wide before the count that publishes them.
     __threadfence();
-    for (unsigned long long o = j0; o <= j1; ++o) {
-      if (o == j) continue;
-      const unsigned long long ostart = sp.start(o), seg = ostart > lt * ks ? ostart : lt * ks;
-      const int *other = partials + (2 * o + (seg == ostart ? 0 : 1)) * part_ints + tid;
+    sync();
+    const unsigned long long j0 = sp.owner(lt * ks), j1 = sp.owner(lt * ks + ks - 1);
+    if (tid == 0) *last = atomicAdd(&counters[lt], 1u) == (unsigned int)(j1 - j0);
+    sync();
+    store_tile = *last;
+    if (store_tile) {
+      __threadfence();
+      for (unsigned long long o = j0; o <= j1; ++o) {
+        if (o == j) continue;
+        const unsigned long long ostart = sp.start(o), seg = ostart > lt * ks ? ostart : lt * ks;
+        const int *other = partials + (2 * o + (seg == ostart ? 0 : 1)) * part_ints + tid;
 #pragma unroll
-      for (int sl = 0; sl < BL_SLABS; ++sl)
+        for (int sl = 0; sl < BL_SLABS; ++sl)
 #pragma unroll
-        for (int i = 0; i < BL_ACC; ++i) acc[sl][i] += __ldcg(other + (sl * BL_ACC + i) * threads);
+          for (int i = 0; i < BL_ACC; ++i)
+            acc[sl][i] += __ldcg(other + (sl * BL_ACC + i) * threads);
+      }
     }
-    store();
   }
+  if (store_tile) store();
 }
 #endif
