@@ -60,7 +60,8 @@ for key in sorted(table, key=str):
     torch = [b for a, b in table[key] if "torch" in a and not a.startswith("b2b:")]
     # GEMV wall times are host-bound (CubeCL's launch cost): compare device times there.
     prefix = "ncu:" if key[2] is not None and key[2] <= 16 else "m:"
-    ours = [(b, a) for a, b in table[key] if a.startswith(prefix) and "read-floor" not in a]
+    ours = [(b, a) for a, b in table[key]
+            if a.startswith(prefix) and "read-floor" not in a and "quantize" not in a]
     if torch and ours:
         best_us, best = min(ours)
         print(f"  best {best} {best_us} us: {min(torch) / best_us:.2f}x torch")

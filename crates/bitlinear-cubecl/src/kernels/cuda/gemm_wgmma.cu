@@ -416,32 +416,34 @@ extern "C" __global__ void __launch_bounds__(BL_THREADS, BL_MINB) BL_ENTRY(
   // The segment being computed: its tile and k-steps, and whether it is the block's first.
   unsigned int cur_tile = 0, cur_s0 = 0, cur_s1 = 0;
   bool cur_first = false, started = false;
-  // Finishes the current segment's stages; `next` (if any) starts its first stages before the
-  // current one's outputs go out.
-  auto finish_current = [&](auto &&next) {
+  // Starts a segment's first stages.
+  auto start = [&](unsigned int tile, unsigned int s0, unsigned int s1, bool first) {
+    set_tile(tile % tiles_x, tile / tiles_x);
+    prefetch(s0, s1);
+    cur_tile = tile, cur_s0 = s0, cur_s1 = s1, cur_first = first;
+  };
+  // Finishes the current segment's stages; the next one (if `next`) starts its first stages
+  // before the current one's outputs go out. (No generic lambda: NVRTC 13.0 rejects them.)
+  auto finish_current = [&](bool next, unsigned int ntile, unsigned int ns0, unsigned int ns1,
+                            bool nfirst) {
     const unsigned int tile = cur_tile, s0 = cur_s0, s1 = cur_s1, nb = n_base, mb = m_base;
     const bool first = cur_first;
     finish(s0);
-    next();
+    if (next) start(ntile, ns0, ns1, nfirst);
     auto store = [&]() { store_tile(nb, mb); };
     bl_sk_finish(acc, sp, blockIdx.x, tile, s0, s1, first, sk_partials, sk_counters, last, tid,
                  BL_THREADS, sync, store);
   };
   auto visit = [&](unsigned int tile, unsigned int s0, unsigned int s1, bool first) {
-    auto start = [&]() {
-      set_tile(tile % tiles_x, tile / tiles_x);
-      prefetch(s0, s1);
-      cur_tile = tile, cur_s0 = s0, cur_s1 = s1, cur_first = first;
-    };
     if (started) {
-      finish_current(start);
+      finish_current(true, tile, s0, s1, first);
     } else {
-      start();
+      start(tile, s0, s1, first);
       started = true;
     }
   };
   bl_sk_segments(sp, blockIdx.x, visit);
-  finish_current([]() {});
+  finish_current(false, 0, 0, 0, false);
 #else
   prefetch(0, ksteps);
   finish(0);
