@@ -1356,7 +1356,12 @@ fn main() {
             .ok()
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or(0);
-        println!("{}", flags.get(n.wrapping_sub(1)).map_or("none", |(file, _)| *file));
+        println!(
+            "{}",
+            flags
+                .get(n.wrapping_sub(1))
+                .map_or("none", |(file, _)| *file)
+        );
         return;
     }
     // GPU_CHECK_ONLY=dump_sources GPU_CHECK_DUMP_DIR=dir writes every hand-written kernel

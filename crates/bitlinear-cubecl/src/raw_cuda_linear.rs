@@ -1038,7 +1038,10 @@ mod tests {
                 let consumer_regs = (launch + (launch - 64) * 128 / (128 * c.warpgroups)) / 8 * 8;
                 assert!(c.stages() >= 3 && consumer_regs >= 200, "{c:?}");
                 assert!(!c.mcast || c.tma, "multicast needs TMA: {c:?}");
-                assert!(!(c.mcast && c.stream_k), "stream-K without multicast: {c:?}");
+                assert!(
+                    !(c.mcast && c.stream_k),
+                    "stream-K without multicast: {c:?}"
+                );
             } else if c.tma || c.mcast {
                 panic!("TMA only in the warp-specialized kernel: {c:?}");
             } else {

@@ -93,7 +93,10 @@ fn wgmma_kernel_matches_the_reference_in_cpu_emulation() {
     // (e.g. `gemm_wgmma_ws`, or `BL_FRAGS", 3`), to iterate on one kernel.
     if let Ok(only) = std::env::var("BITLINEAR_EMU_ONLY") {
         shapes.retain(|shape| format!("{shape:?}").contains(&only));
-        assert!(!shapes.is_empty(), "BITLINEAR_EMU_ONLY={only} matches no code shape");
+        assert!(
+            !shapes.is_empty(),
+            "BITLINEAR_EMU_ONLY={only} matches no code shape"
+        );
     }
     // Every (code shape, output kind) is a separate build and run: spread them over the cores.
     let jobs: Vec<_> = shapes
