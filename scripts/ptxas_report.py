@@ -44,8 +44,11 @@ def load_nvrtc():
 def nvrtc_ptx(lib, source, name, include):
     """PTX of `source` (bytes), or raises with NVRTC's log."""
     prog = ctypes.c_void_p()
-    check = lambda rc, what: rc == 0 or (_ for _ in ()).throw(
-        RuntimeError(f"{what}: {lib.nvrtcGetErrorString(rc).decode()}"))
+
+    def check(rc, what):
+        if rc != 0:
+            raise RuntimeError(f"{what}: {lib.nvrtcGetErrorString(rc).decode()}")
+
     check(lib.nvrtcCreateProgram(ctypes.byref(prog), source, name.encode(), 0, None, None), "create")
     opts = [f"--gpu-architecture={ARCH}".encode(), f"--include-path={include}".encode(), b"-lineinfo"]
     arr = (ctypes.c_char_p * len(opts))(*opts)
