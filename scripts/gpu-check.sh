@@ -18,7 +18,9 @@
 # included) for one launch of that kernel (at the batch sizes GPU_CHECK_NCU_DETAIL_MS, default
 # GPU_CHECK_MS: the first matching launch is profiled). GPU_CHECK_WGMMA_CONFIGS=15,19 checks and times only
 # those wgmma configurations besides the default (wgmma_gemm_config_override numbers); each is
-# checked in its own process, and one that fails is left out of the timings.
+# checked in its own process, and one that fails is left out of the timings;
+# GPU_CHECK_WGMMA_CHECKED=32,20 adds configurations to the timings without checking them again
+# (checked exact on this kind of GPU before, with the same source).
 # GPU_CHECK_TIMINGS_TIMEOUT and GPU_CHECK_NCU_TIMEOUT (seconds, default 300 and 150) bound the
 # timing and Nsight Compute passes (each configuration is compiled once by NVRTC first);
 # GPU_CHECK_CHECK_TIMEOUT (default 120) bounds each correctness process (a kernel that hangs).
@@ -81,6 +83,9 @@ if [ -x "$BIN" ]; then
           { [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; } && hung="$hung$file "
         fi
       done
+      # GPU_CHECK_WGMMA_CHECKED: configurations checked exact on this kind of GPU before, with
+      # the same source, timed without a second check.
+      passed="$passed${passed:+${GPU_CHECK_WGMMA_CHECKED:+,}}${GPU_CHECK_WGMMA_CHECKED:-}"
       export GPU_CHECK_WGMMA_CONFIGS=${passed:-0}
       continue
     fi

@@ -14,7 +14,7 @@
 # nothing, and files left elsewhere never come back); each step is bounded, and the last lines
 # printed are a short table of the results (scripts/gpu_summary.py).
 # Steps, one per call (each ends within 9.5 minutes; a machine stays warm only 30 s, so start
-# the next at once): `kernels` (~7-9 min: ptxas's registers and spills per configuration,
+# the next at once): `diagnose` (~6 min: what bounds the large-M GEMM, see below), `kernels` (~7-9 min: ptxas's registers and spills per configuration,
 # checks of the wgmma configurations, wall timings at M = 512 and 2048 with torch, the default
 # kernel's stall reasons), `gemv` (~6 min: the dp4a
 # GEMV's block shapes at M = 1 with device times and registers, and back to back (b2b: calls
@@ -24,11 +24,56 @@
 # machine).
 set -uo pipefail
 O=${1:?output folder}
-STEP=${2:?step: kernels, gemv or burn}
+STEP=${2:?step: diagnose, kernels, gemv or burn}
 mkdir -p .gpu
 [ -f .gpu/carry/gpu_check.gz ] && gunzip -c .gpu/carry/gpu_check.gz > .gpu/gpu_check && chmod +x .gpu/gpu_check
 [ -f .gpu/carry/bench.gz ] && gunzip -c .gpu/carry/bench.gz > .gpu/bitlinear-bench-cuda && chmod +x .gpu/bitlinear-bench-cuda
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,temperature.gpu --format=csv > "$O/smi.txt" 2>&1
+
+if [ "$STEP" = diagnose ]; then
+  # What bounds the 256-row warp-specialized kernel (32, `Auto` from M = 1024 since session 9)?
+  # Session 8's times (BENCHMARKS.md, session 9): the same time per stage with half the SMs
+  # idle (so something inside each SM), and ~13 µs per tile besides ~0.76 µs per stage.
+  # Checked first, then timed at M = 512 and 2048: 39 (32 as a persistent grid: one tile's
+  # epilogue under the next one's loads), 38 (32 multicast in 2-block clusters: half the
+  # activation reads), 22, 21, 23 (20 multicast; 256 weight x 128 activation rows, and that
+  # multicast; not timed since session 6, when their wgmma were serialized). Timed without a
+  # second check (exact on an H100 in session 8, same source): 32, 20, 10, 11, 35, 36; and 32
+  # with parts of its work left out (GPU_CHECK_ABLATE: no copies, no wgmma, no decode, the
+  # wgmma alone, the copies alone; wrong outputs, timed only). Also `Auto` (the default `wgmma`
+  # lines, whose check `wgmma_gemm` covers the new choices: M = 33, 64 at K = 4100 take 33,
+  # M = 2100 takes 32), torch bf16 and cuBLAS int8.
+  # The SM clock and power every 200 ms: does the int8 load throttle the clock (the peak's
+  # 1979 TOPS assume 1.83 GHz)?
+  nvidia-smi --query-gpu=timestamp,clocks.sm,power.draw,temperature.gpu,clocks_throttle_reasons.active \
+    --format=csv -lms 200 > "$O/clocks.csv" 2>&1 &
+  sampler=$!
+  RESULTS=$O/results.jsonl GPU_CHECK_LIST="wgmma_gemm wgmma_gemm_configs" \
+    GPU_CHECK_MS=512,2048 GPU_CHECK_NO_MMA=1 GPU_CHECK_NO_CMMA_TILED=1 GPU_CHECK_NO_LOGS=1 \
+    GPU_CHECK_QUICK=1 GPU_CHECK_WGMMA_CONFIGS=${WGMMA_CONFIGS:-39,38,22,21,23} \
+    GPU_CHECK_WGMMA_CHECKED=${WGMMA_CHECKED:-32,20,10,11,35,36} GPU_CHECK_ABLATE=1 \
+    GPU_CHECK_TIMINGS_TIMEOUT=300 GPU_CHECK_NO_NCU=1 GPU_CHECK_CHECK_TIMEOUT=60 \
+    TORCH_BENCH_MS=512,2048 \
+    timeout -k 5 450 bash scripts/gpu-check.sh > "$O/gpu-check.out" 2>&1
+  echo "{\"op\":\"note\",\"what\":\"gpu-check exited with $?\"}" >> "$O/results.jsonl"
+  # Time per tile against its k-steps at one N and M (session 8's shapes suggest ~13 µs fixed
+  # per 256-row tile plus ~0.77 µs per 128-deep stage; a fixed share that large would point at
+  # the prologue and epilogue), for 32, 39, 11 and the ablations: K = 1024 ... 16384, N = 4096.
+  # 39 only if it passed its check above.
+  sweep=32,11
+  grep -q '"name":"wgmma_gemm_configs 39","ok":true' "$O/results.jsonl" && sweep=32,39,11
+  GPU_CHECK_SKIP_CHECKS=1 GPU_CHECK_SHAPES=1024x4096,2048x4096,4096x4096,8192x4096,16384x4096 \
+    GPU_CHECK_MS=2048 GPU_CHECK_QUICK=1 GPU_CHECK_NO_MMA=1 GPU_CHECK_NO_CMMA_TILED=1 \
+    GPU_CHECK_WGMMA_CONFIGS=$sweep GPU_CHECK_ABLATE=1 \
+    timeout -k 5 ${SWEEP_TIMEOUT:-80} .gpu/gpu_check 2>> "$O/sweep.stderr" | grep -v '"op":"device"' >> "$O/results.jsonl"
+  echo "{\"op\":\"note\",\"what\":\"K sweep exited with ${PIPESTATUS[0]}\"}" >> "$O/results.jsonl"
+  kill "$sampler" 2>/dev/null
+  # The clock range while the timings ran (lines with a numeric clock).
+  awk -F', ' '$2 ~ /^[0-9]+ MHz$/ {c = $2 + 0; if (!n || c < lo) lo = c; if (c > hi) hi = c; n++}
+    END {if (n) printf "{\"op\":\"note\",\"what\":\"SM clock %d-%d MHz over %d samples\"}\n", lo, hi, n}' \
+    "$O/clocks.csv" >> "$O/results.jsonl"
+  tail -c 6000 .gpu/gpu_check.stderr > "$O/stderr_tail.txt" 2>/dev/null
+fi
 
 if [ "$STEP" = kernels ]; then
   # Registers, spills and wgmma serialization of every configuration, by this machine's NVRTC

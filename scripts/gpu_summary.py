@@ -8,7 +8,9 @@ l: whole layer, ncu: device time (Nsight Compute); where torch was timed for the
 fastest bitlinear product (wall; device time for M <= 16) and its speed-up over torch bf16 (the
 GEMM bar asks for 1.3x; `Auto` may pick another configuration). For M <= 16 also b2b: the
 per-call time of calls run back to back (queued behind a spin kernel, weights rotating through
-DRAM), ours against torch's measured the same way, and as a fraction of the copy bandwidth."""
+DRAM), ours against torch's measured the same way, and as a fraction of the copy bandwidth.
+Lines of ablated launches (`"ablation"`: parts of a kernel's work left out, wrong outputs) show
+as `ablated:` and never count as the fastest."""
 import json
 import sys
 
@@ -45,7 +47,9 @@ for r in rows:
     elif op == "read_floor":
         add_b2b(r, "read-floor")
     elif op in ("matmul", "linear") and "k" in r:
-        name = r["op"][0] + ":" + r["impl"].replace("bitlinear-cuda-", "")
+        # Ablated launches (wrong outputs, diagnosis only) never count as the fastest.
+        prefix = "ablated:" if r.get("ablation") else r["op"][0] + ":"
+        name = prefix + r["impl"].replace("bitlinear-cuda-", "")
         table.setdefault((r["k"], r["n"], r["m"]), []).append((name, r["median_us"]))
         add_b2b(r, name)
     elif op == "device_time":
@@ -61,10 +65,13 @@ for key in sorted(table, key=str):
     # GEMV wall times are host-bound (CubeCL's launch cost): compare device times there.
     prefix = "ncu:" if key[2] is not None and key[2] <= 16 else "m:"
     ours = [(b, a) for a, b in table[key]
-            if a.startswith(prefix) and "read-floor" not in a and "quantize" not in a]
+            if a.startswith(prefix) and "read-floor" not in a and "quantize" not in a
+            and "cublas" not in a]
+    int8 = [b for a, b in table[key] if "cublas-int8" in a]
     if torch and ours:
         best_us, best = min(ours)
-        print(f"  best {best} {best_us} us: {min(torch) / best_us:.2f}x torch")
+        vs_int8 = f", {min(int8) / best_us:.2f}x cuBLAS int8" if int8 else ""
+        print(f"  best {best} {best_us} us: {min(torch) / best_us:.2f}x torch{vs_int8}")
     # Back to back: ours (not host-bound, not the read floor) against torch measured the same way.
     torch_b2b = [b for a, b in table[key] if a.startswith("b2b:") and "torch" in a and "host" not in a]
     for kind in ("m", "l"):

@@ -8,7 +8,12 @@ For M <= 16 the line also carries `b2b_us`: the per-call time of calls run back 
 while `torch.cuda._sleep` holds the stream (as gpu_check.rs's back-to-back timing does with its
 spin kernel), timed by events after the sleep; `b2b_host_bound` if the host had not queued every
 call by the end of the sleep.
-Environment overrides: TORCH_BENCH_SHAPES="1024x1024,4096x4096" (KxN), TORCH_BENCH_MS="1,2,4".
+For M > 16 it also times cuBLAS's int8 GEMM (`torch._int_mm`, int8 x int8 -> int32, the weight
+[N, K] row-major as bitlinear's): the int8 tensor-core rate a dense int8 layer reaches on this
+device, next to which bitlinear's ternary GEMM shows what its decode and pipeline cost. Its
+lines' impl is `cublas-int8-int-mm` (no "torch" in it: the summary's torch ratios stay bf16).
+Environment overrides: TORCH_BENCH_SHAPES="1024x1024,4096x4096" (KxN), TORCH_BENCH_MS="1,2,4",
+TORCH_BENCH_NO_INT8=1 (no int8 lines).
 """
 import json
 import os
@@ -88,6 +93,25 @@ def time_b2b_us(fn, calls=400, batches=9):
     return per_call[len(per_call) // 2], host_bound
 
 
+def time_int8(dev, m, k, n):
+    """cuBLAS int8 GEMM on [M, K] x [N, K]^T (int32 out); one error line if this torch lacks it."""
+    try:
+        copies = max(2, min(64, (256 << 20) // (n * k)))
+        weights = [torch.randint(-1, 2, (n, k), device=dev, dtype=torch.int8) for _ in range(copies)]
+        x = torch.randint(-127, 128, (m, k), device=dev, dtype=torch.int8)
+        call = lambda i: torch._int_mm(x, weights[i % copies].t())
+        us = time_us(call)
+    except (RuntimeError, AttributeError) as e:
+        print(json.dumps({"op": "error", "what": f"torch._int_mm at {m}x{k}x{n}: {str(e)[:200]}"}),
+              flush=True)
+        return
+    print(json.dumps({
+        "op": "matmul", "impl": "cublas-int8-int-mm", "backend": "cuda", "m": m, "k": k, "n": n,
+        "median_us": round(us, 2), "tops": round(2 * m * k * n / us / 1e6, 2),
+        "weight_copies": copies,
+    }), flush=True)
+
+
 def main():
     dev = torch.device("cuda")
     print(json.dumps({"op": "device", "backend": "torch", "name": torch.cuda.get_device_name(0),
@@ -112,6 +136,8 @@ def main():
                 line.update({"b2b_us": round(b2b[0], 2), "b2b_host_bound": b2b[1],
                              "b2b_gbps": round(w_bytes / b2b[0] / 1e3, 1)})
             print(json.dumps(line), flush=True)
+            if m > 16 and not os.environ.get("TORCH_BENCH_NO_INT8"):
+                time_int8(dev, m, k, n)
         del weights
         torch.cuda.empty_cache()
 

@@ -11,7 +11,10 @@
 //! `GPU_CHECK_SKIP_CHECKS=1`) launches each variant twice with labels, for `ncu`.
 //! Timed variants: the hand-written CUDA kernels against the default CubeCL ones
 //! (`GPU_CHECK_NO_DP4A=1` / `GPU_CHECK_NO_MMA=1` leave the hand-written ones out);
-//! `GPU_CHECK_ALL_VARIANTS=1` adds the CubeCL tuning variants compared in session 2.
+//! `GPU_CHECK_ALL_VARIANTS=1` adds the CubeCL tuning variants compared in session 2;
+//! `GPU_CHECK_SHAPES=4096x4096,8192x4096` (K x N) replaces the benchmark shapes of the timings;
+//! `GPU_CHECK_ABLATE=1` adds wgmma configuration 32 leaving out its copies, wgmma or decode
+//! (`wgmma_ablation_override`: wrong outputs, timed only) to show which of them bounds it.
 //! Timing lines also carry `enqueue_us`, the host time to issue one call (no sync): where it is
 //! close to `median_us` the figure is bound by CubeCL's launch path, not by the kernel; the
 //! device-side kernel time then comes from the `ncu` step of scripts/gpu-check.sh. For M ≤ 16
@@ -675,6 +678,9 @@ struct Variant {
     mma_tiles: usize,
     /// wgmma GEMM block shape (0: default).
     wgmma_config: usize,
+    /// Work the warp-specialized wgmma kernel leaves out (`wgmma_ablation_override`; wrong
+    /// outputs: timed, never checked).
+    ablation: usize,
     /// `ternary_linear` without the fused quantize + GEMV (two launches).
     unfused: bool,
     linear_too: bool,
@@ -694,6 +700,7 @@ impl Variant {
             dp4a_config: 0,
             mma_tiles: 0,
             wgmma_config: 0,
+            ablation: 0,
             unfused: false,
             linear_too: false,
             dtype: FloatDtype::F32,
@@ -720,6 +727,12 @@ impl Variant {
         v.wgmma_config = config;
         v
     }
+    /// The same wgmma configuration leaving out the work `mask` names (diagnosis only).
+    const fn ablated(mut self, name: &'static str, mask: usize) -> Self {
+        self.name = name;
+        self.ablation = mask;
+        self
+    }
     const fn gemv_depth(name: &'static str, units: usize, depth: usize) -> Self {
         let mut v = Self::new(name, MatmulPath::Gemv, units, 0);
         v.depth = depth;
@@ -738,6 +751,7 @@ impl Variant {
         dp4a_gemv_config_override(self.dp4a_config);
         mma_gemm_warp_tiles_override(self.mma_tiles);
         wgmma_gemm_config_override(self.wgmma_config);
+        wgmma_ablation_override(self.ablation);
         fused_linear_off(self.unfused || no_fused());
     }
     fn reset() {
@@ -745,6 +759,7 @@ impl Variant {
         dp4a_gemv_config_override(0);
         mma_gemm_warp_tiles_override(0);
         wgmma_gemm_config_override(0);
+        wgmma_ablation_override(0);
         gemv_stream_units_override(0);
         gemv_stream_depth_override(0);
         cmma_k_blocks_override(0);
@@ -873,6 +888,19 @@ fn all_variants(m: usize, cmma_ok: bool, raw_ok: bool, wgmma_ok: bool) -> Vec<Va
                 v.push(Variant::wgmma("wgmma-ska-ws6-256-tma", 35));
                 v.push(Variant::wgmma("wgmma-f3-ska-ws6-256-tma", 36));
                 v.push(Variant::wgmma("wgmma-f3-ska-ws8-128-tma", 37));
+                v.push(Variant::wgmma("wgmma-f3-ws6-256-mcast", 38));
+                v.push(Variant::wgmma("wgmma-f3-ws6-256-persistent", 39));
+                // What bounds 32 (GPU_CHECK_ABLATE=1): the same launch without the copies,
+                // the wgmma, the decode, or with the wgmma alone (no copies, no decode), or the
+                // copies alone. Wrong outputs: timed only.
+                if std::env::var("GPU_CHECK_ABLATE").is_ok() {
+                    let base = Variant::wgmma("wgmma-f3-ws6-256-tma", 32);
+                    v.push(base.ablated("wgmma-32-ablate-no-copy", 1));
+                    v.push(base.ablated("wgmma-32-ablate-no-wgmma", 2));
+                    v.push(base.ablated("wgmma-32-ablate-no-decode", 4));
+                    v.push(base.ablated("wgmma-32-ablate-wgmma-only", 5));
+                    v.push(base.ablated("wgmma-32-ablate-copy-only", 6));
+                }
                 v.push(Variant::wgmma("wgmma-f3-256", 28).bf16("wgmma-f3-256-bf16"));
                 v.push(Variant::wgmma("wgmma-sk-256", 24).bf16("wgmma-sk-256-bf16"));
                 v.push(Variant::wgmma("wgmma-ska-256", 26).bf16("wgmma-ska-256-bf16"));
@@ -1213,7 +1241,18 @@ fn bench<R: Runtime>(
     );
     drop((src, dst));
 
-    let shapes: &[(usize, usize)] = if tiny {
+    // GPU_CHECK_SHAPES=KxN,... replaces the benchmark shapes (e.g. a K sweep at one N).
+    let custom: Option<Vec<(usize, usize)>> = std::env::var("GPU_CHECK_SHAPES").ok().map(|list| {
+        list.split(',')
+            .filter_map(|s| {
+                let (k, n) = s.trim().split_once('x')?;
+                Some((k.parse().ok()?, n.parse().ok()?))
+            })
+            .collect()
+    });
+    let shapes: &[(usize, usize)] = if let Some(custom) = &custom {
+        custom
+    } else if tiny {
         &[(256, 512)]
     } else {
         &[(4096, 4096), (4096, 11008), (8192, 28672), (2560, 6912)]
@@ -1328,8 +1367,14 @@ fn bench<R: Runtime>(
                         }
                         _ => String::new(),
                     };
+                    // Ablated launches compute wrong outputs: marked, so no summary takes them
+                    // for the fastest.
+                    let ablation = match v.ablation {
+                        0 => String::new(),
+                        mask => format!(r#","ablation":{mask}"#),
+                    };
                     println!(
-                        r#"{{"op":"{op}","impl":"bitlinear-{backend}-{}","backend":"{backend}","m":{m},"k":{k},"n":{n},"median_us":{us:.2},"enqueue_us":{enqueue_us:.2},"host_bound":{},"gbps":{gbps:.1},"copy_frac":{:.3},"tops":{tops:.2},"weight_copies":{copies}{b2b}}}"#,
+                        r#"{{"op":"{op}","impl":"bitlinear-{backend}-{}","backend":"{backend}","m":{m},"k":{k},"n":{n},"median_us":{us:.2},"enqueue_us":{enqueue_us:.2},"host_bound":{},"gbps":{gbps:.1},"copy_frac":{:.3},"tops":{tops:.2},"weight_copies":{copies}{b2b}{ablation}}}"#,
                         v.name,
                         enqueue_us > 0.9 * us,
                         gbps / copy_gbps

@@ -2,6 +2,8 @@
 //! with the activation quantization) and the `mma.sync` tensor-core GEMM. Each configuration (rows per block, scale granularity, bias,
 //! raw i32 output) is a `#define` prefix of the same source, compiled once by NVRTC and cached.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use cubecl::ir::{ElemType, StorageType, UIntKind};
 use cubecl::prelude::*;
 use cubecl::server::{Handle, TensorMapBinding, TensorMapMeta};
@@ -142,6 +144,9 @@ struct WgmmaConfig {
     /// Register fragment sets (`BL_FRAGS`): 2, or 3 (with `w_cp`) to keep two wgmma groups in
     /// flight while the next stage is decoded.
     frags: usize,
+    /// With `stream_k_all`: whole tiles only (`BL_SK_WHOLE`), a persistent grid of one block
+    /// per SM running its share of the tiles one after another, nothing split.
+    whole_tiles: bool,
 }
 
 impl WgmmaConfig {
@@ -160,6 +165,7 @@ impl WgmmaConfig {
             stream_k: false,
             stream_k_all: false,
             frags: 2,
+            whole_tiles: false,
         }
     }
 
@@ -182,6 +188,15 @@ impl WgmmaConfig {
     const fn with_stream_k_all(mut self) -> Self {
         self.stream_k = true;
         self.stream_k_all = true;
+        self
+    }
+
+    /// The same shape as a persistent grid: one block per SM (or per tile, if fewer) runs a
+    /// run of whole tiles (stream-K's schedule over all tiles, its runs cut at tile bounds).
+    const fn persistent(mut self) -> Self {
+        self.stream_k = true;
+        self.stream_k_all = true;
+        self.whole_tiles = true;
         self
     }
 
@@ -315,6 +330,7 @@ impl WgmmaConfig {
             .into_iter()
             .chain(self.stream_k.then_some(("BL_SK", 1)))
             .chain(self.stream_k_all.then_some(("BL_SK_ALL", 1)))
+            .chain(self.whole_tiles.then_some(("BL_SK_WHOLE", 1)))
             .chain((self.frags != 2).then_some(("BL_FRAGS", self.frags)))
             .collect();
         }
@@ -335,6 +351,9 @@ impl WgmmaConfig {
         if self.stream_k_all {
             flags.push(("BL_SK_ALL", 1));
         }
+        if self.whole_tiles {
+            flags.push(("BL_SK_WHOLE", 1));
+        }
         if self.frags != 2 {
             flags.push(("BL_FRAGS", self.frags));
         }
@@ -346,7 +365,7 @@ impl WgmmaConfig {
 const SM90_MAX_DYNAMIC_SHARED: usize = 227 * 1024;
 
 /// The configurations [`wgmma_gemm_config_override`] selects from (1-based).
-const WGMMA_CONFIGS: [WgmmaConfig; 37] = [
+const WGMMA_CONFIGS: [WgmmaConfig; 39] = [
     WgmmaConfig::new(1, 128, 1),
     WgmmaConfig::new(1, 256, 1),
     WgmmaConfig::new(1, 64, 1),
@@ -440,11 +459,27 @@ const WGMMA_CONFIGS: [WgmmaConfig; 37] = [
         .with_tma()
         .with_three_fragment_sets()
         .with_stream_k_all(),
+    // 32 with the activations multicast in 2-block clusters: half the activation reads from L2
+    // (4 TB/s of L2 → SM traffic at 4096², M = 2048; session 8's times per stage make L2 an
+    // unlikely bound, BENCHMARKS.md: this tests it). 22, the same without the third fragment
+    // set, last ran while its wgmma were serialized (session 6).
+    WgmmaConfig::warp_specialized(1, 256, 6, 1)
+        .with_tma()
+        .with_three_fragment_sets()
+        .with_multicast(),
+    // 32 as a persistent grid: each block's producers load the next tile's first stages while
+    // its consumers store this tile's outputs. Session 8's times fit ~13 µs per 256-row tile
+    // besides ~0.77 µs per stage (BENCHMARKS.md): if that fixed part is the prologue and
+    // epilogue, overlapping them shows here, without stream-K's split tiles and fix-ups (35, 36).
+    WgmmaConfig::warp_specialized(1, 256, 6, 1)
+        .with_tma()
+        .with_three_fragment_sets()
+        .persistent(),
 ];
 
 static WGMMA_CONFIG: TuningOverride = TuningOverride::new(&[
     1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26,
-    27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37,
+    27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39,
 ]);
 
 /// Forces one of the wgmma GEMM's block shapes (weight rows × activation rows: 1: 128 × 128,
@@ -458,11 +493,26 @@ static WGMMA_CONFIG: TuningOverride = TuningOverride::new(&[
 /// and 11 with three fragment sets (two wgmma groups in flight during the decode); 30, 31: 28
 /// and 29 in stream-K over all tiles; 32: 20 with three fragment sets; 33: 128 × 64 with three
 /// fragment sets in stream-K over all tiles; 34: 17 with TMA and three fragment sets; 35, 36,
-/// 37: 20, 32 and 34 in stream-K over all tiles; 0 restores the default).
+/// 37: 20, 32 and 34 in stream-K over all tiles; 38: 32 multicast in 2-block clusters; 39: 32
+/// as a persistent grid of whole tiles; 0 restores the default).
 /// For benchmarks and tests: every shape computes the same result.
 #[doc(hidden)]
 pub fn wgmma_gemm_config_override(config: usize) {
     WGMMA_CONFIG.set(config);
+}
+
+/// The work the warp-specialized wgmma kernel leaves out (`BL_ABLATE` in `gemm_wgmma_ws.cu`: a
+/// bit mask, 1: the copies, 2: the wgmma, 4: the decode), 0: none. Not a [`TuningOverride`]:
+/// with any bit set the outputs are wrong by design.
+static WGMMA_ABLATION: AtomicUsize = AtomicUsize::new(0);
+
+/// Makes every later launch of the warp-specialized wgmma kernel leave out the work `mask` names
+/// (1: the copies, 2: the wgmma, 4: the decode; 0 restores it), to see which one bounds the
+/// kernel. For the GPU check's diagnosis only: **the outputs are wrong** while a bit is set,
+/// for every launch in the process.
+#[doc(hidden)]
+pub fn wgmma_ablation_override(mask: usize) {
+    WGMMA_ABLATION.store(mask & 7, Ordering::Relaxed);
 }
 
 /// Time per activation row of a 256-row block relative to a 128-row one (H100, M = 2048, the
@@ -488,27 +538,56 @@ fn stream_k_split(tiles: usize, ksteps: usize, sms: usize, all: bool) -> (usize,
     (tiles - shared, sms.min(shared * ksteps), shared)
 }
 
-/// The default wgmma block shape (1-based index into [`WGMMA_CONFIGS`]) for `m` × `n` on `sms`
-/// multiprocessors (one block each at a time): 256 activation rows per block unless that leaves
-/// so few blocks that more waves of 128-row blocks finish sooner (e.g. 4096 outputs at M = 512:
-/// 64 blocks of 256 rows leave half of an H100 idle). Both take the packed words by cp.async
-/// with the activations, 4 stages ahead (configurations 10 and 11): on an H100 they ran
-/// 4-18% faster than the same shapes with 2 stages in flight (1 and 2) at every benchmark shape
-/// (BENCHMARKS.md, session 6).
-fn wgmma_default_config(m: usize, n: usize, sms: usize) -> usize {
+/// The default wgmma configuration (1-based index into [`WGMMA_CONFIGS`]) for `m` activation
+/// rows, `n` outputs and `k` inputs on `sms` multiprocessors, by what the H100 measured
+/// (BENCHMARKS.md, session 8, the four benchmark shapes):
+/// - `m` ≤ [`WGMMA_SMALL_M`] with `k` and `n` ≥ [`WGMMA_SMALL_M_MIN_SIZE`] (where it was
+///   measured): 64-row blocks, three fragment sets, stream-K over all tiles (33). At M = 64 the 128-row blocks make as few blocks as
+///   there are 128-row weight tiles (32 at 4096 outputs, for 132 SMs), half their rows padding:
+///   33 took 18.1, 23.1 and 72.9 µs against 24.1, 24.3 and 87.8 for 11 at 4096→4096,
+///   4096→11008 and 8192→28672. With fewer k-steps per tile to spread (2560→6912) its
+///   fix-up costs more than it saves: 21.6 µs against 17.5.
+/// - Else 256 activation rows per block unless that leaves so few blocks that more waves of
+///   128-row blocks finish sooner (e.g. 4096 outputs at M = 512: 64 blocks of 256 rows leave
+///   half of an H100 idle). The 128-row blocks take the packed words by cp.async with the
+///   activations, 4 stages ahead (11: 4-18% faster than 2 stages in flight, session 6).
+/// - The 256-row blocks: from [`WGMMA_LARGE_M`] rows the warp-specialized kernel with the
+///   activations by TMA and three fragment sets (32: 75.0, 216.5 and 867 µs against 85.1,
+///   226.8 and 923 for 10 at M = 2048, 4096→4096, 4096→11008 and 8192→28672; 114.0 against
+///   111.5 at 2560→6912); below, 10 (as 11, the 256-row shape), which 32 did not beat at
+///   M = 512 (and once took 172 µs at 4096→11008 there, unexplained).
+fn wgmma_default_config(m: usize, n: usize, k: usize, sms: usize) -> usize {
+    const ROWS_64_STREAM_K: usize = 33;
     const ROWS_128: usize = 11;
     const ROWS_256: usize = 10;
+    const ROWS_256_WARP_SPECIALIZED: usize = 32;
+    if m <= WGMMA_SMALL_M && k.min(n) >= WGMMA_SMALL_M_MIN_SIZE {
+        return ROWS_64_STREAM_K;
+    }
     let cost = |index: usize, per_row: f64| {
         let c = WGMMA_CONFIGS[index - 1];
         let blocks = n.div_ceil(c.weight_rows()) * m.div_ceil(c.rows);
         (blocks.div_ceil(sms.max(1)) * c.rows) as f64 * per_row
     };
-    if cost(ROWS_256, WGMMA_ROWS_256_COST) < cost(ROWS_128, 1.0) {
-        ROWS_256
-    } else {
+    if cost(ROWS_256, WGMMA_ROWS_256_COST) >= cost(ROWS_128, 1.0) {
         ROWS_128
+    } else if m >= WGMMA_LARGE_M {
+        ROWS_256_WARP_SPECIALIZED
+    } else {
+        ROWS_256
     }
 }
+
+/// Most activation rows for which [`wgmma_default_config`] takes the 64-row stream-K blocks.
+const WGMMA_SMALL_M: usize = 64;
+
+/// Fewest inputs and outputs for which [`wgmma_default_config`] takes the 64-row stream-K
+/// blocks.
+const WGMMA_SMALL_M_MIN_SIZE: usize = 4096;
+
+/// Fewest activation rows for which [`wgmma_default_config`] takes the warp-specialized kernel
+/// for 256-row blocks.
+const WGMMA_LARGE_M: usize = 1024;
 
 /// The source file (in `src/kernels/cuda`) and `#define`s of each wgmma GEMM configuration, in
 /// override order (1-based: entry `i - 1` is [`wgmma_gemm_config_override`]`(i)`): what its
@@ -648,6 +727,14 @@ pub fn raw_kernel_sources() -> Vec<(String, String)> {
     }
     for config in WGMMA_CONFIGS {
         kernels.push((config.kernel().0, config.flags(), config.body()));
+    }
+    // The diagnostic variants of the warp-specialized kernel (`wgmma_ablation_override`), on
+    // the default large-M shape.
+    let ablated = WGMMA_CONFIGS[31];
+    for mask in [1, 2, 4, 7] {
+        let mut flags = ablated.flags();
+        flags.push(("BL_ABLATE", mask));
+        kernels.push((ablated.kernel().0, flags, ablated.body()));
     }
     let mut sources = Vec::new();
     let mut first_of_family = std::collections::HashSet::new();
@@ -850,16 +937,26 @@ impl RawLaunch<'_> {
     pub(crate) unsafe fn wgmma_gemm<R: Runtime>(&self, client: &ComputeClient<R>) {
         let index = WGMMA_CONFIG.get().unwrap_or_else(|| {
             let sms = client.properties().hardware.num_streaming_multiprocessors;
-            wgmma_default_config(self.m, self.n, sms.unwrap_or(132) as usize)
+            wgmma_default_config(
+                self.m,
+                self.n,
+                16 * self.blocks_k,
+                sms.unwrap_or(132) as usize,
+            )
         });
         let config = WGMMA_CONFIGS[index - 1];
         // Checked for every configuration by a unit test.
         debug_assert!(config.shared_bytes() <= SM90_MAX_DYNAMIC_SHARED);
         let (family, _) = config.kernel();
+        let mut flags = config.flags();
+        let ablation = WGMMA_ABLATION.load(Ordering::Relaxed);
+        if ablation != 0 && config.producers > 0 {
+            flags.push(("BL_ABLATE", ablation));
+        }
         let kernel = self
             .kernel(
                 family,
-                &config.flags(),
+                &flags,
                 || config.body(),
                 CubeDim::new_1d(config.threads() as u32),
             )
@@ -881,16 +978,23 @@ impl RawLaunch<'_> {
             let sms = client.properties().hardware.num_streaming_multiprocessors;
             // The kernel's stages: 8 k-blocks of 16 inputs (BL_KB_STAGE).
             let ksteps = self.blocks_k.div_ceil(8);
-            let (whole, blocks, shared) = stream_k_split(
-                blocks_n * blocks_m,
-                ksteps,
-                sms.unwrap_or(132) as usize,
-                config.stream_k_all,
-            );
+            let sms = sms.unwrap_or(132) as usize;
+            let tiles = blocks_n * blocks_m;
+            let (whole, blocks, shared) = if config.whole_tiles {
+                // Every block's run starts at a tile's first k-step (`BL_SK_WHOLE`).
+                (0, sms.min(tiles), 0)
+            } else {
+                stream_k_split(tiles, ksteps, sms, config.stream_k_all)
+            };
             // Two partial tiles per stream-K block (i32, one per consumer thread and
-            // accumulator), and one counter per shared tile, zeroed.
+            // accumulator), and one counter per shared tile, zeroed; whole tiles need neither.
             let tile_ints = 128 * config.warpgroups * config.slabs * config.rows / 2;
-            let partials = client.empty((2 * blocks * tile_ints * 4).max(4));
+            let partial_bytes = if shared > 0 {
+                2 * blocks * tile_ints * 4
+            } else {
+                4
+            };
+            let partials = client.empty(partial_bytes);
             let counters = client.create_from_slice(&vec![0u8; 4 * shared.max(1)]);
             let mut buffers = self.buffers().to_vec();
             buffers.extend([&partials, &counters]);
@@ -993,23 +1097,37 @@ mod tests {
         }
     }
 
-    /// On an H100 (132 SMs), the block shapes measured fastest at the benchmark shapes.
+    /// On an H100 (132 SMs), the configurations measured fastest at the benchmark shapes
+    /// (session 8; `wgmma_default_config`'s doc has the figures).
     #[test]
-    fn wgmma_default_block_shape_follows_the_waves() {
-        for (m, n, want) in [
-            (512, 4096, 11),
-            (512, 11008, 11),
-            (512, 28672, 10),
-            (512, 6912, 10),
-            (2048, 4096, 10),
-            (2048, 11008, 10),
-            (2048, 28672, 10),
-            (2048, 6912, 10),
+    fn wgmma_default_config_follows_the_measurements() {
+        for (m, k, n, want) in [
+            (64, 4096, 4096, 33),
+            (64, 4096, 11008, 33),
+            (64, 8192, 28672, 33),
+            (64, 2560, 6912, 11),
+            (17, 4096, 4096, 33),
+            (65, 4096, 4096, 11),
+            (64, 4096, 1024, 11),
+            (512, 4096, 4096, 11),
+            (512, 4096, 11008, 11),
+            (512, 8192, 28672, 10),
+            (512, 2560, 6912, 10),
+            (2048, 4096, 4096, 32),
+            (2048, 4096, 11008, 32),
+            (2048, 8192, 28672, 32),
+            (2048, 2560, 6912, 32),
         ] {
-            assert_eq!(wgmma_default_config(m, n, 132), want, "M = {m}, N = {n}");
+            assert_eq!(
+                wgmma_default_config(m, n, k, 132),
+                want,
+                "M = {m}, K = {k}, N = {n}"
+            );
         }
         // Tiny problems and a missing SM count still pick a valid shape.
-        assert!((1..=WGMMA_CONFIGS.len()).contains(&wgmma_default_config(17, 1, 0)));
+        for m in [17, 100, 5000] {
+            assert!((1..=WGMMA_CONFIGS.len()).contains(&wgmma_default_config(m, 1, 16, 0)));
+        }
     }
 
     /// Every wgmma configuration fits one block's shared memory on sm 90, two where it asks for

@@ -517,7 +517,11 @@ int main(int argc, char **argv) {
     const unsigned long long sk_tiles =
         BL_SK_ALL ? tiles : tiles % sms == 0 ? 0 : (tiles < sms ? tiles : tiles % sms + sms);
     sk_dp = tiles - sk_tiles;
-    sk_blocks = std::min<unsigned long long>(sms, sk_tiles * ks);
+#ifndef BL_SK_WHOLE
+#define BL_SK_WHOLE 0
+#endif
+    // Whole tiles only (a persistent grid): one block per SM, or per tile if fewer.
+    sk_blocks = std::min<unsigned long long>(sms, BL_SK_WHOLE ? sk_tiles : sk_tiles * ks);
     sk_partials.assign(2 * sk_blocks * BL_WGS * 128 * BL_SLABS * BL_ACC, 0x5A5A5A5A);
     sk_counters.assign(sk_tiles + 1, 0);
   }

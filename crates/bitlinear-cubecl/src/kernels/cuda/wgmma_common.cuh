@@ -213,6 +213,9 @@ static __device__ __forceinline__ void bl_fence_frag(unsigned int (&a)[4][4]) {
 // The output of a lane's accumulators, slab by slab: element i of slab sl is weight row
 // n_lane + 64 sl + 8 ((i / 2) % 2) (n_lane: the lane's row in slab 0) and activation row
 // m_lane + 8 (i / 4) + i % 2 (m_lane: the block's first row + 2t); rows past M or N are skipped.
+// A lane's elements share 2 weight rows per slab and pairs of activation rows, so their scales
+// and biases are loaded once each (4 per slab, 2 per 4 elements), not once per element: the
+// bounds checks kept the compiler from sharing them (3 loads per output in the SASS of session 8).
 static __device__ __forceinline__ void bl_store_acc(const int (&acc)[BL_SLABS][BL_ACC],
                                                     unsigned int n_lane, unsigned int m_lane,
                                                     unsigned int M, unsigned int N,
@@ -220,26 +223,53 @@ static __device__ __forceinline__ void bl_store_acc(const int (&acc)[BL_SLABS][B
                                                     const float *x_scales,
                                                     const float *w_scales,
                                                     const bl_out_t *bias) {
+  BlEpi e[BL_SLABS][2];
 #pragma unroll
-  for (int sl = 0; sl < BL_SLABS; ++sl) {
+  for (int sl = 0; sl < BL_SLABS; ++sl)
 #pragma unroll
-    for (int i = 0; i < BL_ACC; ++i) {
-      const unsigned int gn = n_lane + sl * 64 + ((i >> 1) & 1) * 8;
-      const unsigned int gm = m_lane + (i >> 2) * 8 + (i & 1);
-      if (gm < M && gn < N) {
-        bl_store(out, out_raw, (size_t)gm * N + gn, acc[sl][i], x_scales[gm], w_scales, bias, gn);
-      }
+    for (int h = 0; h < 2; ++h) {
+      const unsigned int gn = n_lane + sl * 64 + h * 8;
+      e[sl][h] = gn < N ? bl_epi_load(w_scales, bias, gn) : BlEpi{0.0f, 0.0f};
     }
-  }
+#pragma unroll
+  for (int q = 0; q < BL_ACC / 4; ++q)
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      const unsigned int gm = m_lane + q * 8 + r;
+      if (gm >= M) continue;
+      const float xs = x_scales[gm];
+#pragma unroll
+      for (int sl = 0; sl < BL_SLABS; ++sl)
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          const unsigned int gn = n_lane + sl * 64 + h * 8;
+          if (gn < N) {
+            bl_store_with(out, out_raw, (size_t)gm * N + gn, acc[sl][4 * q + 2 * h + r], xs,
+                          e[sl][h]);
+          }
+        }
+    }
 }
 
 #if defined(BL_SK) && BL_SK
+#ifndef BL_SK_WHOLE
+#define BL_SK_WHOLE 0
+#endif
 // Stream-K (BL_SK; the split is explained in gemm_wgmma.cu's header): the first `dp` blocks take
 // tile blockIdx.x whole; stream-K block j = blockIdx.x - dp takes units [start(j), start(j + 1))
 // of the units (tile - dp) * ks + k-step of the other tiles, and owner(u) holds unit u.
+// BL_SK_WHOLE (with BL_SK_ALL): each block's units start at a tile's first, so every block runs
+// whole tiles only (a persistent grid: no partials; the warp-specialized kernel's producers
+// fill the next tile's stages while the consumers store this one's).
 struct BlSkSplit {
   unsigned long long ks, units, sk, dp;
-  __device__ unsigned long long start(unsigned long long j) const { return j * units / sk; }
+  __device__ unsigned long long start(unsigned long long j) const {
+#if BL_SK_WHOLE
+    return j * (units / ks) / sk * ks;
+#else
+    return j * units / sk;
+#endif
+  }
   __device__ unsigned long long owner(unsigned long long u) const {
     return ((u + 1) * sk - 1) / units;
   }
