@@ -34,6 +34,8 @@ cargo test --workspace --release
 
 echo "== hand-written CUDA kernel tasks, compiled by CubeCL's CUDA compiler on the host (no GPU)"
 cargo test --release -p bitlinear-cubecl --features cuda --lib
+# The GPU check's binary (carried to the lent GPU machine) must build here.
+cargo build --release -p bitlinear-cubecl --features cuda --examples
 
 echo "== NEON and NEON-dotprod kernels (aarch64 under qemu-user)"
 cargo test --release -p bitlinear-core --target aarch64-unknown-linux-gnu

@@ -894,12 +894,12 @@ fn all_variants(m: usize, cmma_ok: bool, raw_ok: bool, wgmma_ok: bool) -> Vec<Va
                 // the wgmma, the decode, or with the wgmma alone (no copies, no decode), or the
                 // copies alone. Wrong outputs: timed only.
                 if std::env::var("GPU_CHECK_ABLATE").is_ok() {
-                    let base = Variant::wgmma("wgmma-f3-ws6-256-tma", 32);
-                    v.push(base.ablated("wgmma-32-ablate-no-copy", 1));
-                    v.push(base.ablated("wgmma-32-ablate-no-wgmma", 2));
-                    v.push(base.ablated("wgmma-32-ablate-no-decode", 4));
-                    v.push(base.ablated("wgmma-32-ablate-wgmma-only", 5));
-                    v.push(base.ablated("wgmma-32-ablate-copy-only", 6));
+                    let ablated = |name, mask| Variant::wgmma(name, 32).ablated(name, mask);
+                    v.push(ablated("wgmma-32-ablate-no-copy", 1));
+                    v.push(ablated("wgmma-32-ablate-no-wgmma", 2));
+                    v.push(ablated("wgmma-32-ablate-no-decode", 4));
+                    v.push(ablated("wgmma-32-ablate-wgmma-only", 5));
+                    v.push(ablated("wgmma-32-ablate-copy-only", 6));
                 }
                 v.push(Variant::wgmma("wgmma-f3-256", 28).bf16("wgmma-f3-256-bf16"));
                 v.push(Variant::wgmma("wgmma-sk-256", 24).bf16("wgmma-sk-256-bf16"));
