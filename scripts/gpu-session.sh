@@ -34,15 +34,16 @@ if [ "$STEP" = diagnose ]; then
   # What bounds the 256-row warp-specialized kernel (32, `Auto` from M = 1024 since session 9)?
   # Session 8's times (BENCHMARKS.md, session 9): the same time per stage with half the SMs
   # idle (so something inside each SM), and ~13 µs per tile besides ~0.76 µs per stage.
-  # Checked first, then timed at M = 512 and 2048: 39 (32 as a persistent grid: one tile's
-  # epilogue under the next one's loads), 38 (32 multicast in 2-block clusters: half the
+  # Checked first, then timed at M = 512 and 2048: 39, 40 (32 and 10 as persistent grids: one
+  # tile's epilogue under the next one's loads), 38 (32 multicast in 2-block clusters: half the
   # activation reads), 22, 21, 23 (20 multicast; 256 weight x 128 activation rows, and that
   # multicast; not timed since session 6, when their wgmma were serialized). Timed without a
-  # second check (exact on an H100 in session 8, same source): 32, 20, 10, 11, 35, 36; and 32
-  # with parts of its work left out (GPU_CHECK_ABLATE: no copies, no wgmma, no decode, the
+  # second check (exact on an H100 in session 8): 32, 20, 10, 11, 35, 36; and 32 and 11 with parts of their work left out (GPU_CHECK_ABLATE: no copies, no wgmma, no decode, the
   # wgmma alone, the copies alone; wrong outputs, timed only). Also `Auto` (the default `wgmma`
-  # lines, whose check `wgmma_gemm` covers the new choices: M = 33, 64 at K = 4100 take 33,
-  # M = 2100 takes 32), torch bf16 and cuBLAS int8.
+  # lines, whose check `wgmma_gemm` covers the new choices: M = 2100 takes 32, M = 48 at
+  # K = N = 4100 takes 33), torch bf16 and cuBLAS int8. (The epilogue, shared by every
+  # configuration, changed in session 9: exact in the CPU emulation for all of them, and here
+  # through the checks of the default path and of the new configurations.)
   # The SM clock and power every 200 ms: does the int8 load throttle the clock (the peak's
   # 1979 TOPS assume 1.83 GHz)?
   nvidia-smi --query-gpu=timestamp,clocks.sm,power.draw,temperature.gpu,clocks_throttle_reasons.active \
@@ -50,7 +51,7 @@ if [ "$STEP" = diagnose ]; then
   sampler=$!
   RESULTS=$O/results.jsonl GPU_CHECK_LIST="wgmma_gemm wgmma_gemm_configs" \
     GPU_CHECK_MS=512,2048 GPU_CHECK_NO_MMA=1 GPU_CHECK_NO_CMMA_TILED=1 GPU_CHECK_NO_LOGS=1 \
-    GPU_CHECK_QUICK=1 GPU_CHECK_WGMMA_CONFIGS=${WGMMA_CONFIGS:-39,38,22,21,23} \
+    GPU_CHECK_QUICK=1 GPU_CHECK_WGMMA_CONFIGS=${WGMMA_CONFIGS:-39,40,38,22,21,23} \
     GPU_CHECK_WGMMA_CHECKED=${WGMMA_CHECKED:-32,20,10,11,35,36} GPU_CHECK_ABLATE=1 \
     GPU_CHECK_TIMINGS_TIMEOUT=300 GPU_CHECK_NO_NCU=1 GPU_CHECK_CHECK_TIMEOUT=60 \
     TORCH_BENCH_MS=512,2048 \
@@ -58,10 +59,12 @@ if [ "$STEP" = diagnose ]; then
   echo "{\"op\":\"note\",\"what\":\"gpu-check exited with $?\"}" >> "$O/results.jsonl"
   # Time per tile against its k-steps at one N and M (session 8's shapes suggest ~13 µs fixed
   # per 256-row tile plus ~0.77 µs per 128-deep stage; a fixed share that large would point at
-  # the prologue and epilogue), for 32, 39, 11 and the ablations: K = 1024 ... 16384, N = 4096.
-  # 39 only if it passed its check above.
+  # the prologue and epilogue), for 32, 11, 39, 40 and the ablations: K = 1024 ... 16384, N = 4096.
+  # 39 and 40 only if they passed their checks above.
   sweep=32,11
-  grep -q '"name":"wgmma_gemm_configs 39","ok":true' "$O/results.jsonl" && sweep=32,39,11
+  for c in 39 40; do
+    grep -q "\"name\":\"wgmma_gemm_configs $c\",\"ok\":true" "$O/results.jsonl" && sweep=$sweep,$c
+  done
   GPU_CHECK_SKIP_CHECKS=1 GPU_CHECK_SHAPES=1024x4096,2048x4096,4096x4096,8192x4096,16384x4096 \
     GPU_CHECK_MS=2048 GPU_CHECK_QUICK=1 GPU_CHECK_NO_MMA=1 GPU_CHECK_NO_CMMA_TILED=1 \
     GPU_CHECK_WGMMA_CONFIGS=$sweep GPU_CHECK_ABLATE=1 \

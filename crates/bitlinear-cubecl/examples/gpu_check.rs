@@ -13,8 +13,9 @@
 //! (`GPU_CHECK_NO_DP4A=1` / `GPU_CHECK_NO_MMA=1` leave the hand-written ones out);
 //! `GPU_CHECK_ALL_VARIANTS=1` adds the CubeCL tuning variants compared in session 2;
 //! `GPU_CHECK_SHAPES=4096x4096,8192x4096` (K x N) replaces the benchmark shapes of the timings;
-//! `GPU_CHECK_ABLATE=1` adds wgmma configuration 32 leaving out its copies, wgmma or decode
-//! (`wgmma_ablation_override`: wrong outputs, timed only) to show which of them bounds it.
+//! `GPU_CHECK_ABLATE=1` adds wgmma configurations 32 and 11 leaving out their copies, wgmma
+//! or decode (`wgmma_ablation_override`: wrong outputs, timed only) to show which one bounds
+//! them.
 //! Timing lines also carry `enqueue_us`, the host time to issue one call (no sync): where it is
 //! close to `median_us` the figure is bound by CubeCL's launch path, not by the kernel; the
 //! device-side kernel time then comes from the `ncu` step of scripts/gpu-check.sh. For M ≤ 16
@@ -324,8 +325,10 @@ fn check_matmul<R: Runtime>(
     }
     if path == MatmulPath::WgmmaGemm {
         // More than two waves of 128 x 256 tiles on an H100's 132 SMs (297): stream-K's whole
-        // tiles and its shared ones in one launch.
+        // tiles and its shared ones in one launch; by default the warp-specialized kernel (32).
         cases.push((2100, 300, 4100));
+        // The default's small-M choice (33: M <= 64, K and N >= 4096).
+        cases.push((48, 4100, 4100));
     }
     for (case, (m, k, n)) in cases.into_iter().enumerate() {
         let case = case + 1;
@@ -890,16 +893,25 @@ fn all_variants(m: usize, cmma_ok: bool, raw_ok: bool, wgmma_ok: bool) -> Vec<Va
                 v.push(Variant::wgmma("wgmma-f3-ska-ws8-128-tma", 37));
                 v.push(Variant::wgmma("wgmma-f3-ws6-256-mcast", 38));
                 v.push(Variant::wgmma("wgmma-f3-ws6-256-persistent", 39));
-                // What bounds 32 (GPU_CHECK_ABLATE=1): the same launch without the copies,
-                // the wgmma, the decode, or with the wgmma alone (no copies, no decode), or the
-                // copies alone. Wrong outputs: timed only.
+                v.push(Variant::wgmma("wgmma-cp4-256-persistent", 40));
+                // What bounds 32 and 11 (GPU_CHECK_ABLATE=1): the same launch without the
+                // copies, the wgmma, the decode, or with the wgmma alone (no copies, no
+                // decode), or the copies alone. Wrong outputs: timed only.
                 if std::env::var("GPU_CHECK_ABLATE").is_ok() {
-                    let ablated = |name, mask| Variant::wgmma(name, 32).ablated(name, mask);
-                    v.push(ablated("wgmma-32-ablate-no-copy", 1));
-                    v.push(ablated("wgmma-32-ablate-no-wgmma", 2));
-                    v.push(ablated("wgmma-32-ablate-no-decode", 4));
-                    v.push(ablated("wgmma-32-ablate-wgmma-only", 5));
-                    v.push(ablated("wgmma-32-ablate-copy-only", 6));
+                    let ablated =
+                        |name, config, mask| Variant::wgmma(name, config).ablated(name, mask);
+                    v.extend([
+                        ablated("wgmma-32-ablate-no-copy", 32, 1),
+                        ablated("wgmma-32-ablate-no-wgmma", 32, 2),
+                        ablated("wgmma-32-ablate-no-decode", 32, 4),
+                        ablated("wgmma-32-ablate-wgmma-only", 32, 5),
+                        ablated("wgmma-32-ablate-copy-only", 32, 6),
+                        ablated("wgmma-11-ablate-no-copy", 11, 1),
+                        ablated("wgmma-11-ablate-no-wgmma", 11, 2),
+                        ablated("wgmma-11-ablate-no-decode", 11, 4),
+                        ablated("wgmma-11-ablate-wgmma-only", 11, 5),
+                        ablated("wgmma-11-ablate-copy-only", 11, 6),
+                    ]);
                 }
                 v.push(Variant::wgmma("wgmma-f3-256", 28).bf16("wgmma-f3-256-bf16"));
                 v.push(Variant::wgmma("wgmma-sk-256", 24).bf16("wgmma-sk-256-bf16"));

@@ -365,7 +365,7 @@ impl WgmmaConfig {
 const SM90_MAX_DYNAMIC_SHARED: usize = 227 * 1024;
 
 /// The configurations [`wgmma_gemm_config_override`] selects from (1-based).
-const WGMMA_CONFIGS: [WgmmaConfig; 39] = [
+const WGMMA_CONFIGS: [WgmmaConfig; 40] = [
     WgmmaConfig::new(1, 128, 1),
     WgmmaConfig::new(1, 256, 1),
     WgmmaConfig::new(1, 64, 1),
@@ -475,11 +475,14 @@ const WGMMA_CONFIGS: [WgmmaConfig; 39] = [
         .with_tma()
         .with_three_fragment_sets()
         .persistent(),
+    // 10 as a persistent grid (gemm_wgmma.cu copies the next tile's first stages before it
+    // stores this one's outputs).
+    WgmmaConfig::new(1, 256, 1).words_copied(4).persistent(),
 ];
 
 static WGMMA_CONFIG: TuningOverride = TuningOverride::new(&[
     1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26,
-    27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39,
+    27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40,
 ]);
 
 /// Forces one of the wgmma GEMM's block shapes (weight rows × activation rows: 1: 128 × 128,
@@ -493,22 +496,22 @@ static WGMMA_CONFIG: TuningOverride = TuningOverride::new(&[
 /// and 11 with three fragment sets (two wgmma groups in flight during the decode); 30, 31: 28
 /// and 29 in stream-K over all tiles; 32: 20 with three fragment sets; 33: 128 × 64 with three
 /// fragment sets in stream-K over all tiles; 34: 17 with TMA and three fragment sets; 35, 36,
-/// 37: 20, 32 and 34 in stream-K over all tiles; 38: 32 multicast in 2-block clusters; 39: 32
-/// as a persistent grid of whole tiles; 0 restores the default).
+/// 37: 20, 32 and 34 in stream-K over all tiles; 38: 32 multicast in 2-block clusters; 39, 40:
+/// 32 and 10 as persistent grids of whole tiles; 0 restores the default).
 /// For benchmarks and tests: every shape computes the same result.
 #[doc(hidden)]
 pub fn wgmma_gemm_config_override(config: usize) {
     WGMMA_CONFIG.set(config);
 }
 
-/// The work the warp-specialized wgmma kernel leaves out (`BL_ABLATE` in `gemm_wgmma_ws.cu`: a
-/// bit mask, 1: the copies, 2: the wgmma, 4: the decode), 0: none. Not a [`TuningOverride`]:
+/// The work the wgmma kernels leave out (`BL_ABLATE` in `gemm_wgmma_ws.cu` and `gemm_wgmma.cu`:
+/// a bit mask, 1: the copies, 2: the wgmma, 4: the decode), 0: none. Not a [`TuningOverride`]:
 /// with any bit set the outputs are wrong by design.
 static WGMMA_ABLATION: AtomicUsize = AtomicUsize::new(0);
 
-/// Makes every later launch of the warp-specialized wgmma kernel leave out the work `mask` names
-/// (1: the copies, 2: the wgmma, 4: the decode; 0 restores it), to see which one bounds the
-/// kernel. For the GPU check's diagnosis only: **the outputs are wrong** while a bit is set,
+/// Makes every later launch of the wgmma kernels (but the shapes with the decoded weights in
+/// shared memory) leave out the work `mask` names (1: the copies, 2: the wgmma, 4: the decode;
+/// 0 restores it), to see which one bounds the kernel. For the GPU check's diagnosis only: **the outputs are wrong** while a bit is set,
 /// for every launch in the process.
 #[doc(hidden)]
 pub fn wgmma_ablation_override(mask: usize) {
@@ -728,13 +731,14 @@ pub fn raw_kernel_sources() -> Vec<(String, String)> {
     for config in WGMMA_CONFIGS {
         kernels.push((config.kernel().0, config.flags(), config.body()));
     }
-    // The diagnostic variants of the warp-specialized kernel (`wgmma_ablation_override`), on
-    // the default large-M shape.
-    let ablated = WGMMA_CONFIGS[31];
-    for mask in [1, 2, 4, 7] {
-        let mut flags = ablated.flags();
-        flags.push(("BL_ABLATE", mask));
-        kernels.push((ablated.kernel().0, flags, ablated.body()));
+    // The diagnostic variants (`wgmma_ablation_override`) of the default large-M shape (32,
+    // warp-specialized) and of 11 (gemm_wgmma.cu).
+    for ablated in [WGMMA_CONFIGS[31], WGMMA_CONFIGS[10]] {
+        for mask in [1, 2, 4, 7] {
+            let mut flags = ablated.flags();
+            flags.push(("BL_ABLATE", mask));
+            kernels.push((ablated.kernel().0, flags, ablated.body()));
+        }
     }
     let mut sources = Vec::new();
     let mut first_of_family = std::collections::HashSet::new();
@@ -950,8 +954,14 @@ impl RawLaunch<'_> {
         let (family, _) = config.kernel();
         let mut flags = config.flags();
         let ablation = WGMMA_ABLATION.load(Ordering::Relaxed);
-        if ablation != 0 && config.producers > 0 {
+        // (Every kernel but the shared-memory-fragment shapes, which have no such switches.)
+        let ablated = ablation != 0 && !config.a_smem;
+        let mut shared = config.shared_bytes();
+        if ablated {
             flags.push(("BL_ABLATE", ablation));
+            // One block per SM, as the kernel it is compared with: with less work it may need
+            // fewer registers, and two blocks would fit (11 without its wgmma: 46).
+            shared = SM90_MAX_DYNAMIC_SHARED;
         }
         let kernel = self
             .kernel(
@@ -960,7 +970,7 @@ impl RawLaunch<'_> {
                 || config.body(),
                 CubeDim::new_1d(config.threads() as u32),
             )
-            .with_dynamic_shared(config.shared_bytes());
+            .with_dynamic_shared(shared);
         let kernel = if config.tma {
             // Multicast: each block of a cluster loads half of every stage.
             kernel.with_tensor_map(self.activation_tensor_map(config.rows / config.cluster()))

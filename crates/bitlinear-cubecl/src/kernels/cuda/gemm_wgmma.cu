@@ -47,7 +47,13 @@
 // not the whole tile stores its i32 accumulators to a partial slot (2j for block j's first
 // segment, 2j + 1 for its last), then counts itself on the tile's counter; the block that counts
 // last adds the other segments' partials (integers: exact, in any order) and stores the tile.
-// Nobody waits for anybody, so no schedule can deadlock.
+// Nobody waits for anybody, so no schedule can deadlock. BL_SK_WHOLE (with BL_SK_ALL): every
+// block's run is whole tiles (a persistent grid, wgmma_common.cuh), whose next tile's first
+// stages are copied while this one's outputs are stored.
+//
+// BL_ABLATE (the GPU check's diagnosis only, with BL_W_CP and the fragments in registers: the
+// outputs are wrong by design), a bit mask of the work left out, as in gemm_wgmma_ws.cu: 1, the
+// copies (the commit groups and barriers stay); 2, the wgmma; 4, the decode.
 //
 // BL_A_SMEM = 1 (measured on an H100: no faster): the decoded weights go to shared memory
 // instead, each word once (the four lanes of a row group split the stage's k-blocks), in two
@@ -82,6 +88,12 @@
 #endif
 #if BL_SK && !BL_W_CP
 #error "BL_SK needs BL_W_CP"
+#endif
+#ifndef BL_ABLATE
+#define BL_ABLATE 0
+#endif
+#if BL_ABLATE && (!BL_W_CP || BL_A_SMEM)
+#error "BL_ABLATE needs BL_W_CP and the fragments in registers"
 #endif
 
 #define BL_THREADS (128 * BL_WGS)
@@ -161,7 +173,7 @@ extern "C" __global__ void __launch_bounds__(BL_THREADS, BL_MINB) BL_ENTRY(
   // last stage, so the wait counts stay uniform. Rows, k-blocks and tiles past the end are
   // zeros.
   auto load_x = [&](unsigned int s) {
-    if (s < s_stop) {
+    if (s < s_stop && !(BL_ABLATE & 1)) {
       const unsigned int dst = sbase + (s % BL_STAGES) * BL_STAGE_BYTES + xdst;
       const unsigned char *src = xsrc + (size_t)s * (BL_KB_STAGE * 16);
       const bool k_ok = s * BL_KB_STAGE + c < BK;
@@ -330,7 +342,7 @@ extern "C" __global__ void __launch_bounds__(BL_THREADS, BL_MINB) BL_ENTRY(
 #pragma unroll
       for (int j = 0; j < 4; ++j)
 #pragma unroll
-        for (int r = 0; r < 4; ++r) a[sl][j][r] = bl_decode(w[sl][j][r], t);
+        for (int r = 0; r < 4; ++r) a[sl][j][r] = BL_ABLATE & 4 ? w[sl][j][r] : bl_decode(w[sl][j][r], t);
 #endif
   };
 
@@ -348,7 +360,7 @@ extern "C" __global__ void __launch_bounds__(BL_THREADS, BL_MINB) BL_ENTRY(
         (void)a;
         bl_wgmma(acc[sl], bl_desc(w_tile(s & 1, sl) + 32 * j), bl_desc(buf + 32 * j));
 #else
-        bl_wgmma(acc[sl], a[sl][j], bl_desc(buf + 32 * j));
+        if (!(BL_ABLATE & 2)) bl_wgmma(acc[sl], a[sl][j], bl_desc(buf + 32 * j));
 #endif
       }
     BL_WGMMA_COMMIT();
