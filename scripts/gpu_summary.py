@@ -45,7 +45,7 @@ for r in rows:
         print("copy GB/s", r.get("gbps"))
         copy_gbps = r.get("gbps")
     elif op == "read_floor":
-        add_b2b(r, "read-floor")
+        add_b2b(r, r.get("impl", "read-floor"))
     elif op in ("matmul", "linear") and "k" in r:
         # Ablated launches (wrong outputs, diagnosis only) never count as the fastest.
         prefix = "ablated:" if r.get("ablation") else r["op"][0] + ":"

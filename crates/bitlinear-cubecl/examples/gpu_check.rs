@@ -13,6 +13,7 @@
 //! (`GPU_CHECK_NO_DP4A=1` / `GPU_CHECK_NO_MMA=1` leave the hand-written ones out);
 //! `GPU_CHECK_ALL_VARIANTS=1` adds the CubeCL tuning variants compared in session 2;
 //! `GPU_CHECK_SHAPES=4096x4096,8192x4096` (K x N) replaces the benchmark shapes of the timings;
+//! `GPU_CHECK_READ_SWEEP=1` adds read floors with 1, 2, 8 and 16 vectors per unit;
 //! `GPU_CHECK_ABLATE=1` adds wgmma configurations 32 and 11 leaving out their copies, wgmma
 //! or decode (`wgmma_ablation_override`: wrong outputs, timed only) to show which one bounds
 //! them.
@@ -565,16 +566,21 @@ fn copy_kernel<NV: Size>(
     }
 }
 
-/// Read-only pass over `len` 16-byte vectors, 4 per unit (strided by the grid): the time any
-/// kernel needs to stream those bytes once, its launch and ramp included. Writes only when the
-/// xor of everything it read equals a value it never does, so no load is dropped.
+/// Read-only pass over `len` 16-byte vectors, `loads` per unit (strided by the grid): the time
+/// any kernel needs to stream those bytes once, its launch and ramp included. Writes only when
+/// the xor of everything it read equals a value it never does, so no load is dropped.
 #[cube(launch_unchecked)]
-fn read_kernel<NV: Size>(input: &Array<Vector<u32, NV>>, output: &mut Array<u32>, len: usize) {
+fn read_kernel<NV: Size>(
+    input: &Array<Vector<u32, NV>>,
+    output: &mut Array<u32>,
+    len: usize,
+    #[comptime] loads: usize,
+) {
     let units = CUBE_COUNT_X as usize * CUBE_DIM as usize;
     let pos = CUBE_POS_X as usize * CUBE_DIM as usize + UNIT_POS as usize;
     let mut acc = 0u32;
     #[unroll]
-    for i in 0..4usize {
+    for i in 0..loads {
         let p = pos + i * units;
         if p < len {
             let v = input[p];
@@ -583,6 +589,50 @@ fn read_kernel<NV: Size>(input: &Array<Vector<u32, NV>>, output: &mut Array<u32>
     }
     if acc == 0x9E37_79B9u32 {
         output[0] = acc;
+    }
+}
+
+/// Vectors each unit of the read floor loads: 4 (the floor every table quotes), and with
+/// `GPU_CHECK_READ_SWEEP=1` also 1, 2, 8 and 16 (more blocks with fewer loads each, or fewer
+/// with more), to see whether any read of the same bytes beats that floor (lines `read-floor-l<n>`).
+fn read_floor_loads() -> Vec<usize> {
+    if std::env::var("GPU_CHECK_READ_SWEEP").is_ok() {
+        vec![4, 1, 2, 8, 16]
+    } else {
+        vec![4]
+    }
+}
+
+/// The read floor's name for `loads` vectors per unit (the default keeps its old name).
+fn read_floor_name(loads: usize) -> String {
+    match loads {
+        4 => "read-floor".to_string(),
+        _ => format!("read-floor-l{loads}"),
+    }
+}
+
+/// Launches [`read_kernel`] over the `vecs` 16-byte vectors of `input`, `loads` per unit.
+///
+/// # Safety
+/// `input` holds at least `vecs` vectors and `sink` one u32.
+unsafe fn launch_read<R: Runtime>(
+    c: &ComputeClient<R>,
+    input: &Handle,
+    sink: &Handle,
+    vecs: usize,
+    loads: usize,
+) {
+    unsafe {
+        read_kernel::launch_unchecked::<R>(
+            c,
+            CubeCount::Static(vecs.div_ceil(loads * 256) as u32, 1, 1),
+            CubeDim::new_1d(256),
+            4usize,
+            ArrayArg::from_raw_parts(input.clone(), vecs),
+            ArrayArg::from_raw_parts(sink.clone(), 1),
+            vecs,
+            loads,
+        );
     }
 }
 
@@ -976,20 +1026,12 @@ fn profile<R: Runtime>(c: &ComputeClient<R>, rng: &mut Rng, cmma_ok: bool) {
         // The floor any kernel reaches on these bytes (launch and ramp included).
         let vecs = words / 4;
         let sink = c.empty(4);
-        for _ in 0..2 {
-            announce("read-floor", 1, k, n);
-            unsafe {
-                read_kernel::launch_unchecked::<R>(
-                    c,
-                    CubeCount::Static(vecs.div_ceil(4 * 256) as u32, 1, 1),
-                    CubeDim::new_1d(256),
-                    4usize,
-                    ArrayArg::from_raw_parts(w.packed.clone(), vecs),
-                    ArrayArg::from_raw_parts(sink.clone(), 1),
-                    vecs,
-                );
+        for loads in read_floor_loads() {
+            for _ in 0..2 {
+                announce(&read_floor_name(loads), 1, k, n);
+                unsafe { launch_read(c, &w.packed, &sink, vecs, loads) };
+                sync(c);
             }
-            sync(c);
         }
         for &m in &batch_sizes(&[1, 512, 2048]) {
             let x = upload_f32(c, &rng.vec(m * k, 1.0));
@@ -1310,25 +1352,20 @@ fn bench<R: Runtime>(
         if let Some(b2b) = &back_to_back {
             let vecs = words / 4;
             let sink = c.empty(4);
-            let read = |i: usize| unsafe {
-                read_kernel::launch_unchecked::<R>(
-                    c,
-                    CubeCount::Static(vecs.div_ceil(4 * 256) as u32, 1, 1),
-                    CubeDim::new_1d(256),
-                    4usize,
-                    ArrayArg::from_raw_parts(weights[i % copies].packed.clone(), vecs),
-                    ArrayArg::from_raw_parts(sink.clone(), 1),
-                    vecs,
+            for loads in read_floor_loads() {
+                let read = |i: usize| unsafe {
+                    launch_read(c, &weights[i % copies].packed, &sink, vecs, loads)
+                };
+                let t = b2b.time(b2b_calls, b2b_batches, 20.0, read);
+                let gbps = packed_bytes as f64 / t.per_call_us / 1e3;
+                println!(
+                    r#"{{"op":"read_floor","impl":"{}","backend":"{backend}","m":1,"k":{k},"n":{n},"b2b_us":{:.2},"b2b_host_bound":{},"b2b_gbps":{gbps:.1},"b2b_copy_frac":{:.3},"weight_copies":{copies}}}"#,
+                    read_floor_name(loads),
+                    t.per_call_us,
+                    t.host_bound,
+                    gbps / copy_gbps
                 );
-            };
-            let t = b2b.time(b2b_calls, b2b_batches, 20.0, read);
-            let gbps = packed_bytes as f64 / t.per_call_us / 1e3;
-            println!(
-                r#"{{"op":"read_floor","impl":"read-floor","backend":"{backend}","m":1,"k":{k},"n":{n},"b2b_us":{:.2},"b2b_host_bound":{},"b2b_gbps":{gbps:.1},"b2b_copy_frac":{:.3},"weight_copies":{copies}}}"#,
-                t.per_call_us,
-                t.host_bound,
-                gbps / copy_gbps
-            );
+            }
         }
         for &m in ms {
             let x = upload_f32(c, &rng.vec(m * k, 1.0));

@@ -342,7 +342,8 @@ extern "C" __global__ void __launch_bounds__(BL_THREADS, BL_MINB) BL_ENTRY(
 #pragma unroll
       for (int j = 0; j < 4; ++j)
 #pragma unroll
-        for (int r = 0; r < 4; ++r) a[sl][j][r] = BL_ABLATE & 4 ? w[sl][j][r] : bl_decode(w[sl][j][r], t);
+        for (int r = 0; r < 4; ++r)
+          a[sl][j][r] = BL_ABLATE & 4 ? w[sl][j][r] : bl_decode(w[sl][j][r], t);
 #endif
   };
 
