@@ -14,7 +14,7 @@
 # nothing, and files left elsewhere never come back); each step is bounded, and the last lines
 # printed are a short table of the results (scripts/gpu_summary.py).
 # Steps, one per call (each ends within 9.5 minutes; a machine stays warm only 30 s, so start
-# the next at once): `diagnose` (~6 min: what bounds the large-M GEMM, see below), `kernels` (~7-9 min: ptxas's registers and spills per configuration,
+# the next at once): `diagnose` (≤ 9.5 min: what bounds the large-M GEMM, see below), `kernels` (~7-9 min: ptxas's registers and spills per configuration,
 # checks of the wgmma configurations, wall timings at M = 512 and 2048 with torch, the default
 # kernel's stall reasons), `gemv` (~6 min: the dp4a
 # GEMV's block shapes at M = 1 with device times and registers, and back to back (b2b: calls
@@ -49,13 +49,16 @@ if [ "$STEP" = diagnose ]; then
   nvidia-smi --query-gpu=timestamp,clocks.sm,power.draw,temperature.gpu,clocks_throttle_reasons.active \
     --format=csv -lms 200 > "$O/clocks.csv" 2>&1 &
   sampler=$!
-  RESULTS=$O/results.jsonl GPU_CHECK_LIST="wgmma_gemm wgmma_gemm_configs" \
+  # torch bf16 and cuBLAS int8 first, into their own file (gpu-check.sh starts results.jsonl
+  # afresh): a step cut short by its time limit still has the baseline.
+  TORCH_BENCH_MS=512,2048 GPU_CHECK_QUICK=1 timeout 80 python3 scripts/torch_linear_bench.py \
+    > "$O/torch.jsonl" 2> "$O/torch.stderr"
+  RESULTS=$O/results.jsonl GPU_CHECK_LIST="wgmma_gemm wgmma_gemm_configs" GPU_CHECK_NO_TORCH=1 \
     GPU_CHECK_MS=512,2048 GPU_CHECK_NO_MMA=1 GPU_CHECK_NO_CMMA_TILED=1 GPU_CHECK_NO_LOGS=1 \
     GPU_CHECK_QUICK=1 GPU_CHECK_WGMMA_CONFIGS=${WGMMA_CONFIGS:-39,40,38,22,21,23} \
     GPU_CHECK_WGMMA_CHECKED=${WGMMA_CHECKED:-32,20,10,11,35,36} GPU_CHECK_ABLATE=1 \
-    GPU_CHECK_TIMINGS_TIMEOUT=300 GPU_CHECK_NO_NCU=1 GPU_CHECK_CHECK_TIMEOUT=60 \
-    TORCH_BENCH_MS=512,2048 \
-    timeout -k 5 450 bash scripts/gpu-check.sh > "$O/gpu-check.out" 2>&1
+    GPU_CHECK_TIMINGS_TIMEOUT=200 GPU_CHECK_NO_NCU=1 GPU_CHECK_CHECK_TIMEOUT=60 \
+    timeout -k 5 380 bash scripts/gpu-check.sh > "$O/gpu-check.out" 2>&1
   echo "{\"op\":\"note\",\"what\":\"gpu-check exited with $?\"}" >> "$O/results.jsonl"
   # Time per tile against its k-steps at one N and M (session 8's shapes suggest ~13 µs fixed
   # per 256-row tile plus ~0.77 µs per 128-deep stage; a fixed share that large would point at
@@ -68,7 +71,7 @@ if [ "$STEP" = diagnose ]; then
   GPU_CHECK_SKIP_CHECKS=1 GPU_CHECK_SHAPES=1024x4096,2048x4096,4096x4096,8192x4096,16384x4096 \
     GPU_CHECK_MS=2048 GPU_CHECK_QUICK=1 GPU_CHECK_NO_MMA=1 GPU_CHECK_NO_CMMA_TILED=1 \
     GPU_CHECK_WGMMA_CONFIGS=$sweep GPU_CHECK_ABLATE=1 \
-    timeout -k 5 ${SWEEP_TIMEOUT:-80} .gpu/gpu_check 2>> "$O/sweep.stderr" | grep -v '"op":"device"' >> "$O/results.jsonl"
+    timeout -k 5 ${SWEEP_TIMEOUT:-90} .gpu/gpu_check 2>> "$O/sweep.stderr" | grep -v '"op":"device"' >> "$O/results.jsonl"
   echo "{\"op\":\"note\",\"what\":\"K sweep exited with ${PIPESTATUS[0]}\"}" >> "$O/results.jsonl"
   kill "$sampler" 2>/dev/null
   # The clock range while the timings ran (lines with a numeric clock).
@@ -145,4 +148,4 @@ if [ "$STEP" = burn ]; then
   echo "burn bench exited with $?"
 fi
 
-python3 scripts/gpu_summary.py "$O/results.jsonl" "$O/burn.jsonl" 2>/dev/null
+python3 scripts/gpu_summary.py "$O/results.jsonl" "$O/torch.jsonl" "$O/burn.jsonl" 2>/dev/null
