@@ -331,6 +331,9 @@ static void bl_tma_load_2d_mcast(unsigned int dst, const CUtensorMap *map, int c
   emu_dma_cv.notify_one();
 }
 
+// A cache hint: nothing to model.
+static void bl_tma_prefetch_map(const CUtensorMap *) {}
+
 // TMA into this block only.
 static void bl_tma_load_2d(unsigned int dst, const CUtensorMap *map, int c0, int c1,
                            unsigned int bar) {

@@ -185,6 +185,7 @@ extern "C" __global__ void BL_CLUSTER __launch_bounds__(BL_THREADS, BL_MINB) BL_
     const unsigned int l = tid - BL_CONSUMERS, c = l & 7, r0 = l >> 3;
 #if BL_TMA
     (void)xmap_tensor, (void)c, (void)r0;
+    if (l == 0) bl_tma_prefetch_map(&xmap);
 #else
     const unsigned int rstep = BL_P_LANES / 8;  // 4 or 8 rows: the swizzle of row r0 + rstep i
 #endif

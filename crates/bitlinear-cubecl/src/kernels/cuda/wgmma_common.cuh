@@ -144,6 +144,13 @@ static __device__ __forceinline__ void bl_tma_load_2d(unsigned int dst, const CU
       : "memory");
 }
 
+// Brings the tensor map into the TMA unit's descriptor cache ahead of the first copy, which
+// would otherwise wait for it (every block, each tile of a non-persistent grid).
+static __device__ __forceinline__ void bl_tma_prefetch_map(const CUtensorMap *map) {
+  asm volatile("prefetch.tensormap [%0];\n" ::"l"(reinterpret_cast<unsigned long long>(map))
+               : "memory");
+}
+
 // The same box into shared memory at `dst` of every block of the cluster in `mask`, counted in
 // the mbarrier at `bar` of each.
 static __device__ __forceinline__ void bl_tma_load_2d_mcast(unsigned int dst,
