@@ -34,8 +34,8 @@ if [ "$STEP" = diagnose ]; then
   # What bounds the 256-row warp-specialized kernel (32, `Auto` from M = 1024 since session 9)?
   # Session 8's times (BENCHMARKS.md, session 9): the same time per stage with half the SMs
   # idle (so something inside each SM), and ~13 µs per tile besides ~0.76 µs per stage.
-  # Checked first, then timed at M = 512 and 2048: 39, 40 (32 and 10 as persistent grids: one
-  # tile's epilogue under the next one's loads), 38 (32 multicast in 2-block clusters: half the
+  # Checked first, then timed at M = 512 and 2048: 39, 40, 41 (32, 10 and 11 as persistent
+  # grids: one tile's epilogue under the next one's loads), 38 (32 multicast in 2-block clusters: half the
   # activation reads), 22, 21, 23 (20 multicast; 256 weight x 128 activation rows, and that
   # multicast; not timed since session 6, when their wgmma were serialized). Timed without a
   # second check (exact on an H100 in session 8): 32, 20, 10, 11, 35, 36; and 32 and 11 with parts of their work left out (GPU_CHECK_ABLATE: no copies, no wgmma, no decode, the
@@ -55,7 +55,7 @@ if [ "$STEP" = diagnose ]; then
     > "$O/torch.jsonl" 2> "$O/torch.stderr"
   RESULTS=$O/results.jsonl GPU_CHECK_LIST="wgmma_gemm wgmma_gemm_configs" GPU_CHECK_NO_TORCH=1 \
     GPU_CHECK_MS=512,2048 GPU_CHECK_NO_MMA=1 GPU_CHECK_NO_CMMA_TILED=1 GPU_CHECK_NO_LOGS=1 \
-    GPU_CHECK_QUICK=1 GPU_CHECK_WGMMA_CONFIGS=${WGMMA_CONFIGS:-39,40,38,22,21,23} \
+    GPU_CHECK_QUICK=1 GPU_CHECK_WGMMA_CONFIGS=${WGMMA_CONFIGS:-39,40,41,38,22,21,23} \
     GPU_CHECK_WGMMA_CHECKED=${WGMMA_CHECKED:-32,20,10,11,35,36} GPU_CHECK_ABLATE=1 \
     GPU_CHECK_TIMINGS_TIMEOUT=200 GPU_CHECK_NO_NCU=1 GPU_CHECK_CHECK_TIMEOUT=60 \
     timeout -k 5 380 bash scripts/gpu-check.sh > "$O/gpu-check.out" 2>&1
