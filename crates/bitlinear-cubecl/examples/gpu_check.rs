@@ -594,7 +594,7 @@ fn read_kernel<NV: Size>(
 
 /// Vectors each unit of the read floor loads: 4 (the floor every table quotes), and with
 /// `GPU_CHECK_READ_SWEEP=1` also 1, 2, 8 and 16 (more blocks with fewer loads each, or fewer
-/// with more), to see whether any read of the same bytes beats that floor (lines `read-floor-l<n>`).
+/// with more), to see whether any read of the same bytes beats that floor (`read-floor-l<n>`).
 fn read_floor_loads() -> Vec<usize> {
     if std::env::var("GPU_CHECK_READ_SWEEP").is_ok() {
         vec![4, 1, 2, 8, 16]
@@ -731,8 +731,8 @@ struct Variant {
     mma_tiles: usize,
     /// wgmma GEMM block shape (0: default).
     wgmma_config: usize,
-    /// Work the warp-specialized wgmma kernel leaves out (`wgmma_ablation_override`; wrong
-    /// outputs: timed, never checked).
+    /// Work the wgmma kernel leaves out (`wgmma_ablation_override`; wrong outputs: timed,
+    /// never checked).
     ablation: usize,
     /// `ternary_linear` without the fused quantize + GEMV (two launches).
     unfused: bool,
@@ -781,8 +781,7 @@ impl Variant {
         v
     }
     /// The same wgmma configuration leaving out the work `mask` names (diagnosis only).
-    const fn ablated(mut self, name: &'static str, mask: usize) -> Self {
-        self.name = name;
+    const fn ablated(mut self, mask: usize) -> Self {
         self.ablation = mask;
         self
     }
@@ -949,8 +948,7 @@ fn all_variants(m: usize, cmma_ok: bool, raw_ok: bool, wgmma_ok: bool) -> Vec<Va
                 // copies, the wgmma, the decode, or with the wgmma alone (no copies, no
                 // decode), or the copies alone. Wrong outputs: timed only.
                 if std::env::var("GPU_CHECK_ABLATE").is_ok() {
-                    let ablated =
-                        |name, config, mask| Variant::wgmma(name, config).ablated(name, mask);
+                    let ablated = |name, config, mask| Variant::wgmma(name, config).ablated(mask);
                     v.extend([
                         ablated("wgmma-32-ablate-no-copy", 32, 1),
                         ablated("wgmma-32-ablate-no-wgmma", 32, 2),
