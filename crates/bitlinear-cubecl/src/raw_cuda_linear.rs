@@ -546,8 +546,9 @@ fn stream_k_split(tiles: usize, ksteps: usize, sms: usize, all: bool) -> (usize,
 /// rows, `n` outputs and `k` inputs on `sms` multiprocessors, by what the H100 measured
 /// (BENCHMARKS.md, session 8, the four benchmark shapes):
 /// - `m` ≤ [`WGMMA_SMALL_M`] with `k` and `n` ≥ [`WGMMA_SMALL_M_MIN_SIZE`] (where it was
-///   measured): 64-row blocks, three fragment sets, stream-K over all tiles (33). At M = 64 the 128-row blocks make as few blocks as
-///   there are 128-row weight tiles (32 at 4096 outputs, for 132 SMs), half their rows padding:
+///   measured): 64-row blocks, three fragment sets, stream-K over all tiles (33). At M = 64
+///   the 128-row blocks make as few blocks as there are 128-row weight tiles (32 at 4096
+///   outputs, for 132 SMs), half their rows padding:
 ///   33 took 18.1, 23.1 and 72.9 µs against 24.1, 24.3 and 87.8 for 11 at 4096→4096,
 ///   4096→11008 and 8192→28672. With fewer k-steps per tile to spread (2560→6912) its
 ///   fix-up costs more than it saves: 21.6 µs against 17.5.
@@ -734,7 +735,7 @@ pub fn raw_kernel_sources() -> Vec<(String, String)> {
     }
     // The diagnostic variants (`wgmma_ablation_override`) of the default large-M shape (32,
     // warp-specialized) and of 11 (gemm_wgmma.cu).
-    for ablated in [WGMMA_CONFIGS[31], WGMMA_CONFIGS[10]] {
+    for ablated in [WGMMA_CONFIGS[32 - 1], WGMMA_CONFIGS[11 - 1]] {
         for mask in [1, 2, 4, 7] {
             let mut flags = ablated.flags();
             flags.push(("BL_ABLATE", mask));
