@@ -10,7 +10,10 @@ Usage:
 
 Needs libnvrtc (NVRTC_LIB, else found by name), `ptxas` (PTXAS, else on PATH) and the CUDA
 headers (CUDA_INCLUDE). On the GPU machine the toolkit has all three; on a machine without one
-the pip wheels nvidia-cuda-nvrtc, nvidia-cuda-nvcc and nvidia-cuda-runtime hold them.
+the pip wheels nvidia-cuda-nvrtc, nvidia-cuda-nvcc and nvidia-cuda-runtime hold them. Take the
+GPU machine's version (`pip download --no-deps 'nvidia-cuda-nvrtc==13.0.*'
+'nvidia-cuda-nvcc==13.0.*'`, then unzip the wheels): a newer NVRTC accepts code 13.0 rejects
+(session 8 lost a GPU run to a generic lambda that 13.5 took).
 PTXAS_KEEP=<folder> keeps the cubins (disassemble with `cuobjdump -sass`).
 Prints one JSON line per kernel: registers, spill bytes, stack frame, shared memory, and any
 "C7515"-style message (ptxas serializing wgmma, which would stall every k-step), then a summary.
