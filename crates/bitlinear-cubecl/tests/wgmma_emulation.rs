@@ -111,3 +111,59 @@ fn wgmma_kernel_matches_the_reference_in_cpu_emulation() {
     });
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The diagnostic launches (`wgmma_ablation_override`: copies, wgmma or decode left out) of the
+/// two kernels the GPU check ablates (32, 11) still finish: their outputs are wrong by design,
+/// but a hand-off they broke would hang the GPU check's timing process until its time limit.
+/// Each run must exit by itself (any exit code) without a sanitizer report.
+#[test]
+fn ablated_kernels_finish_in_cpu_emulation() {
+    let Some(cxx) = cxx::compiler_or_skip() else {
+        return;
+    };
+    let dir: PathBuf =
+        std::env::temp_dir().join(format!("bitlinear-wgmma-ablate-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let shapes = bitlinear_cubecl::wgmma_kernel_flags();
+    let mut jobs = vec![];
+    for config in [32, 11] {
+        let (file, mut flags) = shapes[config - 1].clone();
+        flags.retain(|(key, _)| *key != "BL_MINB");
+        flags.push(("BL_MINB", 1));
+        // The masks the GPU check times: no copies, no wgmma, no decode, the wgmma alone, the
+        // copies alone.
+        for mask in [1, 2, 4, 5, 6] {
+            let mut flags = flags.clone();
+            flags.push(("BL_ABLATE", mask));
+            jobs.push((config, file, flags));
+        }
+    }
+    cxx::for_each_parallel(&jobs, |(config, file, flags)| {
+        let mask = flags.last().unwrap().1;
+        let exe = dir.join(format!("ablate_{config}_{mask}"));
+        build(&cxx, &exe, file, flags, true);
+        for (m, k, n, seed) in [(130, 300, 200, 5), (300, 800, 700, 9)] {
+            let mut child = Command::new(&exe)
+                .args([m, k, n, seed].map(|v: usize| v.to_string()))
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("run the emulation");
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+            while child.try_wait().unwrap().is_none() {
+                if std::time::Instant::now() > deadline {
+                    let _ = child.kill();
+                    panic!("config {config}, BL_ABLATE {mask}, M={m} K={k} N={n}: hung");
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            let out = child.wait_with_output().unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                !stderr.contains("Sanitizer"),
+                "config {config}, BL_ABLATE {mask}, M={m} K={k} N={n}: {stderr}"
+            );
+        }
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+}

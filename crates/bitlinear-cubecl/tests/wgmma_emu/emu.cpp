@@ -434,9 +434,14 @@ static void bl_wgmma(int (&d)[BL_BM / 2], unsigned long long desc_a, unsigned lo
   emu_open_mma.push_back(EmuMma{d, nullptr, desc_a, desc});
 }
 
+// wgmma.commit_group is `.sync.aligned`: the warpgroup's threads execute it together, so none
+// runs a step ahead of the others (an ablated kernel without wgmma, whose own barriers kept them
+// together, would otherwise let a thread lag a whole round of buffers behind and wait forever on
+// an mbarrier phase of the same parity).
 static void emu_mma_commit() {
   emu_mma_groups.push_back(std::move(emu_open_mma));
   emu_open_mma.clear();
+  emu_wg_barrier[emu_cta][threadIdx.x >> 7]->arrive_and_wait();
 }
 
 static void emu_mma_wait(unsigned int pending) {
