@@ -72,20 +72,31 @@ fn run_shapes(exe: &Path, file: &str, shape: &[(&str, usize)], raw: bool) {
     }
 }
 
+/// A fresh scratch folder for one test's builds, named by `tag` and this process.
+fn scratch_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("bitlinear-wgmma-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A configuration's flags with one block per SM: blocks per SM change only the compiler's
+/// register budget, so every configuration of one code shape builds the same emulation.
+fn one_block_per_sm(flags: &mut Vec<(&'static str, usize)>) {
+    flags.retain(|(key, _)| *key != "BL_MINB");
+    flags.push(("BL_MINB", 1));
+}
+
 #[test]
 fn wgmma_kernel_matches_the_reference_in_cpu_emulation() {
     let Some(cxx) = cxx::compiler_or_skip() else {
         return;
     };
-    let dir: PathBuf =
-        std::env::temp_dir().join(format!("bitlinear-wgmma-emu-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    // Blocks per SM changes only the compiler's register budget: one build per code shape.
+    let dir = scratch_dir("emu");
+    // One build per code shape.
     let mut shapes = bitlinear_cubecl::wgmma_kernel_flags();
     assert!(!shapes.is_empty());
     for (_, flags) in &mut shapes {
-        flags.retain(|(key, _)| *key != "BL_MINB");
-        flags.push(("BL_MINB", 1));
+        one_block_per_sm(flags);
     }
     shapes.sort();
     shapes.dedup();
@@ -121,15 +132,12 @@ fn ablated_kernels_finish_in_cpu_emulation() {
     let Some(cxx) = cxx::compiler_or_skip() else {
         return;
     };
-    let dir: PathBuf =
-        std::env::temp_dir().join(format!("bitlinear-wgmma-ablate-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch_dir("ablate");
     let shapes = bitlinear_cubecl::wgmma_kernel_flags();
     let mut jobs = vec![];
     for config in [32, 11] {
         let (file, mut flags) = shapes[config - 1].clone();
-        flags.retain(|(key, _)| *key != "BL_MINB");
-        flags.push(("BL_MINB", 1));
+        one_block_per_sm(&mut flags);
         // The masks the GPU check times: no copies, no wgmma, no decode, the wgmma alone, the
         // copies alone.
         for mask in [1, 2, 4, 5, 6] {
