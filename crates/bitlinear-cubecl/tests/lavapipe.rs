@@ -231,6 +231,61 @@ fn activation_quantization_matches_reference() {
     }
 }
 
+/// Rows long enough for the quantization kernel's four-loads-per-step absmax pass (K > 3 · 256
+/// from each unit's start) and its whole-word pass, with a ragged end: exact against the
+/// reference, and a NaN or infinity anywhere in a row (inside the four-load steps or in the
+/// tail) gives that row a NaN scale and zero codes.
+#[test]
+fn long_rows_quantize_like_the_reference() {
+    let c = client();
+    let mut rng = StdRng::seed_from_u64(11);
+    for &k in &[1023usize, 1024, 1025, 4100, 5003] {
+        for (m, bad) in [
+            (1, None),
+            (3, Some((1usize, 7usize, f32::NAN))),
+            (3, Some((2, k - 2, f32::NEG_INFINITY))),
+        ] {
+            let mut x = random_vec(&mut rng, m * k, 2.0);
+            // Each row's largest magnitude somewhere at random (any skipped input shows), the
+            // first row's at its very end (the tail step must see it).
+            for row in 0..m {
+                let at = if row == 0 {
+                    k - 1
+                } else {
+                    rng.random_range(0..k)
+                };
+                x[row * k + at] = if row % 2 == 0 { 9.5 } else { -9.5 };
+            }
+            if let Some((row, col, v)) = bad {
+                x[row * k + col] = v;
+            }
+            for per_tensor in [false, true] {
+                let gran = if per_tensor {
+                    ActivationGranularity::PerTensor
+                } else {
+                    ActivationGranularity::PerToken
+                };
+                let acts = quantize_activations(&c, &upload_f32(&c, &x), m, k, gran, EPS).unwrap();
+                let (codes, scales) = support::quantize_acts(&x, m, k, per_tensor, EPS);
+                let got = read_f32(&c, acts.scales.clone());
+                let same = got
+                    .iter()
+                    .zip(&scales)
+                    .all(|(a, b)| a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()));
+                assert!(
+                    same,
+                    "scales k={k} m={m} pt={per_tensor}: {got:?} vs {scales:?}"
+                );
+                assert_eq!(
+                    activation_codes(&c, &acts),
+                    codes,
+                    "codes k={k} m={m} pt={per_tensor}"
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn activation_ties_round_to_even() {
     let c = client();
