@@ -119,7 +119,11 @@ if [ "$STEP" = gemv ]; then
   # GPU_CHECK_READ_SWEEP: read floors with 1-16 loads per thread besides the usual 4: does any
   # read of 11.3 MB (4096->11008) reach the bar's 80% of the copy bandwidth (5.3 us)? The
   # usual one took 6.7 us (63%).
-  RESULTS=$O/results.jsonl GPU_CHECK_LIST="dp4a_gemv dp4a_gemv_configs wgmma_gemm_configs" \
+  # fused_linear: the fused layer (quantize + GEMV in one launch) with its session-10 prologue
+  # (the input by cp.async, one memory round trip: session 8's took 14.5 us of device time at
+  # 4096->11008 against 8.2 for the GEMV alone) and with 2 and 4 tiles per block (8, 9), whose
+  # GEMV-only forms `dp4a_gemv_configs` checks; the ncu rows `fused-linear*` time them.
+  RESULTS=$O/results.jsonl GPU_CHECK_LIST="dp4a_gemv dp4a_gemv_configs fused_linear wgmma_gemm_configs" \
     GPU_CHECK_WGMMA_CONFIGS=33 GPU_CHECK_MS=1 GPU_CHECK_READ_SWEEP=1 \
     GPU_CHECK_NO_LOGS=1 GPU_CHECK_QUICK=1 GPU_CHECK_TIMINGS_TIMEOUT=120 GPU_CHECK_NCU_TIMEOUT=120 \
     TORCH_BENCH_MS=1,64 timeout -k 5 360 bash scripts/gpu-check.sh > "$O/gpu-check.out" 2>&1

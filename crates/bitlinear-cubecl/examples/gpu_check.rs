@@ -444,11 +444,25 @@ fn probe_wgmma<R: Runtime>(c: &ComputeClient<R>, rng: &mut Rng) -> std::result::
     }
 }
 
-/// The fused quantize + dp4a GEMV of `ternary_linear` (one launch): against the CPU reference,
-/// and bit for bit against the two-launch path (quantize, then the same GEMV); a row holding NaN
-/// gives a NaN row and leaves the other rows exact. Per-group weights go through the fallback.
-#[allow(clippy::needless_range_loop)]
+/// The fused quantize + dp4a GEMV of `ternary_linear` (one launch) with one, two and four tiles
+/// per block (GEMV configurations 1, 8, 9): see [`check_fused_linear_config`].
 fn check_fused_linear<R: Runtime>(
+    c: &ComputeClient<R>,
+    rng: &mut Rng,
+) -> std::result::Result<(), String> {
+    [0, 8, 9].into_iter().try_for_each(|config| {
+        dp4a_gemv_config_override(config);
+        let r = check_fused_linear_config(c, rng).map_err(|e| format!("config {config}: {e}"));
+        dp4a_gemv_config_override(0);
+        r
+    })
+}
+
+/// The fused layer in the GEMV configuration set now: against the CPU reference, and bit for bit
+/// against the two-launch path (quantize, then the same GEMV); a row holding NaN gives a NaN row
+/// and leaves the other rows exact. Per-group weights go through the fallback.
+#[allow(clippy::needless_range_loop)]
+fn check_fused_linear_config<R: Runtime>(
     c: &ComputeClient<R>,
     rng: &mut Rng,
 ) -> std::result::Result<(), String> {
@@ -872,6 +886,10 @@ fn all_variants(m: usize, cmma_ok: bool, raw_ok: bool, wgmma_ok: bool) -> Vec<Va
                 v.push(Variant::dp4a("dp4a-w4u8-nosplit", 5));
                 v.push(Variant::dp4a("dp4a-minb6-nosplit", 6));
                 v.push(Variant::dp4a("dp4a-minb8-nosplit", 7));
+                // Two and four tiles per block: the fused layer's prologue reads x once per
+                // block, so a half and a quarter of its L2 reads (timed as a layer too).
+                v.push(main(Variant::dp4a("dp4a-t2", 8)));
+                v.push(main(Variant::dp4a("dp4a-t4", 9)));
             }
         }
         v.push(main(Variant::new("gemv", MatmulPath::Gemv, 0, 0)));
@@ -1051,10 +1069,20 @@ fn profile<R: Runtime>(c: &ComputeClient<R>, rng: &mut Rng, cmma_ok: bool) {
                 Variant::reset();
             }
             // The fused quantize + GEMV: the whole layer in one kernel (elsewhere `ternary_linear`
-            // takes two, which would shift the join of ncu's rows to these lines).
-            if fused_gemv_fits(m, k) && raw_cuda_available(c) && !no_fused() {
+            // takes two, which would shift the join of ncu's rows to these lines), with one, two
+            // and four tiles per block.
+            let fused_configs = [
+                ("fused-linear", 0),
+                ("fused-linear-t2", 8),
+                ("fused-linear-t4", 9),
+            ];
+            for (name, config) in fused_configs {
+                if !(fused_gemv_fits(m, k) && raw_cuda_available(c) && !no_fused()) {
+                    break;
+                }
+                dp4a_gemv_config_override(config);
                 for _ in 0..2 {
-                    announce("fused-linear", m, k, n);
+                    announce(name, m, k, n);
                     let _ = ternary_linear(
                         c,
                         &x,
@@ -1069,6 +1097,7 @@ fn profile<R: Runtime>(c: &ComputeClient<R>, rng: &mut Rng, cmma_ok: bool) {
                     .unwrap();
                     sync(c);
                 }
+                dp4a_gemv_config_override(0);
             }
         }
     }

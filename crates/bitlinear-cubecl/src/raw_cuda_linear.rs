@@ -25,49 +25,67 @@ const WGMMA_WS_SOURCE: &str = include_str!("kernels/cuda/gemm_wgmma_ws.cu");
 /// Largest number of activation rows one GEMV block handles (more rows: more blocks in `y`).
 const GEMV_ROWS_PER_BLOCK: usize = 8;
 
-/// Shape of the dp4a GEMV's blocks: warps per block, k-blocks each lane loads before computing,
-/// four accumulators per output (only taken for up to 2 rows), minimum blocks per SM.
+/// Shape of the dp4a GEMV's blocks: warps per tile, k-blocks each lane loads before computing,
+/// four accumulators per output (only taken for up to 2 rows), minimum blocks per SM (on codes,
+/// and fused with the quantization), tiles of 16 output rows per block.
 #[derive(Debug, Clone, Copy)]
 struct GemvConfig {
     warps: usize,
     unroll: usize,
     split: bool,
     min_blocks: usize,
+    /// Fused, the prologue's registers (43-50 per thread by ptxas 13.0 without a cap, beside
+    /// the first weights in flight) would leave 5 blocks of 256 threads per SM, one short of a
+    /// single wave at 4096→11008 (688 blocks on 132 SMs), where the previous prologue's 40 fit
+    /// 6: the fused forms of 1 and 8 ask for 1536 threads per SM (40 registers; ptxas spills 4
+    /// to 8 bytes in the prologue).
+    fused_min_blocks: usize,
+    tiles: usize,
 }
 
 /// The configurations [`dp4a_gemv_config_override`] selects from (1-based); the first is the
 /// default. It has no 4-accumulator split: on an H100 it was as fast as the split at three of
 /// the four benchmark shapes and 4-23% faster at 4096→11008 (device times, BENCHMARKS.md).
-const GEMV_CONFIGS: [GemvConfig; 7] = [
+const GEMV_CONFIGS: [GemvConfig; 9] = [
     GemvConfig {
         warps: 8,
         unroll: 4,
         split: false,
         min_blocks: 0,
+        fused_min_blocks: 6,
+        tiles: 1,
     },
     GemvConfig {
         warps: 8,
         unroll: 4,
         split: true,
         min_blocks: 6,
+        fused_min_blocks: 6,
+        tiles: 1,
     },
     GemvConfig {
         warps: 8,
         unroll: 4,
         split: true,
         min_blocks: 0,
+        fused_min_blocks: 0,
+        tiles: 1,
     },
     GemvConfig {
         warps: 4,
         unroll: 8,
         split: true,
         min_blocks: 0,
+        fused_min_blocks: 0,
+        tiles: 1,
     },
     GemvConfig {
         warps: 4,
         unroll: 8,
         split: false,
         min_blocks: 0,
+        fused_min_blocks: 0,
+        tiles: 1,
     },
     // The default asked for 6 and 8 resident blocks per SM (at most 40 and 32 registers): at
     // 4096->11008 the grid is 688 blocks, which fits one wave on 132 SMs only from 6 blocks per
@@ -77,18 +95,43 @@ const GEMV_CONFIGS: [GemvConfig; 7] = [
         unroll: 4,
         split: false,
         min_blocks: 6,
+        fused_min_blocks: 6,
+        tiles: 1,
     },
     GemvConfig {
         warps: 8,
         unroll: 4,
         split: false,
         min_blocks: 8,
+        fused_min_blocks: 8,
+        tiles: 1,
+    },
+    // Two and four tiles per block (512 and 1024 threads): the fused layer's blocks each read
+    // the whole input row from L2 to quantize it, as many bytes as their tile's packed weights,
+    // so one tile per block doubles the kernel's L2 reads; and a quarter of the blocks to
+    // launch. Four tiles ask for 2 blocks per SM (at most 32 registers), else 1024-thread
+    // blocks would run one per SM. Not measured yet.
+    GemvConfig {
+        warps: 8,
+        unroll: 4,
+        split: false,
+        min_blocks: 0,
+        fused_min_blocks: 3,
+        tiles: 2,
+    },
+    GemvConfig {
+        warps: 8,
+        unroll: 4,
+        split: false,
+        min_blocks: 2,
+        fused_min_blocks: 2,
+        tiles: 4,
     },
 ];
 
-static GEMV_CONFIG: TuningOverride = TuningOverride::new(&[1, 2, 3, 4, 5, 6, 7]);
+static GEMV_CONFIG: TuningOverride = TuningOverride::new(&[1, 2, 3, 4, 5, 6, 7, 8, 9]);
 
-/// Forces one of the dp4a GEMV's block configurations (1..=7; 0 restores the default, 1). For
+/// Forces one of the dp4a GEMV's block configurations (1..=9; 0 restores the default, 1). For
 /// benchmarks and tests: every configuration computes the same result.
 #[doc(hidden)]
 pub fn dp4a_gemv_config_override(config: usize) {
@@ -670,6 +713,11 @@ fn gemv_flags(
     config: GemvConfig,
     fused_kp: Option<usize>,
 ) -> Vec<(&'static str, usize)> {
+    let min_blocks = if fused_kp.is_some() {
+        config.fused_min_blocks
+    } else {
+        config.min_blocks
+    };
     vec![
         ("BL_MR", rows),
         // Four accumulators per output save a shift per 4 weights; affordable in registers for
@@ -677,11 +725,25 @@ fn gemv_flags(
         ("BL_SPLIT", (config.split && rows <= 2) as usize),
         ("BL_WARPS", config.warps),
         ("BL_UNROLL", config.unroll),
-        ("BL_MINB", config.min_blocks),
+        ("BL_MINB", min_blocks),
+        ("BL_TILES", config.tiles),
         ("BL_FUSED", fused_kp.is_some() as usize),
         // Bytes per quantized row in shared memory (0 when not fused).
         ("BL_KP", fused_kp.unwrap_or(0)),
     ]
+}
+
+/// The dp4a GEMV's own flags (no epilogue) for block configuration `config` (1-based, as
+/// [`dp4a_gemv_config_override`]), `rows` activation rows per block, and, when fused, `kp`
+/// codes per quantized row (16 · ⌈K / 16⌉): what its CPU emulation builds
+/// (`tests/gemv_emulation.rs`).
+#[doc(hidden)]
+pub fn dp4a_gemv_kernel_flags(
+    config: usize,
+    rows: usize,
+    fused_kp: Option<usize>,
+) -> Vec<(&'static str, usize)> {
+    gemv_flags(rows, GEMV_CONFIGS[config - 1], fused_kp)
 }
 
 /// A kernel's entry point: `bitlinear_<family>_<flag><value>...` (each configuration its own).
@@ -794,8 +856,13 @@ pub(crate) struct RawLaunch<'a> {
     pub fused: Option<(usize, f32)>,
 }
 
-/// Bytes of static shared memory the fused GEMV may take for its int8 rows.
-const FUSED_SHARED_BYTES: usize = 32 * 1024;
+/// Bytes of static shared memory the fused GEMV may take for its input rows: each row's f32
+/// copy and int8 codes, 5 bytes per input (the rest of the 48 KiB of static shared memory a
+/// block may declare holds the reductions: up to 4 KiB with four tiles per block).
+const FUSED_SHARED_BYTES: usize = 40 * 1024;
+
+/// Shared-memory bytes per input of each row the fused GEMV quantizes: the f32 copy and the code.
+const FUSED_BYTES_PER_INPUT: usize = 5;
 
 /// Largest `K` the fused quantize + GEMV takes: every block quantizes the whole input row, so
 /// its prologue grows with `K`. On an H100 fusing saved 9-14 µs per layer (one launch less) up
@@ -817,7 +884,8 @@ const FUSED_MAX_M: usize = 2;
 pub fn fused_gemv_fits(m: usize, k: usize) -> bool {
     (1..=FUSED_MAX_M).contains(&m)
         && k <= FUSED_MAX_K
-        && gemv_rows_per_block(m) * 16 * k.div_ceil(16) <= FUSED_SHARED_BYTES
+        && gemv_rows_per_block(m) * 16 * k.div_ceil(16) * FUSED_BYTES_PER_INPUT
+            <= FUSED_SHARED_BYTES
 }
 
 /// Activation rows per GEMV block: all of them up to [`GEMV_ROWS_PER_BLOCK`], else split evenly.
@@ -871,7 +939,8 @@ impl RawLaunch<'_> {
         RawCudaKernel::cached(name, || kernel_source(&entry, &flags, &body()), cube_dim)
     }
 
-    /// Packed GEMV with dp4a, `m ≤ 16`: one block (256 threads by default) per 16 output rows and per
+    /// Packed GEMV with dp4a, `m ≤ 16`: one block (256 threads by default) per 16 output rows
+    /// (or per 2 or 4 tiles of them, with as many times the threads) and per
     /// [`GEMV_ROWS_PER_BLOCK`] activation rows.
     ///
     /// # Safety
@@ -884,9 +953,10 @@ impl RawLaunch<'_> {
             "gemv_dp4a",
             &gemv_flags(rows, config, fused_kp),
             || GEMV_SOURCE.to_string(),
-            CubeDim::new_1d(32 * config.warps as u32),
+            CubeDim::new_1d((32 * config.warps * config.tiles) as u32),
         );
-        let count = CubeCount::Static(self.n.div_ceil(16) as u32, self.m.div_ceil(rows) as u32, 1);
+        let blocks = self.n.div_ceil(16).div_ceil(config.tiles);
+        let count = CubeCount::Static(blocks as u32, self.m.div_ceil(rows) as u32, 1);
         unsafe { kernel.launch(client, count, &self.buffers(), self.gemv_scalars()) };
     }
 
@@ -1036,7 +1106,27 @@ mod tests {
         assert!(!fused_gemv_fits(FUSED_MAX_M + 1, 16));
         assert!(!fused_gemv_fits(0, 16));
         // The largest fused block's rows fit the shared memory the kernel declares.
-        assert!(gemv_rows_per_block(FUSED_MAX_M) * FUSED_MAX_K <= FUSED_SHARED_BYTES);
+        assert!(
+            gemv_rows_per_block(FUSED_MAX_M) * FUSED_MAX_K * FUSED_BYTES_PER_INPUT
+                <= FUSED_SHARED_BYTES
+        );
+    }
+
+    /// The fused GEMV's static shared memory (its declarations in gemv_dp4a.cu: the f32 and
+    /// int8 rows, the scales, the per-warp maxima and the reduction) stays within the 48 KiB a
+    /// block may declare, in every configuration, at the largest fused problem.
+    #[test]
+    fn fused_gemv_static_shared_memory_fits() {
+        let rows = gemv_rows_per_block(FUSED_MAX_M);
+        let kp = 16 * FUSED_MAX_K.div_ceil(16);
+        for config in GEMV_CONFIGS {
+            let warps = config.warps * config.tiles;
+            let bytes = rows * kp * FUSED_BYTES_PER_INPUT
+                + rows * 4
+                + rows * warps * 4
+                + warps * rows * 16 * 4;
+            assert!(bytes <= 48 * 1024, "{config:?}: {bytes} bytes");
+        }
     }
 
     /// The generated wgmma wrapper names every accumulator once, then the 4 fragment registers,

@@ -2,12 +2,14 @@
 // (raw_cuda_linear.rs):
 //   BL_ENTRY  kernel name          BL_MR    rows of x per block (1..8)
 //   BL_SPLIT  4 accumulators per output (no shifts; for BL_MR <= 2)
-//   BL_WARPS  warps per block (4 or 8)   BL_UNROLL  k-blocks each lane loads before computing
+//   BL_WARPS  warps per tile (4 or 8)    BL_UNROLL  k-blocks each lane loads before computing
+//   BL_TILES  tiles of 16 output rows per block (1, 2, 4): one group of BL_WARPS warps each
 //   BL_MINB   minimum resident blocks per SM asked of the compiler (0: none)
 //   BL_GRAN   0 per tensor, 1 per channel          BL_BIAS, BL_RAW  0/1
-//   BL_FUSED  1: the first buffer is the f32 input x [M, K], quantized per token by each block
-//             into shared memory (BL_KP = 16 * blocks_k bytes per row) before the product: the
-//             whole layer in one launch. Same arithmetic as quantize_rows_kernel:
+//   BL_FUSED  1: the first buffer is the f32 input x [M, K], copied by each block into shared
+//             memory (cp.async, sm >= 80) and quantized per token there (BL_KP = 16 * blocks_k
+//             codes per row) before the product: the whole layer in one launch, its weights in
+//             flight meanwhile. Same arithmetic as quantize_rows_kernel:
 //             s = max(absmax, eps) / 127 (NaN if the row holds NaN/Inf, with zero codes),
 //             q = clamp(round_half_even(x / s), -128, 127).
 // and then epilogue.cuh (`bl_store`).
@@ -27,19 +29,27 @@
 // acc_0 + (acc_1 >> 2) + (acc_2 >> 4) + (acc_3 >> 6) is exact. Per lane |acc_3| grows by at most
 // 4 * 128 * 128 = 2^16 per block: exact below 2^15 blocks per lane (K < 2^25).
 //
-// Block: BL_WARPS warps, one tile of 16 rows. Lane l of warp w reads rows 4(l&3)..+3 of
-// k-block kb = 8w + (l>>2) + 8 BL_WARPS i (16 bytes each: a warp reads 512 contiguous bytes per
-// step), BL_UNROLL blocks before computing. Reduction: shuffles over the 8 lanes of a row group,
-// then shared memory over the warps. Grid: (tiles, ceil(M / BL_MR)).
+// Block: BL_TILES groups of BL_WARPS warps, group g on tile BL_TILES * blockIdx.x + g. Lane l
+// of the group's warp w reads rows 4(l&3)..+3 of k-block kb = 8w + (l>>2) + 8 BL_WARPS i (16
+// bytes each: a warp reads 512 contiguous bytes per step), BL_UNROLL blocks before computing.
+// Reduction: shuffles over the 8 lanes of a row group, then shared memory over the group's
+// warps. Grid: (ceil(tiles / BL_TILES), ceil(M / BL_MR)). Several tiles per block share one
+// copy of the activations: fused, the prologue's reads of x from L2 (as many bytes per block
+// as the tile's packed weights) are divided by BL_TILES, and so are the blocks to launch.
 
 // The same header CubeCL includes in every kernel it generates (found through its include path).
 #include <cuda_runtime.h>
 
+#ifndef BL_TILES
+#define BL_TILES 1
+#endif
 #define BL_SLOTS (8 * BL_WARPS)
+#define BL_GROUP_THREADS (32 * BL_WARPS)
+#define BL_THREADS (BL_GROUP_THREADS * BL_TILES)
 #if BL_MINB > 0
-#define BL_BOUNDS __launch_bounds__(32 * BL_WARPS, BL_MINB)
+#define BL_BOUNDS __launch_bounds__(BL_THREADS, BL_MINB)
 #else
-#define BL_BOUNDS __launch_bounds__(32 * BL_WARPS)
+#define BL_BOUNDS __launch_bounds__(BL_THREADS)
 #endif
 
 struct BlGemvParams {
@@ -51,11 +61,41 @@ struct __align__(16) BlU4 {
   unsigned int x, y, z, w;
 };
 
+// Four inputs of the fused prologue, read from shared memory at once.
+struct __align__(16) BlF4 {
+  float x, y, z, w;
+};
+
+#ifndef BL_EMU_STALE_SHARED
+#define BL_EMU_STALE_SHARED(array)
+#endif
+
+#ifndef BL_HOST_EMULATION
 static __device__ __forceinline__ int bl_dp4a(unsigned int a, unsigned int b, int c) {
   int d;
   asm("dp4a.u32.s32 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(c));
   return d;
 }
+
+// The fused prologue's copies of the input into shared memory (cp.async, sm >= 80): 16 bytes
+// (both addresses 16-byte aligned) or 4, then a wait for all of this thread's copies.
+static __device__ __forceinline__ unsigned int bl_gemv_smem(const void *p) {
+  unsigned int r;
+  asm("{ .reg .u64 a; cvta.to.shared.u64 a, %1; cvt.u32.u64 %0, a; }" : "=r"(r) : "l"(p));
+  return r;
+}
+static __device__ __forceinline__ void bl_gemv_cp16(float *dst, const float *src) {
+  const unsigned int d = bl_gemv_smem(dst);
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(d), "l"(src) : "memory");
+}
+static __device__ __forceinline__ void bl_gemv_cp4(float *dst, const float *src) {
+  const unsigned int d = bl_gemv_smem(dst);
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(d), "l"(src) : "memory");
+}
+static __device__ __forceinline__ void bl_gemv_cp_wait_all() {
+  asm volatile("cp.async.commit_group;\ncp.async.wait_group 0;\n" ::: "memory");
+}
+#endif
 
 static __device__ __forceinline__ unsigned int bl_word(const BlU4 &v, int r) {
   return r == 0 ? v.x : (r == 1 ? v.y : (r == 2 ? v.z : v.w));
@@ -72,13 +112,17 @@ extern "C" __global__ void BL_BOUNDS BL_ENTRY(
     const float *__restrict__ x_scales, const float *__restrict__ w_scales,
     const bl_out_t *__restrict__ bias, bl_out_t *__restrict__ out, int *__restrict__ out_raw,
     const BlGemvParams p) {
-  const unsigned int tile = blockIdx.x;
+  // This thread's group (one tile) and its place there.
+  const unsigned int group = threadIdx.x / BL_GROUP_THREADS;
+  const unsigned int gthread = threadIdx.x % BL_GROUP_THREADS;
+  const unsigned int tile = blockIdx.x * BL_TILES + group;
   const unsigned int m0 = blockIdx.y * BL_MR;
   const unsigned int M = (unsigned int)p.m, N = (unsigned int)p.n;
   const unsigned int BK = (unsigned int)p.blocks_k;
   const unsigned int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const unsigned int gwarp = gthread >> 5;
   const unsigned int quad = lane & 3;
-  const unsigned int slot = warp * 8 + (lane >> 2);
+  const unsigned int slot = gwarp * 8 + (lane >> 2);
   const unsigned int rows_here = min((unsigned int)BL_MR, M - m0);
 
   int acc[BL_MR][4][BL_NS];
@@ -92,15 +136,23 @@ extern "C" __global__ void BL_BOUNDS BL_ENTRY(
       for (int s = 0; s < BL_NS; ++s) acc[m][r][s] = 0;
   }
 
+  // A group past the last tile (the grid's last block) loads and stores nothing, but takes
+  // part in the block's barriers. (With one tile per block every block has its tile; the
+  // comparison alone cost the default a register and a spill in ptxas 13.0.)
+#if BL_TILES > 1
+  const unsigned int kb_end = tile * 16 < N ? BK : 0;
+#else
+  const unsigned int kb_end = BK;
+#endif
   // 16-byte units: block kb of this tile at wbase + 4kb; row m's block kb at xbase + m*BK + kb.
-  const BlU4 *wbase = packed + (size_t)tile * BK * 4 + quad;
+  const BlU4 *wbase = packed + (size_t)(kb_end ? tile : 0) * BK * 4 + quad;
   BlU4 w[BL_UNROLL];
   // Loads one round of weight blocks (zeros past the end).
   auto load_round = [&](unsigned int kb0) {
 #pragma unroll
     for (int u = 0; u < BL_UNROLL; ++u) {
       const unsigned int kb = kb0 + BL_SLOTS * u;
-      if (kb < BK) {
+      if (kb < kb_end) {
         w[u] = wbase[(size_t)kb * 4];
       } else {
         w[u].x = w[u].y = w[u].z = w[u].w = 0u;
@@ -111,8 +163,8 @@ extern "C" __global__ void BL_BOUNDS BL_ENTRY(
   load_round(slot);
   // The epilogue's operands of the output this thread stores at the end, loaded now: their
   // latency hides under the weights' instead of trailing the reduction.
-  const unsigned int epi_m = threadIdx.x >> 4, epi_n = tile * 16 + (threadIdx.x & 15);
-  const bool epi_here = threadIdx.x < BL_MR * 16 && epi_m < rows_here && epi_n < N;
+  const unsigned int epi_m = gthread >> 4, epi_n = tile * 16 + (gthread & 15);
+  const bool epi_here = gthread < BL_MR * 16 && epi_m < rows_here && epi_n < N;
   BlEpi epi{0.0f, 0.0f};
 #if !BL_FUSED
   float epi_xs = 0.0f;
@@ -125,54 +177,100 @@ extern "C" __global__ void BL_BOUNDS BL_ENTRY(
   }
 
 #if BL_FUSED
+  // The input rows land in shared memory by cp.async (all of a row's bytes in flight at once,
+  // in no registers: one memory round trip, where a loop of loads took one per element and,
+  // on an H100, doubled the layer's time), then are quantized from there into `xq`.
+  __shared__ __align__(16) float xf[BL_MR * BL_KP];
   __shared__ __align__(16) unsigned char xq[BL_MR * BL_KP];
   __shared__ float sx[BL_MR];
-  __shared__ float wmax[BL_WARPS];
+  __shared__ float wmax[BL_MR][BL_WARPS * BL_TILES];
+  // The CPU emulation fills the input's shared rows with garbage here, as a GPU leaves them
+  // (no-op on the GPU): whatever the kernel reads past K must be masked.
+  BL_EMU_STALE_SHARED(xf);
   {
     const float *x = reinterpret_cast<const float *>(codes);
     const unsigned int K = (unsigned int)p.k;
     const float eps = __int_as_float((int)(unsigned int)p.eps_bits);
+    const unsigned int T = BL_THREADS;
+    // 16-byte copies need 16-byte aligned rows (the buffer itself is): K a multiple of 4.
+    const bool vec = (K & 3u) == 0;
     for (unsigned int m = 0; m < rows_here; ++m) {
       const float *xr = x + (size_t)(m0 + m) * K;
+      float *dst = xf + m * BL_KP;
+      if (vec) {
+        for (unsigned int c = threadIdx.x; c < K / 4; c += T) bl_gemv_cp16(dst + 4 * c, xr + 4 * c);
+      } else {
+        for (unsigned int i = threadIdx.x; i < K; i += T) bl_gemv_cp4(dst + i, xr + i);
+      }
+    }
+    bl_gemv_cp_wait_all();
+    __syncthreads();
+    // Per row: the absmax over this thread's words (4 inputs each; past K: nothing), reduced
+    // over the warp, then over the warps through `wmax`.
+#pragma unroll
+    for (int m = 0; m < BL_MR; ++m) {
       float amax = 0.0f;
-      for (unsigned int i = threadIdx.x; i < K; i += 32 * BL_WARPS) {
-        float a = fabsf(xr[i]);
-        if (!(a <= 3.4028235e38f)) a = __int_as_float(0x7f800000);  // NaN/Inf -> +inf
-        amax = fmaxf(amax, a);
+      if ((unsigned int)m < rows_here) {
+        const float *xm = xf + m * BL_KP;
+#pragma unroll 1
+        for (unsigned int w = threadIdx.x; w < BL_KP / 4; w += T) {
+          const BlF4 v = *reinterpret_cast<const BlF4 *>(xm + 4 * w);
+          const float e[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+          for (int j = 0; j < 4; ++j) {
+            float a = fabsf(e[j]);
+            if (!(a <= 3.4028235e38f)) a = __int_as_float(0x7f800000);  // NaN/Inf -> +inf
+            if (4 * w + j < K) amax = fmaxf(amax, a);
+          }
+        }
       }
 #pragma unroll
       for (int o = 16; o > 0; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
-      if (lane == 0) wmax[warp] = amax;
-      __syncthreads();
-      amax = wmax[0];
+      if (lane == 0) wmax[m][warp] = amax;
+    }
+    __syncthreads();
+    // s = max(absmax, eps) / 127 (NaN with zero codes if the row holds NaN/Inf), then
+    // q = clamp(round_half_even(x / s), -128, 127), four codes per word.
+    for (unsigned int m = 0; m < rows_here; ++m) {
+      float amax = wmax[m][0];
 #pragma unroll
-      for (int i = 1; i < BL_WARPS; ++i) amax = fmaxf(amax, wmax[i]);
+      for (int i = 1; i < BL_WARPS * BL_TILES; ++i) amax = fmaxf(amax, wmax[m][i]);
       const bool finite = amax <= 3.4028235e38f;
       float sc = __fdiv_rn(amax < eps ? eps : amax, 127.0f);
       if (!finite) sc = __int_as_float(0x7fc00000);
-      for (unsigned int i = threadIdx.x; i < BL_KP; i += 32 * BL_WARPS) {
-        int q = 0;
-        if (finite && i < K) {
-          float v = rintf(__fdiv_rn(xr[i], sc));  // round half to even
-          v = fminf(fmaxf(v, -128.0f), 127.0f);
-          q = (int)v;
+      const float *xm = xf + m * BL_KP;
+      unsigned int *qm = reinterpret_cast<unsigned int *>(xq + m * BL_KP);
+#pragma unroll 1
+      for (unsigned int w = threadIdx.x; w < BL_KP / 4; w += T) {
+        const BlF4 v = *reinterpret_cast<const BlF4 *>(xm + 4 * w);
+        const float e[4] = {v.x, v.y, v.z, v.w};
+        unsigned int word = 0;
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+          int q = 0;
+          if (finite && 4 * w + j < K) {
+            float f = rintf(__fdiv_rn(e[j], sc));  // round half to even
+            f = fminf(fmaxf(f, -128.0f), 127.0f);
+            q = (int)f;
+          }
+          word |= ((unsigned int)q & 255u) << (8 * j);
         }
-        xq[m * BL_KP + i] = (unsigned char)(q & 255);
+        qm[w] = word;
       }
       if (threadIdx.x == 0) sx[m] = sc;
-      __syncthreads();  // wmax is reused by the next row
     }
+    __syncthreads();
   }
   const BlU4 *xbase = reinterpret_cast<const BlU4 *>(xq);
 #else
   const BlU4 *xbase = codes + (size_t)m0 * BK;
 #endif
 
-  for (unsigned int kb0 = slot; kb0 < BK; kb0 += BL_SLOTS * BL_UNROLL) {
+  for (unsigned int kb0 = slot; kb0 < kb_end; kb0 += BL_SLOTS * BL_UNROLL) {
 #pragma unroll
     for (int u = 0; u < BL_UNROLL; ++u) {
       const unsigned int kb = kb0 + BL_SLOTS * u;
-      if (kb < BK) {
+      if (kb < kb_end) {
 #pragma unroll
         for (int m = 0; m < BL_MR; ++m) {
           if ((unsigned int)m < rows_here) {
@@ -203,7 +301,7 @@ extern "C" __global__ void BL_BOUNDS BL_ENTRY(
         }
       }
     }
-    if (kb0 + BL_SLOTS * BL_UNROLL < BK) load_round(kb0 + BL_SLOTS * BL_UNROLL);
+    if (kb0 + BL_SLOTS * BL_UNROLL < kb_end) load_round(kb0 + BL_SLOTS * BL_UNROLL);
   }
 
   // Per-lane totals of x * (c - 1), reduced over the 8 lanes sharing `quad` (lane bits 2..4).
@@ -224,7 +322,7 @@ extern "C" __global__ void BL_BOUNDS BL_ENTRY(
       v[m][r] = t;
     }
 
-  __shared__ int red[BL_WARPS][BL_MR][16];
+  __shared__ int red[BL_WARPS * BL_TILES][BL_MR][16];
   if (lane < 4) {
 #pragma unroll
     for (int m = 0; m < BL_MR; ++m)
@@ -233,10 +331,10 @@ extern "C" __global__ void BL_BOUNDS BL_ENTRY(
   }
   __syncthreads();
   if (epi_here) {
-    const unsigned int m = epi_m, row = threadIdx.x & 15;
+    const unsigned int m = epi_m, row = gthread & 15;
     int t = 0;
 #pragma unroll
-    for (int w = 0; w < BL_WARPS; ++w) t += red[w][m][row];
+    for (int w = 0; w < BL_WARPS; ++w) t += red[group * BL_WARPS + w][m][row];
     const size_t o = (size_t)(m0 + m) * N + epi_n;
 #if BL_FUSED
     const float xs = sx[m];

@@ -1,0 +1,258 @@
+// CPU emulation of the dp4a GEMV (crates/bitlinear-cubecl/src/kernels/cuda/gemv_dp4a.cu), to
+// check its index arithmetic, tails, reductions and the fused quantization prologue without a
+// GPU. The kernel source compiles unchanged as C++ (its inline PTX helpers replaced below); one
+// std::thread per CUDA thread, blocks one after another. Modelled:
+// - dp4a.u32.s32 (unsigned bytes of a times signed bytes of b, plus c);
+// - __shfl_xor_sync over a warp (every lane must take part: one that does not hangs here, as
+//   it would be undefined on the GPU), __syncthreads;
+// - cp.async (4 or 16 bytes): a copy lands only when the thread's wait retires it, so a read of
+//   shared memory before the wait sees the previous block's bytes.
+// Shared memory is the kernel's static arrays (one block runs at a time); the input's rows are
+// filled with NaN bytes at each block's start, as stale shared memory.
+//
+// Build: c++ -std=c++20 -O1 -pthread -fsanitize=address -DBL_KERNEL='"path/to/gemv_dp4a.cu"'
+//        -DBL_MR=.. -DBL_SPLIT=.. -DBL_WARPS=.. -DBL_UNROLL=.. -DBL_TILES=.. -DBL_MINB=0 -DBL_FUSED=0|1
+//        -DBL_KP=<16 * ceil(K / 16) when fused, else 0> -DBL_GRAN=0|1 -DBL_BIAS=0|1 -DBL_RAW=0|1
+//        -I<../wgmma_emu> gemv_emu.cpp
+// Run:   ./gemv_emu M K N seed   (exit status 0 when every output matches the reference)
+// Fused builds quantize the f32 input like quantize_rows_kernel; the reference here does the
+// same from its definition (s = max(absmax, eps) / 127, codes rounded half to even and clamped;
+// a row holding NaN or Inf gets a NaN scale and zero codes), on rows with ties, zeros, tiny
+// values and NaN/Inf.
+#include <algorithm>
+#include <barrier>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <thread>
+#include <vector>
+
+#include <cuda_runtime.h>
+
+struct BlDim3 {
+  unsigned int x, y, z;
+};
+static thread_local BlDim3 threadIdx;
+static thread_local BlDim3 blockIdx;
+
+#define BL_HOST_EMULATION 1
+#define BL_ENTRY bl_emu_gemv
+// One block runs at a time, so the kernel's static shared arrays are plain statics.
+#define __shared__ static
+
+static std::barrier<> *emu_block_barrier;
+static std::barrier<> *emu_warp_barrier[32];
+static uint32_t emu_lanes[32][32];
+
+static void __syncthreads() { emu_block_barrier->arrive_and_wait(); }
+
+static float __int_as_float(int v) {
+  float f;
+  std::memcpy(&f, &v, 4);
+  return f;
+}
+static float __fdiv_rn(float a, float b) { return a / b; }
+static unsigned int min(unsigned int a, unsigned int b) { return a < b ? a : b; }
+
+// Every lane publishes its value, then reads its partner's; the second barrier keeps a fast lane
+// from overwriting its slot before the slow ones read it.
+template <class T>
+static T __shfl_xor_sync(unsigned int mask, T v, int offset) {
+  static_assert(sizeof(T) == 4);
+  if (mask != 0xffffffffu) {
+    std::fprintf(stderr, "partial shuffle mask %08x\n", mask);
+    std::abort();
+  }
+  const unsigned int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  std::memcpy(&emu_lanes[warp][lane], &v, 4);
+  emu_warp_barrier[warp]->arrive_and_wait();
+  T r;
+  std::memcpy(&r, &emu_lanes[warp][lane ^ (unsigned int)offset], 4);
+  emu_warp_barrier[warp]->arrive_and_wait();
+  return r;
+}
+
+// NaN bytes in a shared array, by one thread while the others wait.
+#define BL_EMU_STALE_SHARED(array)                                 \
+  do {                                                             \
+    if (threadIdx.x == 0) std::memset(array, 0xFF, sizeof(array)); \
+    __syncthreads();                                               \
+  } while (0)
+
+static int bl_dp4a(unsigned int a, unsigned int b, int c) {
+  for (int i = 0; i < 4; ++i)
+    c += (int)((a >> (8 * i)) & 255u) * (int)(signed char)((b >> (8 * i)) & 255u);
+  return c;
+}
+
+// cp.async: the copy is recorded (its source read now, checked by AddressSanitizer) and lands
+// at the wait.
+struct EmuCopy {
+  void *dst;
+  unsigned char bytes[16];
+  unsigned int len;
+};
+static thread_local std::vector<EmuCopy> emu_pending;
+static void emu_cp(void *dst, const void *src, unsigned int len) {
+  if (((uintptr_t)dst | (uintptr_t)src) % len != 0) {
+    std::fprintf(stderr, "cp.async of %u bytes misaligned: %p <- %p\n", len, dst, src);
+    std::abort();
+  }
+  EmuCopy c{dst, {}, len};
+  std::memcpy(c.bytes, src, len);
+  emu_pending.push_back(c);
+}
+static void bl_gemv_cp16(float *dst, const float *src) { emu_cp(dst, src, 16); }
+static void bl_gemv_cp4(float *dst, const float *src) { emu_cp(dst, src, 4); }
+static void bl_gemv_cp_wait_all() {
+  for (const EmuCopy &c : emu_pending) std::memcpy(c.dst, c.bytes, c.len);
+  emu_pending.clear();
+}
+
+#include "../../src/kernels/cuda/epilogue.cuh"
+#include BL_KERNEL
+
+// The reference quantization of one row (see the header).
+static float quantize_row(const float *x, unsigned int k, float eps, signed char *q) {
+  float amax = 0.0f;
+  bool finite = true;
+  for (unsigned int i = 0; i < k; ++i) {
+    if (!std::isfinite(x[i])) finite = false;
+    amax = std::max(amax, std::fabs(x[i]));
+  }
+  for (unsigned int i = 0; i < k; ++i) q[i] = 0;
+  if (!finite) return std::nanf("");
+  const float s = std::max(amax, eps) / 127.0f;
+  for (unsigned int i = 0; i < k; ++i)
+    q[i] = (signed char)std::clamp(std::nearbyint(x[i] / s), -128.0f, 127.0f);
+  return s;
+}
+
+int main(int argc, char **argv) {
+  if (argc < 5) {
+    std::fprintf(stderr, "usage: gemv_emu M K N seed\n");
+    return 2;
+  }
+  const unsigned int M = std::atoi(argv[1]), K = std::atoi(argv[2]), N = std::atoi(argv[3]);
+  std::thread([] {
+    std::this_thread::sleep_for(std::chrono::seconds(120));
+    std::fprintf(stderr, "no progress in 120 s: deadlock\n");
+    std::_Exit(3);
+  }).detach();
+  const unsigned long long seed = std::strtoull(argv[4], nullptr, 10);
+  std::mt19937_64 rng(seed);
+  const unsigned int BK = (K + 15) / 16, kp = 16 * BK, tiles = (N + 15) / 16;
+#if BL_FUSED
+  if (kp != BL_KP) {
+    std::fprintf(stderr, "fused build for %d codes per row, run with K=%u\n", BL_KP, K);
+    return 2;
+  }
+#endif
+  const float eps = 1e-5f;
+  // The f32 input (fused builds) and its int8 codes, rows padded with zeros to kp bytes.
+  std::vector<float> xf((size_t)M * K);
+  std::vector<signed char> x((size_t)M * kp, 0);
+  std::vector<float> xs(M);
+  for (unsigned int m = 0; m < M; ++m) {
+    float *row = xf.data() + (size_t)m * K;
+    const unsigned int kind = (unsigned int)((m + seed) % 6);
+    for (unsigned int k = 0; k < K; ++k) {
+      const float u = (float)((int)(rng() % 20001) - 10000) / 1e4f;
+      switch (kind) {
+        case 0: row[k] = 3.0f * u; break;
+        // absmax 127: the scale is exactly 1, and halves are ties (rounded to even).
+        case 1: row[k] = k == 0 ? -127.0f : (float)((int)(rng() % 255) - 127) + 0.5f * (rng() & 1); break;
+        case 2: row[k] = 0.0f; break;                       // scale eps
+        case 3: row[k] = 1e-7f * u; break;                  // absmax below eps
+        case 4: row[k] = 1e3f * u; break;
+        default: row[k] = u; break;
+      }
+    }
+    // Some rows hold a NaN or an infinity.
+    if (M > 1 && K > 1 && m == M - 1 && seed % 2 == 1) row[K / 2] = (seed % 4 == 1) ? std::nanf("") : -INFINITY;
+#if BL_FUSED
+    xs[m] = quantize_row(row, K, eps, x.data() + (size_t)m * kp);
+#else
+    for (unsigned int k = 0; k < K; ++k) x[(size_t)m * kp + k] = (signed char)(rng() % 256);
+    xs[m] = 0.01f + (float)(rng() % 1000) / 1e4f;
+#endif
+  }
+  // Ternary weights and their packed words (input 4s + j of a 16-block in field 4j + s).
+  std::vector<int> w((size_t)N * K);
+  for (auto &v : w) v = (int)(rng() % 3) - 1;
+  std::vector<unsigned int> packed((size_t)tiles * BK * 16, 0);
+  for (unsigned int n = 0; n < tiles * 16; ++n)
+    for (unsigned int k = 0; k < BK * 16; ++k) {
+      // Padding gets random codes too: it must not matter.
+      const unsigned int code =
+          (n < N && k < K) ? (unsigned int)(w[(size_t)n * K + k] + 1) : (unsigned int)(rng() % 3);
+      const unsigned int kb = k / 16, s = (k % 16) / 4, j = k % 4;
+      packed[((size_t)(n / 16) * BK + kb) * 16 + n % 16] |= code << (2 * (4 * j + s));
+    }
+  std::vector<float> ws(N), bias(N);
+  for (auto &v : ws) v = 0.01f + (float)(rng() % 1000) / 1e4f;
+  for (auto &v : bias) v = (float)((int)(rng() % 2001) - 1000) / 1e3f;
+  std::vector<float> out((size_t)M * N, -7.0f);
+  std::vector<int> out_raw((size_t)M * N, -7);
+
+  float eps_f = eps;
+  unsigned int eps_bits;
+  std::memcpy(&eps_bits, &eps_f, 4);
+  const BlGemvParams p{M, N, BK, K, eps_bits};
+  const unsigned int threads = BL_THREADS, warps = threads / 32;
+  emu_block_barrier = new std::barrier<>(threads);
+  for (unsigned int i = 0; i < warps; ++i) emu_warp_barrier[i] = new std::barrier<>(32);
+  // The kernel's first buffer: the f32 input when fused, else the codes.
+  const BlU4 *first = BL_FUSED ? (const BlU4 *)xf.data() : (const BlU4 *)x.data();
+  // Blocks in a random order, as a GPU may run them.
+  std::vector<std::pair<unsigned int, unsigned int>> order;
+  for (unsigned int by = 0; by < (M + BL_MR - 1) / BL_MR; ++by)
+    for (unsigned int bx = 0; bx < (tiles + BL_TILES - 1) / BL_TILES; ++bx) order.push_back({bx, by});
+  std::shuffle(order.begin(), order.end(), rng);
+  for (auto [bx, by] : order) {
+    std::vector<std::thread> pool;
+    for (unsigned int t = 0; t < threads; ++t)
+      pool.emplace_back([&, t] {
+        threadIdx = {t, 0, 0};
+        blockIdx = {bx, by, 0};
+        bl_emu_gemv(first, (const BlU4 *)packed.data(), xs.data(), ws.data(), bias.data(),
+                    out.data(), out_raw.data(), p);
+      });
+    for (auto &th : pool) th.join();
+  }
+  delete emu_block_barrier;
+  for (unsigned int i = 0; i < warps; ++i) delete emu_warp_barrier[i];
+
+  unsigned long bad = 0;
+  for (unsigned int m = 0; m < M; ++m)
+    for (unsigned int n = 0; n < N; ++n) {
+      int acc = 0;
+      for (unsigned int k = 0; k < K; ++k) acc += x[(size_t)m * kp + k] * w[(size_t)n * K + k];
+      const size_t o = (size_t)m * N + n;
+#if BL_RAW
+      const bool ok = out_raw[o] == acc;
+      if (!ok && bad < 5) std::fprintf(stderr, "(%u,%u) got %d want %d\n", m, n, out_raw[o], acc);
+#else
+#if BL_GRAN == 1
+      const float sw = ws[n];
+#else
+      const float sw = ws[0];
+#endif
+      float y = ((float)acc * xs[m]) * sw;
+#if BL_BIAS
+      y = y + bias[n];
+#endif
+      // Bit for bit (a NaN row: NaN everywhere).
+      const bool ok = std::isnan(y) ? std::isnan(out[o]) : out[o] == y;
+      if (!ok && bad < 5) std::fprintf(stderr, "(%u,%u) got %g want %g\n", m, n, out[o], y);
+#endif
+      bad += !ok;
+    }
+  std::printf("M=%u K=%u N=%u MR=%d fused=%d raw=%d: %lu of %lu differ\n", M, K, N, BL_MR,
+              BL_FUSED, BL_RAW, bad, (unsigned long)M * N);
+  return bad == 0 ? 0 : 1;
+}

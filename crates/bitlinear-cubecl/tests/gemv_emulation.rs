@@ -1,0 +1,142 @@
+//! The dp4a GEMV (`src/kernels/cuda/gemv_dp4a.cu`) runs on the CPU: its source compiled as C++
+//! with `tests/gemv_emu/gemv_emu.cpp`, which models dp4a, warp shuffles, block barriers and the
+//! fused prologue's cp.async copies (landing only at the wait, into shared memory left full of
+//! garbage). Every block configuration the host can launch, with 1, 2, 3 and 8 activation rows
+//! per block, and the fused quantize + GEMV at several K, against an exact reference (integer
+//! accumulators, and the f32 epilogue bit for bit), under AddressSanitizer. Before this, only
+//! the GPU check on a lent GPU ran this kernel.
+//!
+//! Needs a C++20 compiler (`$CXX`, else `c++`); without one the test says so and passes, unless
+//! `BITLINEAR_REQUIRE_CXX=1` (set by `scripts/test.sh`), where it fails.
+
+mod cxx;
+
+use std::path::Path;
+use std::process::Command;
+
+use bitlinear_cubecl::{dp4a_gemv_config_count, dp4a_gemv_kernel_flags};
+
+/// A kernel configuration's `#define`s.
+type Flags = Vec<(&'static str, usize)>;
+
+/// One run of an emulation build: `(M, K, N, seed)`.
+type Problem = (usize, usize, usize, u64);
+
+/// Compiles the emulation of one kernel configuration into `out`.
+fn build(cxx: &str, out: &Path, flags: &[(&str, usize)], raw: bool) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let kernel = dir.join("src/kernels/cuda/gemv_dp4a.cu");
+    let status = Command::new(cxx)
+        .args(["-std=c++20", "-O1", "-pthread", "-fsanitize=address"])
+        .arg(format!("-DBL_KERNEL=\"{}\"", kernel.display()))
+        .args(flags.iter().map(|(key, value)| format!("-D{key}={value}")))
+        // Raw i32 output; else the f32 epilogue with per-channel scales and a bias.
+        .arg(format!("-DBL_RAW={}", raw as u8))
+        .arg(format!("-DBL_GRAN={}", !raw as u8))
+        .arg("-DBL_BIAS=1")
+        .arg(format!("-I{}", dir.join("tests/wgmma_emu").display()))
+        .arg(dir.join("tests/gemv_emu/gemv_emu.cpp"))
+        .arg("-o")
+        .arg(out)
+        .status()
+        .expect("run the C++ compiler");
+    assert!(
+        status.success(),
+        "emulation of {flags:?} (raw {raw}) failed to compile"
+    );
+}
+
+/// Runs one emulation build on each `(M, K, N, seed)`.
+fn run(exe: &Path, flags: &[(&str, usize)], raw: bool, problems: &[Problem]) {
+    for &(m, k, n, seed) in problems {
+        let out = Command::new(exe)
+            .args([m, k, n].map(|v| v.to_string()))
+            .arg(seed.to_string())
+            .output()
+            .expect("run the emulation");
+        assert!(
+            out.status.success(),
+            "{flags:?}, raw {raw}, M={m} K={k} N={n} seed {seed}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// The flags of `config` with `rows` per block; blocks per SM only change the compiler's register
+/// budget, so they are dropped (configurations differing only there build the same emulation).
+fn code_shape(config: usize, rows: usize, fused_kp: Option<usize>) -> Flags {
+    let mut flags = dp4a_gemv_kernel_flags(config, rows, fused_kp);
+    flags.retain(|(key, _)| *key != "BL_MINB");
+    flags.push(("BL_MINB", 0));
+    flags
+}
+
+#[test]
+fn dp4a_gemv_matches_the_reference_in_cpu_emulation() {
+    let Some(cxx) = cxx::compiler_or_skip() else {
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("bitlinear-gemv-emu-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // (flags, raw, problems): the two-launch GEMV on codes, then the fused layer, whose codes
+    // per row (BL_KP) are fixed when it is compiled, so each K is a build of its own.
+    let mut jobs: Vec<(Flags, bool, Vec<Problem>)> = vec![];
+    let configs = 1..=dp4a_gemv_config_count();
+    let mut shapes: Vec<_> = configs
+        .clone()
+        .flat_map(|c| [1, 2, 3, 8].map(|rows| (code_shape(c, rows, None), rows)))
+        .collect();
+    shapes.sort();
+    shapes.dedup();
+    for (flags, r) in shapes {
+        // M: one row, whole and partial blocks of rows; K: 1, odd, one round of k-blocks, several
+        // rounds with a partial last one; N: below, at and across 16-row tiles.
+        let problems = vec![
+            (1, 1, 1, 1),
+            (1, 15, 7, 2),
+            (r, 100, 33, 3),
+            (r + 1, 260, 17, 4),
+            (2 * r + 1, 1040, 50, 5),
+            (r, 4100, 20, 6),
+        ];
+        for raw in [true, false] {
+            jobs.push((flags.clone(), raw, problems.clone()));
+        }
+    }
+    let mut fused: Vec<_> = configs
+        .flat_map(|c| {
+            [1, 2].into_iter().flat_map(move |rows| {
+                [13usize, 100, 1028].map(|k| (code_shape(c, rows, Some(16 * k.div_ceil(16))), k))
+            })
+        })
+        .collect();
+    fused.sort();
+    fused.dedup();
+    for (flags, k) in fused {
+        let r = flags.iter().find(|(key, _)| *key == "BL_MR").unwrap().1;
+        // Odd seeds put a NaN or an infinity in the last row (see gemv_emu.cpp).
+        let problems = vec![
+            (1, k, 1, 1),
+            (r, k, 33, 2),
+            (2 * r + 1, k, 50, 3),
+            (r + 1, k, 17, 5),
+        ];
+        // The integer accumulators check the codes alone once per K; the f32 epilogue (every
+        // configuration) checks the codes and the scales.
+        if flags.contains(&("BL_WARPS", 8)) && flags.contains(&("BL_SPLIT", 0)) && r == 1 {
+            jobs.push((flags.clone(), true, problems.clone()));
+        }
+        jobs.push((flags, false, problems));
+    }
+    cxx::for_each_parallel(&jobs, |(flags, raw, problems)| {
+        let name: String = flags
+            .iter()
+            .map(|(key, value)| format!("{key}{value}"))
+            .collect();
+        let exe = dir.join(format!("gemv_{name}_{raw}"));
+        build(&cxx, &exe, flags, *raw);
+        run(&exe, flags, *raw, problems);
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+}
