@@ -115,7 +115,9 @@ fn dp4a_gemv_matches_the_reference_in_cpu_emulation() {
     fused.dedup();
     for (flags, k) in fused {
         let r = flags.iter().find(|(key, _)| *key == "BL_MR").unwrap().1;
-        // Odd seeds put a NaN or an infinity in the last row (see gemv_emu.cpp).
+        // Odd seeds put a NaN or an infinity in the last row, and seed 3 starts the input 4
+        // bytes into its buffer (a view: 4-byte copies even where K is a multiple of 4; see
+        // gemv_emu.cpp).
         let problems = vec![
             (1, k, 1, 1),
             (r, k, 33, 2),

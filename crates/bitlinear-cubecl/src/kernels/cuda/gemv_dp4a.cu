@@ -192,8 +192,9 @@ extern "C" __global__ void BL_BOUNDS BL_ENTRY(
     const unsigned int K = (unsigned int)p.k;
     const float eps = __int_as_float((int)(unsigned int)p.eps_bits);
     const unsigned int T = BL_THREADS;
-    // 16-byte copies need 16-byte aligned rows (the buffer itself is): K a multiple of 4.
-    const bool vec = (K & 3u) == 0;
+    // 16-byte copies need 16-byte aligned rows: K a multiple of 4 and the input's start
+    // aligned (a view into a larger buffer may start anywhere a float does).
+    const bool vec = (K & 3u) == 0 && (reinterpret_cast<unsigned long long>(x) & 15u) == 0;
     for (unsigned int m = 0; m < rows_here; ++m) {
       const float *xr = x + (size_t)(m0 + m) * K;
       float *dst = xf + m * BL_KP;
