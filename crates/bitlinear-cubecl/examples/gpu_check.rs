@@ -445,17 +445,24 @@ fn probe_wgmma<R: Runtime>(c: &ComputeClient<R>, rng: &mut Rng) -> std::result::
 }
 
 /// The fused quantize + dp4a GEMV of `ternary_linear` (one launch) with one, two and four tiles
-/// per block (GEMV configurations 1, 8, 9): see [`check_fused_linear_config`].
+/// per block (GEMV configurations 1, 8, 9), then 1 and 9 with the bounds on M and K lifted
+/// (`fused_linear_widen`: up to 16 rows, as many inputs as shared memory holds): see
+/// [`check_fused_linear_config`].
 fn check_fused_linear<R: Runtime>(
     c: &ComputeClient<R>,
     rng: &mut Rng,
 ) -> std::result::Result<(), String> {
-    [0, 8, 9].into_iter().try_for_each(|config| {
-        dp4a_gemv_config_override(config);
-        let r = check_fused_linear_config(c, rng).map_err(|e| format!("config {config}: {e}"));
-        dp4a_gemv_config_override(0);
-        r
-    })
+    [(0, false), (8, false), (9, false), (0, true), (9, true)]
+        .into_iter()
+        .try_for_each(|(config, wide)| {
+            dp4a_gemv_config_override(config);
+            fused_linear_widen(wide);
+            let r = check_fused_linear_config(c, rng)
+                .map_err(|e| format!("config {config}, widened {wide}: {e}"));
+            fused_linear_widen(false);
+            dp4a_gemv_config_override(0);
+            r
+        })
 }
 
 /// The fused layer in the GEMV configuration set now: against the CPU reference, and bit for bit
@@ -1070,17 +1077,29 @@ fn profile<R: Runtime>(c: &ComputeClient<R>, rng: &mut Rng, cmma_ok: bool) {
             }
             // The fused quantize + GEMV: the whole layer in one kernel (elsewhere `ternary_linear`
             // takes two, which would shift the join of ncu's rows to these lines), with one, two
-            // and four tiles per block.
-            let fused_configs = [
-                ("fused-linear", 0),
-                ("fused-linear-t2", 8),
-                ("fused-linear-t4", 9),
-            ];
-            for (name, config) in fused_configs {
-                if !(fused_gemv_fits(m, k) && raw_cuda_available(c) && !no_fused()) {
+            // and four tiles per block; where only its bounds on M and K keep it out (e.g.
+            // 8192→28672 at M = 1), widened, with one and four tiles.
+            let narrow = fused_gemv_fits(m, k);
+            fused_linear_widen(true);
+            let wide = fused_gemv_fits(m, k);
+            fused_linear_widen(false);
+            let fused_configs: &[(&str, usize)] = if narrow {
+                &[
+                    ("fused-linear", 0),
+                    ("fused-linear-t2", 8),
+                    ("fused-linear-t4", 9),
+                ]
+            } else if wide {
+                &[("fused-linear-wide", 0), ("fused-linear-t4-wide", 9)]
+            } else {
+                &[]
+            };
+            for &(name, config) in fused_configs {
+                if !raw_cuda_available(c) || no_fused() {
                     break;
                 }
                 dp4a_gemv_config_override(config);
+                fused_linear_widen(!narrow);
                 for _ in 0..2 {
                     announce(name, m, k, n);
                     let _ = ternary_linear(
@@ -1097,6 +1116,7 @@ fn profile<R: Runtime>(c: &ComputeClient<R>, rng: &mut Rng, cmma_ok: bool) {
                     .unwrap();
                     sync(c);
                 }
+                fused_linear_widen(false);
                 dp4a_gemv_config_override(0);
             }
         }

@@ -10,6 +10,7 @@ use cubecl::server::{Handle, TensorMapBinding, TensorMapMeta};
 use cubecl::zspace::metadata::Metadata;
 use cubecl::zspace::{Shape, Strides};
 
+use crate::linear::GEMV_MAX_M;
 use crate::raw_cuda::RawCudaKernel;
 use crate::tuning::TuningOverride;
 use crate::types::FloatDtype;
@@ -876,14 +877,34 @@ const FUSED_MAX_K: usize = 4096;
 /// to 2x slower at M = 4, and 2-3x slower at M = 16.
 const FUSED_MAX_M: usize = 2;
 
+static FUSED_WIDE: TuningOverride = TuningOverride::new(&[1]);
+
+/// `true` lifts the fused layer's bounds [`FUSED_MAX_M`] and [`FUSED_MAX_K`] (set from session
+/// 8's prologue, a loop of loads per element) to the kernel's own limit, its shared memory (and
+/// `m ≤` [`GEMV_MAX_M`]): for the GPU check to time the session-10 prologue where those bounds
+/// were measured, e.g. 8192→28672 at M = 1. `false` restores them. Either computes the same
+/// result.
+#[doc(hidden)]
+pub fn fused_linear_widen(wide: bool) {
+    FUSED_WIDE.set(wide as usize);
+}
+
 /// Whether the fused quantize + GEMV kernel takes `m` rows of `k` inputs: `m ≤`
-/// [`FUSED_MAX_M`], `k ≤` [`FUSED_MAX_K`], and one block's quantized rows fit its static shared
-/// memory (the kernel's own limit, whatever the two bounds above). Public for the GPU check,
-/// which times the fused layer only where it is one launch.
+/// [`FUSED_MAX_M`], `k ≤` [`FUSED_MAX_K`] (unless [`fused_linear_widen`]), and one block's
+/// rows fit its static shared memory (the kernel's own limit). Public for the GPU check, which
+/// times the fused layer only where it is one launch.
 #[doc(hidden)]
 pub fn fused_gemv_fits(m: usize, k: usize) -> bool {
-    (1..=FUSED_MAX_M).contains(&m)
-        && k <= FUSED_MAX_K
+    match FUSED_WIDE.get() {
+        Some(_) => fused_fits_within(m, k, GEMV_MAX_M, usize::MAX),
+        None => fused_fits_within(m, k, FUSED_MAX_M, FUSED_MAX_K),
+    }
+}
+
+/// [`fused_gemv_fits`] with the bounds `max_m` and `max_k`.
+fn fused_fits_within(m: usize, k: usize, max_m: usize, max_k: usize) -> bool {
+    (1..=max_m).contains(&m)
+        && k <= max_k
         && gemv_rows_per_block(m) * 16 * k.div_ceil(16) * FUSED_BYTES_PER_INPUT
             <= FUSED_SHARED_BYTES
 }
@@ -1100,6 +1121,10 @@ mod tests {
 
     #[test]
     fn fused_gemv_fits_its_bounds() {
+        // Widened, the shared memory alone bounds it (8192 inputs of one row: 40 KiB).
+        let wide = |m, k| fused_fits_within(m, k, GEMV_MAX_M, usize::MAX);
+        assert!(wide(1, 8192) && wide(8, 1024) && wide(16, 1024));
+        assert!(!wide(1, 8193) && !wide(8, 1025) && !wide(GEMV_MAX_M + 1, 16));
         assert!(fused_gemv_fits(1, FUSED_MAX_K));
         assert!(fused_gemv_fits(FUSED_MAX_M, FUSED_MAX_K));
         assert!(!fused_gemv_fits(1, FUSED_MAX_K + 1));

@@ -104,11 +104,16 @@ fn dp4a_gemv_matches_the_reference_in_cpu_emulation() {
             jobs.push((flags.clone(), raw, problems.clone()));
         }
     }
+    // 1 and 2 rows per block (the fused layer's default bounds), and 8 (`fused_linear_widen`).
     let mut fused: Vec<_> = configs
         .flat_map(|c| {
-            [1, 2].into_iter().flat_map(move |rows| {
-                [13usize, 100, 1028].map(|k| (code_shape(c, rows, Some(16 * k.div_ceil(16))), k))
-            })
+            [1, 2]
+                .into_iter()
+                .flat_map(move |rows| {
+                    [13usize, 100, 1028]
+                        .map(|k| (code_shape(c, rows, Some(16 * k.div_ceil(16))), k))
+                })
+                .chain([(code_shape(c, 8, Some(112)), 100)])
         })
         .collect();
     fused.sort();
