@@ -123,8 +123,9 @@ if [ "$STEP" = gemv ]; then
   # (the input by cp.async, one memory round trip: session 8's took 14.5 us of device time at
   # 4096->11008 against 8.2 for the GEMV alone) and with 2 and 4 tiles per block (8, 9), whose
   # GEMV-only forms `dp4a_gemv_configs` checks, and 1 and 9 with the fused bounds on M and K
-  # lifted; the ncu rows `fused-linear*` time them (`-wide`: 8192->28672 at M = 1, fused).
-  RESULTS=$O/results.jsonl GPU_CHECK_LIST="dp4a_gemv dp4a_gemv_configs fused_linear wgmma_gemm_configs" \
+  # lifted (`fused_linear_configs`: 8, 9 and the widened ones; its failure keeps only them out of
+  # the timings); the ncu rows `fused-linear*` time them (`-wide`: 8192->28672 at M = 1, fused).
+  RESULTS=$O/results.jsonl GPU_CHECK_LIST="dp4a_gemv dp4a_gemv_configs fused_linear fused_linear_configs wgmma_gemm_configs" \
     GPU_CHECK_WGMMA_CONFIGS=33 GPU_CHECK_MS=1 GPU_CHECK_READ_SWEEP=1 \
     GPU_CHECK_NO_LOGS=1 GPU_CHECK_QUICK=1 GPU_CHECK_TIMINGS_TIMEOUT=120 GPU_CHECK_NCU_TIMEOUT=120 \
     TORCH_BENCH_MS=1,64 timeout -k 5 360 bash scripts/gpu-check.sh > "$O/gpu-check.out" 2>&1

@@ -444,20 +444,40 @@ fn probe_wgmma<R: Runtime>(c: &ComputeClient<R>, rng: &mut Rng) -> std::result::
     }
 }
 
-/// The fused quantize + dp4a GEMV of `ternary_linear` (one launch) with one, two and four tiles
-/// per block (GEMV configurations 1, 8, 9), then 1 and 9 with the bounds on M and K lifted
-/// (`fused_linear_widen`: up to 16 rows, as many inputs as shared memory holds): see
-/// [`check_fused_linear_config`].
+/// The fused quantize + dp4a GEMV of `ternary_linear` (one launch), default configuration: see
+/// [`check_fused_linear_cases`].
 fn check_fused_linear<R: Runtime>(
     c: &ComputeClient<R>,
     rng: &mut Rng,
 ) -> std::result::Result<(), String> {
-    [(0, false), (8, false), (9, false), (0, true), (9, true)]
+    let (ms, ks, ns) = (
+        &[1usize, 2, 3, 8, 9, 16][..],
+        &[1usize, 15, 17, 100, 300, 1040, 4100][..],
+        &[1usize, 7, 33, 200][..],
+    );
+    check_fused_linear_cases(c, rng, ms, ks, ns)
+}
+
+/// The fused layer with two and four tiles per block (GEMV configurations 8, 9), then 1 and 9
+/// with the bounds on M and K lifted (`fused_linear_widen`: up to 16 rows, as many inputs as
+/// shared memory holds), on fewer cases than [`check_fused_linear`] (each K is a kernel of its
+/// own: NVRTC's compiles must fit the check's time limit). Its own check, so that a failure here
+/// keeps only these out of the timings (`GPU_CHECK_NO_FUSED_CONFIGS`).
+fn check_fused_linear_configs<R: Runtime>(
+    c: &ComputeClient<R>,
+    rng: &mut Rng,
+) -> std::result::Result<(), String> {
+    let (ms, ks, ns) = (
+        &[1usize, 2, 3, 9][..],
+        &[15usize, 100, 1040, 4100][..],
+        &[7usize, 200][..],
+    );
+    [(8, false), (9, false), (0, true), (9, true)]
         .into_iter()
         .try_for_each(|(config, wide)| {
             dp4a_gemv_config_override(config);
             fused_linear_widen(wide);
-            let r = check_fused_linear_config(c, rng)
+            let r = check_fused_linear_cases(c, rng, ms, ks, ns)
                 .map_err(|e| format!("config {config}, widened {wide}: {e}"));
             fused_linear_widen(false);
             dp4a_gemv_config_override(0);
@@ -465,18 +485,22 @@ fn check_fused_linear<R: Runtime>(
         })
 }
 
-/// The fused layer in the GEMV configuration set now: against the CPU reference, and bit for bit
-/// against the two-launch path (quantize, then the same GEMV); a row holding NaN gives a NaN row
-/// and leaves the other rows exact. Per-group weights go through the fallback.
+/// The fused layer in the GEMV configuration set now, on every `(m, k, n)` of the lists: against
+/// the CPU reference, and bit for bit against the two-launch path (quantize, then the same
+/// GEMV); a row holding NaN gives a NaN row and leaves the other rows exact. Per-group weights
+/// go through the fallback.
 #[allow(clippy::needless_range_loop)]
-fn check_fused_linear_config<R: Runtime>(
+fn check_fused_linear_cases<R: Runtime>(
     c: &ComputeClient<R>,
     rng: &mut Rng,
+    ms: &[usize],
+    ks: &[usize],
+    ns: &[usize],
 ) -> std::result::Result<(), String> {
     let mut case = 0;
-    for &m in &[1usize, 2, 3, 8, 9, 16] {
-        for &k in &[1usize, 15, 17, 100, 300, 1040, 4100] {
-            for &n in &[1usize, 7, 33, 200] {
+    for &m in ms {
+        for &k in ks {
+            for &n in ns {
                 case += 1;
                 let gran = [Gran::Tensor, Gran::Channel, Gran::Group(32)][case % 3];
                 let mut x = rng.vec(m * k, 1.5);
@@ -734,6 +758,12 @@ fn no_fused() -> bool {
     std::env::var("GPU_CHECK_NO_FUSED").is_ok()
 }
 
+/// `GPU_CHECK_NO_FUSED_CONFIGS=1` (set by the script when `fused_linear_configs` failed): the
+/// fused layer is timed in its default configuration only.
+fn no_fused_configs() -> bool {
+    no_fused() || std::env::var("GPU_CHECK_NO_FUSED_CONFIGS").is_ok()
+}
+
 /// One kernel configuration to time (path plus the hidden tuning overrides).
 struct Variant {
     name: &'static str,
@@ -895,8 +925,10 @@ fn all_variants(m: usize, cmma_ok: bool, raw_ok: bool, wgmma_ok: bool) -> Vec<Va
                 v.push(Variant::dp4a("dp4a-minb8-nosplit", 7));
                 // Two and four tiles per block: the fused layer's prologue reads x once per
                 // block, so a half and a quarter of its L2 reads (timed as a layer too).
-                v.push(main(Variant::dp4a("dp4a-t2", 8)));
-                v.push(main(Variant::dp4a("dp4a-t4", 9)));
+                // As layers only where the fused forms passed their check.
+                let layer_too = |v: Variant| if no_fused_configs() { v } else { main(v) };
+                v.push(layer_too(Variant::dp4a("dp4a-t2", 8)));
+                v.push(layer_too(Variant::dp4a("dp4a-t4", 9)));
             }
         }
         v.push(main(Variant::new("gemv", MatmulPath::Gemv, 0, 0)));
@@ -1095,8 +1127,8 @@ fn profile<R: Runtime>(c: &ComputeClient<R>, rng: &mut Rng, cmma_ok: bool) {
                 &[]
             };
             for &(name, config) in fused_configs {
-                if !raw_cuda_available(c) || no_fused() {
-                    break;
+                if !raw_cuda_available(c) || no_fused() || (config != 0 && no_fused_configs()) {
+                    continue;
                 }
                 dp4a_gemv_config_override(config);
                 fused_linear_widen(!narrow);
@@ -1583,6 +1615,10 @@ fn run<R: Runtime>(device: &R::Device, backend: &str) {
     if want("fused_linear") {
         let r = raw_check(&c, || check_fused_linear(&c, &mut rng));
         ok &= report("fused_linear", r);
+    }
+    if want("fused_linear_configs") {
+        let r = raw_check(&c, || check_fused_linear_configs(&c, &mut rng));
+        ok &= report("fused_linear_configs", r);
     }
     if want("wgmma_probe") {
         let r = if wgmma_available(&c) {
