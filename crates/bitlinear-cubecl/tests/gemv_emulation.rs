@@ -24,25 +24,13 @@ type Problem = (usize, usize, usize, u64);
 
 /// Compiles the emulation of one kernel configuration into `out`.
 fn build(cxx: &str, out: &Path, flags: &[(&str, usize)], raw: bool) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let kernel = dir.join("src/kernels/cuda/gemv_dp4a.cu");
-    let status = Command::new(cxx)
-        .args(["-std=c++20", "-O1", "-pthread", "-fsanitize=address"])
-        .arg(format!("-DBL_KERNEL=\"{}\"", kernel.display()))
-        .args(flags.iter().map(|(key, value)| format!("-D{key}={value}")))
-        // Raw i32 output; else the f32 epilogue with per-channel scales and a bias.
-        .arg(format!("-DBL_RAW={}", raw as u8))
-        .arg(format!("-DBL_GRAN={}", !raw as u8))
-        .arg("-DBL_BIAS=1")
-        .arg(format!("-I{}", dir.join("tests/wgmma_emu").display()))
-        .arg(dir.join("tests/gemv_emu/gemv_emu.cpp"))
-        .arg("-o")
-        .arg(out)
-        .status()
-        .expect("run the C++ compiler");
-    assert!(
-        status.success(),
-        "emulation of {flags:?} (raw {raw}) failed to compile"
+    cxx::build_emulation(
+        cxx,
+        out,
+        "gemv_dp4a.cu",
+        "gemv_emu/gemv_emu.cpp",
+        flags,
+        raw,
     );
 }
 

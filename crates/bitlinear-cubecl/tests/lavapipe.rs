@@ -195,6 +195,33 @@ fn lavapipe_has_no_raw_cuda_kernels_and_falls_back_to_cubecl() {
     assert!(matches!(r, Err(Error::PathUnavailable { .. })), "{r:?}");
 }
 
+/// Quantizes `x` (`m` rows of `k`) on the device, per tensor or per token, and requires the
+/// reference's scales bit for bit (NaN where the reference has NaN) and its codes.
+fn check_quantization(c: &ComputeClient<R>, x: &[f32], m: usize, k: usize, per_tensor: bool) {
+    let gran = if per_tensor {
+        ActivationGranularity::PerTensor
+    } else {
+        ActivationGranularity::PerToken
+    };
+    let acts = quantize_activations(c, &upload_f32(c, x), m, k, gran, EPS).unwrap();
+    let (codes, scales) = support::quantize_acts(x, m, k, per_tensor, EPS);
+    let got = read_f32(c, acts.scales.clone());
+    let same = got.len() == scales.len()
+        && got
+            .iter()
+            .zip(&scales)
+            .all(|(a, b)| a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()));
+    assert!(
+        same,
+        "scales m={m} k={k} pt={per_tensor}: {got:?} vs {scales:?}"
+    );
+    assert_eq!(
+        activation_codes(c, &acts),
+        codes,
+        "codes m={m} k={k} pt={per_tensor}"
+    );
+}
+
 #[test]
 fn activation_quantization_matches_reference() {
     let c = client();
@@ -209,23 +236,7 @@ fn activation_quantization_matches_reference() {
                         *v *= 1e-9;
                     }
                 }
-                let gran = if per_tensor {
-                    ActivationGranularity::PerTensor
-                } else {
-                    ActivationGranularity::PerToken
-                };
-                let acts = quantize_activations(&c, &upload_f32(&c, &x), m, k, gran, EPS).unwrap();
-                let (codes, scales) = support::quantize_acts(&x, m, k, per_tensor, EPS);
-                assert_eq!(
-                    read_f32(&c, acts.scales.clone()),
-                    scales,
-                    "scales m={m} k={k} pt={per_tensor}"
-                );
-                assert_eq!(
-                    activation_codes(&c, &acts),
-                    codes,
-                    "codes m={m} k={k} pt={per_tensor}"
-                );
+                check_quantization(&c, &x, m, k, per_tensor);
             }
         }
     }
@@ -260,27 +271,7 @@ fn long_rows_quantize_like_the_reference() {
                 x[row * k + col] = v;
             }
             for per_tensor in [false, true] {
-                let gran = if per_tensor {
-                    ActivationGranularity::PerTensor
-                } else {
-                    ActivationGranularity::PerToken
-                };
-                let acts = quantize_activations(&c, &upload_f32(&c, &x), m, k, gran, EPS).unwrap();
-                let (codes, scales) = support::quantize_acts(&x, m, k, per_tensor, EPS);
-                let got = read_f32(&c, acts.scales.clone());
-                let same = got
-                    .iter()
-                    .zip(&scales)
-                    .all(|(a, b)| a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()));
-                assert!(
-                    same,
-                    "scales k={k} m={m} pt={per_tensor}: {got:?} vs {scales:?}"
-                );
-                assert_eq!(
-                    activation_codes(&c, &acts),
-                    codes,
-                    "codes k={k} m={m} pt={per_tensor}"
-                );
+                check_quantization(&c, &x, m, k, per_tensor);
             }
         }
     }

@@ -19,27 +19,9 @@ mod cxx;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// Compiles the emulation of one configuration of the kernel file `file` into `out`.
 fn build(cxx: &str, out: &Path, file: &str, flags: &[(&str, usize)], raw: bool) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let kernel = dir.join("src/kernels/cuda").join(file);
-    let status = Command::new(cxx)
-        .args(["-std=c++20", "-O1", "-pthread", "-fsanitize=address"])
-        .arg(format!("-DBL_KERNEL=\"{}\"", kernel.display()))
-        .args(flags.iter().map(|(key, value)| format!("-D{key}={value}")))
-        // Raw i32 output; else the f32 epilogue with per-channel scales and a bias.
-        .arg(format!("-DBL_RAW={}", raw as u8))
-        .arg(format!("-DBL_GRAN={}", !raw as u8))
-        .arg("-DBL_BIAS=1")
-        .arg(format!("-I{}", dir.join("tests/wgmma_emu").display()))
-        .arg(dir.join("tests/wgmma_emu/emu.cpp"))
-        .arg("-o")
-        .arg(out)
-        .status()
-        .expect("run the C++ compiler");
-    assert!(
-        status.success(),
-        "emulation of {file} {flags:?} (raw {raw}) failed to compile"
-    );
+    cxx::build_emulation(cxx, out, file, "wgmma_emu/emu.cpp", flags, raw);
 }
 
 /// Runs one emulation build on every test problem.

@@ -1,6 +1,8 @@
 //! What the CPU checks of the hand-written CUDA kernels share (`wgmma_emulation.rs`,
-//! `cuda_syntax.rs`): the host C++ compiler, and their builds spread over the cores.
+//! `gemv_emulation.rs`, `cuda_syntax.rs`): the host C++ compiler, the emulations' build, and
+//! their builds spread over the cores.
 
+use std::path::Path;
 use std::process::Command;
 
 /// The C++ compiler (`$CXX`, else `c++`), or `None` after saying the test is skipped. Where
@@ -37,4 +39,39 @@ pub fn for_each_parallel<T: Sync>(items: &[T], job: impl Fn(&T) + Sync) {
             });
         }
     });
+}
+
+/// Compiles the CPU emulation `harness` (a path under `tests/`) of the kernel file `kernel` (in
+/// `src/kernels/cuda/`) with one configuration's `flags` into `out`, under AddressSanitizer:
+/// raw i32 outputs, else the f32 epilogue with per-channel scales and a bias. (Not used by
+/// `cuda_syntax.rs`.)
+#[allow(dead_code)]
+pub fn build_emulation(
+    cxx: &str,
+    out: &Path,
+    kernel: &str,
+    harness: &str,
+    flags: &[(&str, usize)],
+    raw: bool,
+) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let kernel = dir.join("src/kernels/cuda").join(kernel);
+    let status = Command::new(cxx)
+        .args(["-std=c++20", "-O1", "-pthread", "-fsanitize=address"])
+        .arg(format!("-DBL_KERNEL=\"{}\"", kernel.display()))
+        .args(flags.iter().map(|(key, value)| format!("-D{key}={value}")))
+        .arg(format!("-DBL_RAW={}", raw as u8))
+        .arg(format!("-DBL_GRAN={}", !raw as u8))
+        .arg("-DBL_BIAS=1")
+        .arg(format!("-I{}", dir.join("tests/wgmma_emu").display()))
+        .arg(dir.join("tests").join(harness))
+        .arg("-o")
+        .arg(out)
+        .status()
+        .expect("run the C++ compiler");
+    assert!(
+        status.success(),
+        "emulation of {} {flags:?} (raw {raw}) failed to compile",
+        kernel.display()
+    );
 }

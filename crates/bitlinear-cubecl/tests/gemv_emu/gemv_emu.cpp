@@ -115,6 +115,7 @@ static void bl_gemv_cp_wait_all() {
 
 #include "../../src/kernels/cuda/epilogue.cuh"
 #include BL_KERNEL
+#include "emu_reference.h"  // (from ../wgmma_emu, on the include path)
 
 // The reference quantization of one row (see the header).
 static float quantize_row(const float *x, unsigned int k, float eps, signed char *q) {
@@ -183,18 +184,9 @@ int main(int argc, char **argv) {
     xs[m] = 0.01f + (float)(rng() % 1000) / 1e4f;
 #endif
   }
-  // Ternary weights and their packed words (input 4s + j of a 16-block in field 4j + s).
-  std::vector<int> w((size_t)N * K);
-  for (auto &v : w) v = (int)(rng() % 3) - 1;
-  std::vector<unsigned int> packed((size_t)tiles * BK * 16, 0);
-  for (unsigned int n = 0; n < tiles * 16; ++n)
-    for (unsigned int k = 0; k < BK * 16; ++k) {
-      // Padding gets random codes too: it must not matter.
-      const unsigned int code =
-          (n < N && k < K) ? (unsigned int)(w[(size_t)n * K + k] + 1) : (unsigned int)(rng() % 3);
-      const unsigned int kb = k / 16, s = (k % 16) / 4, j = k % 4;
-      packed[((size_t)(n / 16) * BK + kb) * 16 + n % 16] |= code << (2 * (4 * j + s));
-    }
+  std::vector<int> w;
+  std::vector<unsigned int> packed;
+  emu_ternary_weights(rng, N, K, w, packed);
   std::vector<float> ws(N), bias(N);
   for (auto &v : ws) v = 0.01f + (float)(rng() % 1000) / 1e4f;
   for (auto &v : bias) v = (float)((int)(rng() % 2001) - 1000) / 1e3f;
@@ -229,31 +221,7 @@ int main(int argc, char **argv) {
   delete emu_block_barrier;
   for (unsigned int i = 0; i < warps; ++i) delete emu_warp_barrier[i];
 
-  unsigned long bad = 0;
-  for (unsigned int m = 0; m < M; ++m)
-    for (unsigned int n = 0; n < N; ++n) {
-      int acc = 0;
-      for (unsigned int k = 0; k < K; ++k) acc += x[(size_t)m * kp + k] * w[(size_t)n * K + k];
-      const size_t o = (size_t)m * N + n;
-#if BL_RAW
-      const bool ok = out_raw[o] == acc;
-      if (!ok && bad < 5) std::fprintf(stderr, "(%u,%u) got %d want %d\n", m, n, out_raw[o], acc);
-#else
-#if BL_GRAN == 1
-      const float sw = ws[n];
-#else
-      const float sw = ws[0];
-#endif
-      float y = ((float)acc * xs[m]) * sw;
-#if BL_BIAS
-      y = y + bias[n];
-#endif
-      // Bit for bit (a NaN row: NaN everywhere).
-      const bool ok = std::isnan(y) ? std::isnan(out[o]) : out[o] == y;
-      if (!ok && bad < 5) std::fprintf(stderr, "(%u,%u) got %g want %g\n", m, n, out[o], y);
-#endif
-      bad += !ok;
-    }
+  const unsigned long bad = emu_mismatches(M, N, K, kp, x, w, xs, ws, bias, out, out_raw);
   std::printf("M=%u K=%u N=%u MR=%d fused=%d raw=%d: %lu of %lu differ\n", M, K, N, BL_MR,
               BL_FUSED, BL_RAW, bad, (unsigned long)M * N);
   return bad == 0 ? 0 : 1;

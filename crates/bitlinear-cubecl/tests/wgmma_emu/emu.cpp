@@ -461,6 +461,7 @@ static void emu_mma_wait(unsigned int pending) {
 #include "../../src/kernels/cuda/epilogue.cuh"
 #include "../../src/kernels/cuda/wgmma_common.cuh"
 #include BL_KERNEL
+#include "emu_reference.h"
 
 int main(int argc, char **argv) {
   if (argc < 5) {
@@ -476,22 +477,14 @@ int main(int argc, char **argv) {
   }).detach();
   emu_seed = std::strtoull(argv[4], nullptr, 10);
   std::mt19937_64 rng(emu_seed);
-  const unsigned int BK = (K + 15) / 16, kp = 16 * BK, tiles = (N + 15) / 16;
+  const unsigned int BK = (K + 15) / 16, kp = 16 * BK;
   // Activations: int8, rows padded with zeros to kp bytes.
   std::vector<signed char> x((size_t)M * kp, 0);
   for (unsigned int m = 0; m < M; ++m)
     for (unsigned int k = 0; k < K; ++k) x[(size_t)m * kp + k] = (signed char)(rng() % 256);
-  // Ternary weights and their packed words (input 4s + j of a 16-block in field 4j + s).
-  std::vector<int> w((size_t)N * K);
-  for (auto &v : w) v = (int)(rng() % 3) - 1;
-  std::vector<unsigned int> packed((size_t)tiles * BK * 16, 0);
-  for (unsigned int n = 0; n < tiles * 16; ++n)
-    for (unsigned int k = 0; k < BK * 16; ++k) {
-      // Padding gets random codes too: it must not matter.
-      const unsigned int code = (n < N && k < K) ? (unsigned int)(w[(size_t)n * K + k] + 1) : (unsigned int)(rng() % 3);
-      const unsigned int kb = k / 16, s = (k % 16) / 4, j = k % 4;
-      packed[((size_t)(n / 16) * BK + kb) * 16 + n % 16] |= code << (2 * (4 * j + s));
-    }
+  std::vector<int> w;
+  std::vector<unsigned int> packed;
+  emu_ternary_weights(rng, N, K, w, packed);
   std::vector<float> xs(M), ws(N), bias(N);
   for (auto &v : xs) v = 0.01f + (float)(rng() % 1000) / 1e4f;
   for (auto &v : ws) v = 0.01f + (float)(rng() % 1000) / 1e4f;
@@ -593,30 +586,7 @@ int main(int argc, char **argv) {
     delete emu_named_barrier[c];
   }
 
-  unsigned long bad = 0;
-  for (unsigned int m = 0; m < M; ++m)
-    for (unsigned int n = 0; n < N; ++n) {
-      int acc = 0;
-      for (unsigned int k = 0; k < K; ++k) acc += x[(size_t)m * kp + k] * w[(size_t)n * K + k];
-      const size_t o = (size_t)m * N + n;
-#if BL_RAW
-      const bool ok = out_raw[o] == acc;
-      if (!ok && bad < 5) std::fprintf(stderr, "(%u,%u) got %d want %d\n", m, n, out_raw[o], acc);
-#else
-#if BL_GRAN == 1
-      const float sw = ws[n];
-#else
-      const float sw = ws[0];
-#endif
-      float y = ((float)acc * xs[m]) * sw;
-#if BL_BIAS
-      y = y + bias[n];
-#endif
-      const bool ok = out[o] == y;
-      if (!ok && bad < 5) std::fprintf(stderr, "(%u,%u) got %g want %g\n", m, n, out[o], y);
-#endif
-      bad += !ok;
-    }
+  const unsigned long bad = emu_mismatches(M, N, K, kp, x, w, xs, ws, bias, out, out_raw);
   std::printf("M=%u K=%u N=%u BM=%d slabs=%d raw=%d: %lu of %lu differ\n", M, K, N, BL_BM, BL_SLABS,
               BL_RAW, bad, (unsigned long)M * N);
   return bad == 0 ? 0 : 1;
