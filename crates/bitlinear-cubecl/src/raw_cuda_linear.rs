@@ -41,6 +41,12 @@ struct GemvConfig {
     /// 6: the fused forms of 1 and 8 ask for 1536 threads per SM (40 registers; ptxas spills 4
     /// to 8 bytes in the prologue).
     fused_min_blocks: usize,
+    /// On codes with one activation row per block, at least this many blocks per SM: the
+    /// round's copy of the codes into shared memory left ptxas 13.0 free to take 44 registers
+    /// (per-tensor scale) where 40 fit with no spill, which would be 5 blocks of 256 threads per
+    /// SM instead of 6, a second wave at 4096→11008 (688 blocks on 132 SMs); 3 of 512 threads
+    /// for two tiles per block (50 registers uncapped: 2 blocks, 528 tiles per wave).
+    min_blocks_one_row: usize,
     tiles: usize,
 }
 
@@ -54,6 +60,7 @@ const GEMV_CONFIGS: [GemvConfig; 9] = [
         split: false,
         min_blocks: 0,
         fused_min_blocks: 6,
+        min_blocks_one_row: 6,
         tiles: 1,
     },
     GemvConfig {
@@ -62,6 +69,7 @@ const GEMV_CONFIGS: [GemvConfig; 9] = [
         split: true,
         min_blocks: 6,
         fused_min_blocks: 6,
+        min_blocks_one_row: 0,
         tiles: 1,
     },
     GemvConfig {
@@ -70,6 +78,7 @@ const GEMV_CONFIGS: [GemvConfig; 9] = [
         split: true,
         min_blocks: 0,
         fused_min_blocks: 0,
+        min_blocks_one_row: 0,
         tiles: 1,
     },
     GemvConfig {
@@ -78,6 +87,7 @@ const GEMV_CONFIGS: [GemvConfig; 9] = [
         split: true,
         min_blocks: 0,
         fused_min_blocks: 0,
+        min_blocks_one_row: 0,
         tiles: 1,
     },
     GemvConfig {
@@ -86,6 +96,7 @@ const GEMV_CONFIGS: [GemvConfig; 9] = [
         split: false,
         min_blocks: 0,
         fused_min_blocks: 0,
+        min_blocks_one_row: 0,
         tiles: 1,
     },
     // The default asked for 6 and 8 resident blocks per SM (at most 40 and 32 registers): at
@@ -97,6 +108,7 @@ const GEMV_CONFIGS: [GemvConfig; 9] = [
         split: false,
         min_blocks: 6,
         fused_min_blocks: 6,
+        min_blocks_one_row: 0,
         tiles: 1,
     },
     GemvConfig {
@@ -105,6 +117,7 @@ const GEMV_CONFIGS: [GemvConfig; 9] = [
         split: false,
         min_blocks: 8,
         fused_min_blocks: 8,
+        min_blocks_one_row: 0,
         tiles: 1,
     },
     // Two and four tiles per block (512 and 1024 threads): the fused layer's blocks each read
@@ -118,6 +131,7 @@ const GEMV_CONFIGS: [GemvConfig; 9] = [
         split: false,
         min_blocks: 0,
         fused_min_blocks: 3,
+        min_blocks_one_row: 3,
         tiles: 2,
     },
     GemvConfig {
@@ -126,6 +140,7 @@ const GEMV_CONFIGS: [GemvConfig; 9] = [
         split: false,
         min_blocks: 2,
         fused_min_blocks: 2,
+        min_blocks_one_row: 0,
         tiles: 4,
     },
 ];
@@ -714,10 +729,10 @@ fn gemv_flags(
     config: GemvConfig,
     fused_kp: Option<usize>,
 ) -> Vec<(&'static str, usize)> {
-    let min_blocks = if fused_kp.is_some() {
-        config.fused_min_blocks
-    } else {
-        config.min_blocks
+    let min_blocks = match fused_kp {
+        Some(_) => config.fused_min_blocks,
+        None if rows == 1 => config.min_blocks.max(config.min_blocks_one_row),
+        None => config.min_blocks,
     };
     vec![
         ("BL_MR", rows),

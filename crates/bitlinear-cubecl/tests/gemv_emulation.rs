@@ -78,8 +78,9 @@ fn dp4a_gemv_matches_the_reference_in_cpu_emulation() {
     shapes.sort();
     shapes.dedup();
     for (flags, r) in shapes {
-        // M: one row, whole and partial blocks of rows; K: 1, odd, one round of k-blocks, several
-        // rounds with a partial last one; N: below, at and across 16-row tiles.
+        // M: one row, whole and partial blocks of rows; K: 1, odd, one round of k-blocks, two
+        // and three rounds (256 k-blocks each, the codes copied into shared memory anew per
+        // round) with a partial last one; N: below, at and across 16-row tiles.
         let problems = vec![
             (1, 1, 1, 1),
             (1, 15, 7, 2),
@@ -87,6 +88,7 @@ fn dp4a_gemv_matches_the_reference_in_cpu_emulation() {
             (r + 1, 260, 17, 4),
             (2 * r + 1, 1040, 50, 5),
             (r, 4100, 20, 6),
+            (1, 8200, 17, 7),
         ];
         for raw in [true, false] {
             jobs.push((flags.clone(), raw, problems.clone()));

@@ -106,7 +106,7 @@ static void emu_cp(void *dst, const void *src, unsigned int len) {
   std::memcpy(c.bytes, src, len);
   emu_pending.push_back(c);
 }
-static void bl_gemv_cp16(float *dst, const float *src) { emu_cp(dst, src, 16); }
+static void bl_gemv_cp16(void *dst, const void *src) { emu_cp(dst, src, 16); }
 static void bl_gemv_cp4(float *dst, const float *src) { emu_cp(dst, src, 4); }
 static void bl_gemv_cp_wait_all() {
   for (const EmuCopy &c : emu_pending) std::memcpy(c.dst, c.bytes, c.len);

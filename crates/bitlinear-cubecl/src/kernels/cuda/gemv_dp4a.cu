@@ -32,10 +32,13 @@
 // Block: BL_TILES groups of BL_WARPS warps, group g on tile BL_TILES * blockIdx.x + g. Lane l
 // of the group's warp w reads rows 4(l&3)..+3 of k-block kb = 8w + (l>>2) + 8 BL_WARPS i (16
 // bytes each: a warp reads 512 contiguous bytes per step), BL_UNROLL blocks before computing.
-// Reduction: shuffles over the 8 lanes of a row group, then shared memory over the group's
-// warps. Grid: (ceil(tiles / BL_TILES), ceil(M / BL_MR)). Several tiles per block share one
-// copy of the activations: fused, the prologue's reads of x from L2 (as many bytes per block
-// as the tile's packed weights) are divided by BL_TILES, and so are the blocks to launch.
+// Each round's codes (BL_MR rows x BL_ROUND k-blocks, 4 KB per row) are copied into shared
+// memory by cp.async before its weights are loaded, and read from there (fused: the whole row
+// is there already). Reduction: shuffles over the 8 lanes of a row group, then shared memory
+// over the group's warps. Grid: (ceil(tiles / BL_TILES), ceil(M / BL_MR)). Several tiles per
+// block share one copy of the activations: fused, the prologue's reads of x from L2 (as many
+// bytes per block as the tile's packed weights) are divided by BL_TILES, and so are the
+// blocks to launch.
 
 // The same header CubeCL includes in every kernel it generates (found through its include path).
 #include <cuda_runtime.h>
@@ -46,6 +49,7 @@
 #define BL_SLOTS (8 * BL_WARPS)
 #define BL_GROUP_THREADS (32 * BL_WARPS)
 #define BL_THREADS (BL_GROUP_THREADS * BL_TILES)
+#define BL_ROUND (BL_SLOTS * BL_UNROLL)  // k-blocks of one round: each lane loads BL_UNROLL
 #if BL_MINB > 0
 #define BL_BOUNDS __launch_bounds__(BL_THREADS, BL_MINB)
 #else
@@ -84,7 +88,7 @@ static __device__ __forceinline__ unsigned int bl_gemv_smem(const void *p) {
   asm("{ .reg .u64 a; cvta.to.shared.u64 a, %1; cvt.u32.u64 %0, a; }" : "=r"(r) : "l"(p));
   return r;
 }
-static __device__ __forceinline__ void bl_gemv_cp16(float *dst, const float *src) {
+static __device__ __forceinline__ void bl_gemv_cp16(void *dst, const void *src) {
   const unsigned int d = bl_gemv_smem(dst);
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(d), "l"(src) : "memory");
 }
@@ -146,9 +150,28 @@ extern "C" __global__ void BL_BOUNDS BL_ENTRY(
 #endif
   // 16-byte units: block kb of this tile at wbase + 4kb; row m's block kb at xbase + m*BK + kb.
   const BlU4 *wbase = packed + (size_t)(kb_end ? tile : 0) * BK * 4 + quad;
+#if !BL_FUSED
+  // The codes of each round (BL_MR rows x BL_ROUND k-blocks) are copied into shared memory by
+  // cp.async before the round's weights are loaded (so the copy's registers are free again by
+  // then), and read from there. Loaded from global memory inside the loop, each k-block's codes
+  // were one more memory round trip after the weights had arrived (the branch per k-block kept
+  // the compiler from hoisting them: four L2 round trips in a row per round in the SASS);
+  // copied at once, they arrive while the weights are in flight.
+  __shared__ __align__(16) BlU4 xround[BL_MR][BL_ROUND];
+  // The CPU emulation fills it with garbage (no-op on the GPU): only copied blocks are read.
+  BL_EMU_STALE_SHARED(xround);
+  auto copy_codes = [&](unsigned int r0) {
+    const BlU4 *src = codes + (size_t)m0 * BK + r0;
+    for (unsigned int i = threadIdx.x; i < BL_MR * BL_ROUND; i += BL_THREADS) {
+      const unsigned int m = i / BL_ROUND, c = i % BL_ROUND;
+      if (m < rows_here && r0 + c < BK) bl_gemv_cp16(&xround[m][c], src + m * BK + c);
+    }
+  };
+  copy_codes(0);
+#endif
   BlU4 w[BL_UNROLL];
   // Loads one round of weight blocks (zeros past the end).
-  auto load_round = [&](unsigned int kb0) {
+  auto load_round = [&](unsigned int kb0) {  // this lane's first block of the round
 #pragma unroll
     for (int u = 0; u < BL_UNROLL; ++u) {
       const unsigned int kb = kb0 + BL_SLOTS * u;
@@ -262,20 +285,29 @@ extern "C" __global__ void BL_BOUNDS BL_ENTRY(
     }
     __syncthreads();
   }
-  const BlU4 *xbase = reinterpret_cast<const BlU4 *>(xq);
+  // Row m's k-block kb: the whole row is in shared memory.
+  const BlU4 *xq4 = reinterpret_cast<const BlU4 *>(xq);
+  auto x_at = [&](unsigned int m, unsigned int kb, unsigned int) { return xq4[(size_t)m * BK + kb]; };
 #else
-  const BlU4 *xbase = codes + (size_t)m0 * BK;
+  // Block kb is entry c = kb - r0 of the round's copy.
+  auto x_at = [&](unsigned int m, unsigned int, unsigned int c) { return xround[m][c]; };
 #endif
 
-  for (unsigned int kb0 = slot; kb0 < kb_end; kb0 += BL_SLOTS * BL_UNROLL) {
+  // Rounds over all k-blocks, the same for every thread (they meet at barriers): lane slot
+  // takes blocks r0 + slot + BL_SLOTS u of round r0 (its weights loaded the round before).
+  for (unsigned int r0 = 0; r0 < BK; r0 += BL_ROUND) {
+#if !BL_FUSED
+    bl_gemv_cp_wait_all();
+    __syncthreads();
+#endif
 #pragma unroll
     for (int u = 0; u < BL_UNROLL; ++u) {
-      const unsigned int kb = kb0 + BL_SLOTS * u;
+      const unsigned int c = slot + BL_SLOTS * u, kb = r0 + c;
       if (kb < kb_end) {
 #pragma unroll
         for (int m = 0; m < BL_MR; ++m) {
           if ((unsigned int)m < rows_here) {
-            const BlU4 xv = xbase[(size_t)m * BK + kb];
+            const BlU4 xv = x_at(m, kb, c);
             int xs = bl_dp4a(0x01010101u, xv.x, 0);
             xs = bl_dp4a(0x01010101u, xv.y, xs);
             xs = bl_dp4a(0x01010101u, xv.z, xs);
@@ -302,7 +334,13 @@ extern "C" __global__ void BL_BOUNDS BL_ENTRY(
         }
       }
     }
-    if (kb0 + BL_SLOTS * BL_UNROLL < kb_end) load_round(kb0 + BL_SLOTS * BL_UNROLL);
+    if (r0 + BL_ROUND < BK) {
+#if !BL_FUSED
+      __syncthreads();  // every warp is done with this round's codes
+      copy_codes(r0 + BL_ROUND);
+#endif
+      if (r0 + BL_ROUND < kb_end) load_round(r0 + BL_ROUND + slot);
+    }
   }
 
   // Per-lane totals of x * (c - 1), reduced over the 8 lanes sharing `quad` (lane bits 2..4).
