@@ -16,7 +16,7 @@
 //! `GPU_CHECK_READ_SWEEP=1` adds read floors with 1, 2, 8 and 16 vectors per unit;
 //! `GPU_CHECK_ABLATE=1` adds wgmma configurations 32 and 11 leaving out their copies, wgmma
 //! or decode (`wgmma_ablation_override`: wrong outputs, timed only) to show which one bounds
-//! them.
+//! them. `GPU_CHECK_NO_BF16=1` leaves out the wgmma configurations' bf16-output variants.
 //! Timing lines also carry `enqueue_us`, the host time to issue one call (no sync): where it is
 //! close to `median_us` the figure is bound by CubeCL's launch path, not by the kernel; the
 //! device-side kernel time then comes from the `ncu` step of scripts/gpu-check.sh. For M ≤ 16
@@ -1019,12 +1019,33 @@ fn all_variants(m: usize, cmma_ok: bool, raw_ok: bool, wgmma_ok: bool) -> Vec<Va
                         ablated("wgmma-11-ablate-copy-only", 11, 6),
                     ]);
                 }
-                v.push(Variant::wgmma("wgmma-f3-256", 28).bf16("wgmma-f3-256-bf16"));
-                v.push(Variant::wgmma("wgmma-sk-256", 24).bf16("wgmma-sk-256-bf16"));
-                v.push(Variant::wgmma("wgmma-ska-256", 26).bf16("wgmma-ska-256-bf16"));
-                v.push(Variant::wgmma("wgmma-cp4-256", 10).bf16("wgmma-cp4-256-bf16"));
-                v.push(Variant::wgmma("wgmma-ws6-w256", 19).bf16("wgmma-ws6-w256-bf16"));
-                v.push(Variant::wgmma("wgmma-ws6-256", 15).bf16("wgmma-ws6-256-bf16"));
+                // GPU_CHECK_NO_BF16=1 leaves these out (the K sweep: f32 outputs only).
+                if std::env::var("GPU_CHECK_NO_BF16").is_err() {
+                    // bf16 outputs of the configurations `Auto` picks or may pick next: torch bf16
+                    // writes bf16, so these are the like-for-like figures (half the output bytes).
+                    v.extend([
+                        Variant::wgmma("wgmma-f3-ws6-256-tma", 32)
+                            .bf16("wgmma-f3-ws6-256-tma-bf16"),
+                        Variant::wgmma("wgmma-f3-ska-64", 33).bf16("wgmma-f3-ska-64-bf16"),
+                        Variant::wgmma("wgmma-cp4-128", 11).bf16("wgmma-cp4-128-bf16"),
+                        Variant::wgmma("wgmma-ska-ws6-256-tma", 35)
+                            .bf16("wgmma-ska-ws6-256-tma-bf16"),
+                        Variant::wgmma("wgmma-f3-ska-ws6-256-tma", 36)
+                            .bf16("wgmma-f3-ska-ws6-256-tma-bf16"),
+                        Variant::wgmma("wgmma-f3-ws6-256-persistent", 39)
+                            .bf16("wgmma-f3-ws6-256-persistent-bf16"),
+                        Variant::wgmma("wgmma-cp4-256-persistent", 40)
+                            .bf16("wgmma-cp4-256-persistent-bf16"),
+                        Variant::wgmma("wgmma-cp4-128-persistent", 41)
+                            .bf16("wgmma-cp4-128-persistent-bf16"),
+                    ]);
+                    v.push(Variant::wgmma("wgmma-f3-256", 28).bf16("wgmma-f3-256-bf16"));
+                    v.push(Variant::wgmma("wgmma-sk-256", 24).bf16("wgmma-sk-256-bf16"));
+                    v.push(Variant::wgmma("wgmma-ska-256", 26).bf16("wgmma-ska-256-bf16"));
+                    v.push(Variant::wgmma("wgmma-cp4-256", 10).bf16("wgmma-cp4-256-bf16"));
+                    v.push(Variant::wgmma("wgmma-ws6-w256", 19).bf16("wgmma-ws6-w256-bf16"));
+                    v.push(Variant::wgmma("wgmma-ws6-256", 15).bf16("wgmma-ws6-256-bf16"));
+                }
             }
         }
         if raw_ok && std::env::var("GPU_CHECK_NO_MMA").is_err() {
