@@ -1,6 +1,6 @@
 // Packed-ternary GEMM on int8 tensor cores with mma.sync m16n8k32 (CUDA sm >= 80). Prepended
 // by the host (raw_cuda_linear.rs): BL_ENTRY, BL_GRAN (0 per tensor, 1 per channel), BL_BIAS,
-// BL_RAW, BL_WM_TILES (16-row mma tiles per warp: 4 or 8), then epilogue.cuh (`bl_store`).
+// BL_RAW, BL_WM_TILES (16-row mma tiles per warp: 4 or 8), then epilogue.cuh (`bl_epi_load`, `bl_store_with`).
 //
 // Block tile BM = 32 BL_WM_TILES (128 or 256, M) x 128 (N), K in stages of 64 (4 k-blocks),
 // cp.async pipeline of 3 stages (2 for BM = 256, to stay under 48 KB of static shared memory).
@@ -155,7 +155,27 @@ extern "C" __global__ void __launch_bounds__(256) BL_ENTRY(
   }
   asm volatile("cp.async.wait_group 0;\n" ::);
 
-  // Accumulator e of tile (mt, nt): row g (+8 for e >= 2), column 2t + (e & 1).
+  // Accumulator e of tile (mt, nt): row g (+8 for e >= 2), column 2t + (e & 1). The
+  // epilogue's operands (this lane's 2 BL_WM_TILES activation scales, 8 weight scales and
+  // biases) are loaded first, all at once, clamped into bounds (outputs past M or N are never
+  // stored): behind each output's bounds check, its loads were round trips of their own, one
+  // after another.
+  float xs[BL_WM_TILES][2];
+#pragma unroll
+  for (int mt = 0; mt < BL_WM_TILES; ++mt)
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const unsigned int gm = m_base + warp_m * 16 * BL_WM_TILES + mt * 16 + g + h * 8;
+      xs[mt][h] = x_scales[gm < M ? gm : M - 1];
+    }
+  BlEpi ep[4][2];
+#pragma unroll
+  for (int nt = 0; nt < 4; ++nt)
+#pragma unroll
+    for (int j = 0; j < 2; ++j) {
+      const unsigned int gn = n_base + warp_n * 32 + nt * 8 + 2 * t + j;
+      ep[nt][j] = bl_epi_load(w_scales, bias, gn < N ? gn : N - 1);
+    }
 #pragma unroll
   for (int mt = 0; mt < BL_WM_TILES; ++mt)
 #pragma unroll
@@ -165,8 +185,8 @@ extern "C" __global__ void __launch_bounds__(256) BL_ENTRY(
         const unsigned int gm = m_base + warp_m * 16 * BL_WM_TILES + mt * 16 + g + (e >> 1) * 8;
         const unsigned int gn = n_base + warp_n * 32 + nt * 8 + 2 * t + (e & 1);
         if (gm < M && gn < N) {
-          bl_store(out, out_raw, (size_t)gm * N + gn, acc[mt][nt][e], x_scales[gm], w_scales,
-                   bias, gn);
+          bl_store_with(out, out_raw, (size_t)gm * N + gn, acc[mt][nt][e], xs[mt][e >> 1],
+                        ep[nt][e & 1]);
         }
       }
 }

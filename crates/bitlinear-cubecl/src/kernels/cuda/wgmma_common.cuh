@@ -238,24 +238,42 @@ static __device__ __forceinline__ void bl_store_acc(const int (&acc)[BL_SLABS][B
       const unsigned int gn = n_lane + sl * 64 + h * 8;
       e[sl][h] = gn < N ? bl_epi_load(w_scales, bias, gn) : BlEpi{0.0f, 0.0f};
     }
+  // The activation scales of this lane's rows m_lane + 8 q + r, a chunk of BL_XS_CHUNK values of q
+  // at a time: each chunk's loads are issued together (clamped to the last row, so in bounds;
+  // rows past M are never stored), one round trip per chunk. Loaded one by one behind the
+  // bounds check, each was a round trip of its own: 64 in a row per 256-row tile in the SASS
+  // of session 10's build, at the end of every tile, while the tensor pipe idled.
+#ifndef BL_XS_CHUNK
+#define BL_XS_CHUNK 8
+#endif
 #pragma unroll
-  for (int q = 0; q < BL_ACC / 4; ++q)
+  for (int q0 = 0; q0 < BL_ACC / 4; q0 += BL_XS_CHUNK) {
+    float xs[BL_XS_CHUNK][2];
 #pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      const unsigned int gm = m_lane + q * 8 + r;
-      if (gm >= M) continue;
-      const float xs = x_scales[gm];
+    for (int q = 0; q < BL_XS_CHUNK; ++q)
 #pragma unroll
-      for (int sl = 0; sl < BL_SLABS; ++sl)
+      for (int r = 0; r < 2; ++r) {
+        const unsigned int gm = m_lane + (q0 + q) * 8 + r;
+        xs[q][r] = q0 + q < BL_ACC / 4 ? x_scales[gm < M ? gm : M - 1] : 0.0f;
+      }
 #pragma unroll
-        for (int h = 0; h < 2; ++h) {
-          const unsigned int gn = n_lane + sl * 64 + h * 8;
-          if (gn < N) {
-            bl_store_with(out, out_raw, (size_t)gm * N + gn, acc[sl][4 * q + 2 * h + r], xs,
-                          e[sl][h]);
+    for (int q = 0; q < BL_XS_CHUNK; ++q)
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        const unsigned int gm = m_lane + (q0 + q) * 8 + r;
+        if (q0 + q >= BL_ACC / 4 || gm >= M) continue;
+#pragma unroll
+        for (int sl = 0; sl < BL_SLABS; ++sl)
+#pragma unroll
+          for (int h = 0; h < 2; ++h) {
+            const unsigned int gn = n_lane + sl * 64 + h * 8;
+            if (gn < N) {
+              bl_store_with(out, out_raw, (size_t)gm * N + gn, acc[sl][4 * (q0 + q) + 2 * h + r],
+                            xs[q][r], e[sl][h]);
+            }
           }
-        }
-    }
+      }
+  }
 }
 
 #if defined(BL_SK) && BL_SK
