@@ -102,6 +102,7 @@ const GEMV_CONFIGS: [GemvConfig; 9] = [
     // The default asked for 6 and 8 resident blocks per SM (at most 40 and 32 registers): at
     // 4096->11008 the grid is 688 blocks, which fits one wave on 132 SMs only from 6 blocks per
     // SM on (not measured yet; the split version at 6 was slower, with more live registers).
+    // Since session 11 the default asks for 6 too at one row per block (`min_blocks_one_row`).
     GemvConfig {
         warps: 8,
         unroll: 4,

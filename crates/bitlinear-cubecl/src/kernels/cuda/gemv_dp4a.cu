@@ -148,7 +148,7 @@ extern "C" __global__ void BL_BOUNDS BL_ENTRY(
 #else
   const unsigned int kb_end = BK;
 #endif
-  // 16-byte units: block kb of this tile at wbase + 4kb; row m's block kb at xbase + m*BK + kb.
+  // 16-byte units: block kb of this tile at wbase + 4kb; row m's block kb at x_at(m, kb, ...).
   const BlU4 *wbase = packed + (size_t)(kb_end ? tile : 0) * BK * 4 + quad;
 #if !BL_FUSED
   // The codes of each round (BL_MR rows x BL_ROUND k-blocks) are copied into shared memory by
@@ -287,7 +287,9 @@ extern "C" __global__ void BL_BOUNDS BL_ENTRY(
   }
   // Row m's k-block kb: the whole row is in shared memory.
   const BlU4 *xq4 = reinterpret_cast<const BlU4 *>(xq);
-  auto x_at = [&](unsigned int m, unsigned int kb, unsigned int) { return xq4[(size_t)m * BK + kb]; };
+  auto x_at = [&](unsigned int m, unsigned int kb, unsigned int) {
+    return xq4[(size_t)m * BK + kb];
+  };
 #else
   // Block kb is entry c = kb - r0 of the round's copy.
   auto x_at = [&](unsigned int m, unsigned int, unsigned int c) { return xround[m][c]; };
