@@ -217,6 +217,55 @@ static __device__ __forceinline__ void bl_fence_frag(unsigned int (&a)[4][4]) {
     for (int r = 0; r < 4; ++r) asm volatile("" : "+r"(a[j][r])::"memory");
 }
 
+#ifndef BL_XS_CHUNK
+#define BL_XS_CHUNK 8
+#endif
+
+// The stores of bl_store_acc (below), each output's bounds checked (kChecked) or not (a lane
+// whose outputs all exist). The activation scales of the lane's rows m_lane + 8 q + r come
+// BL_XS_CHUNK values of q (16 loads) at a time: each chunk's loads are issued together
+// (clamped to the last row, so in bounds; rows past M are never stored), one round trip per
+// chunk. Loaded one by one behind the bounds check, each was a round trip of its own: 64 in a
+// row per 256-row tile in the SASS of session 10's build, at the end of every tile, while the
+// tensor pipe idled. (16 loads at once is the most no configuration spills for: 32 spill,
+// ptxas 13.0.)
+template <bool kChecked>
+static __device__ __forceinline__ void bl_store_acc_rows(const int (&acc)[BL_SLABS][BL_ACC],
+                                                         unsigned int n_lane, unsigned int m_lane,
+                                                         unsigned int M, unsigned int N,
+                                                         bl_out_t *out, int *out_raw,
+                                                         const float *x_scales,
+                                                         const BlEpi (&e)[BL_SLABS][2]) {
+#pragma unroll
+  for (int q0 = 0; q0 < BL_ACC / 4; q0 += BL_XS_CHUNK) {
+    float xs[BL_XS_CHUNK][2];
+#pragma unroll
+    for (int q = 0; q < BL_XS_CHUNK; ++q)
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        const unsigned int gm = m_lane + (q0 + q) * 8 + r;
+        xs[q][r] = q0 + q < BL_ACC / 4 ? x_scales[!kChecked || gm < M ? gm : M - 1] : 0.0f;
+      }
+#pragma unroll
+    for (int q = 0; q < BL_XS_CHUNK; ++q)
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        const unsigned int gm = m_lane + (q0 + q) * 8 + r;
+        if (q0 + q >= BL_ACC / 4 || (kChecked && gm >= M)) continue;
+#pragma unroll
+        for (int sl = 0; sl < BL_SLABS; ++sl)
+#pragma unroll
+          for (int h = 0; h < 2; ++h) {
+            const unsigned int gn = n_lane + sl * 64 + h * 8;
+            if (!kChecked || gn < N) {
+              bl_store_with(out, out_raw, (size_t)gm * N + gn, acc[sl][4 * (q0 + q) + 2 * h + r],
+                            xs[q][r], e[sl][h]);
+            }
+          }
+      }
+  }
+}
+
 // The output of a lane's accumulators, slab by slab: element i of slab sl is weight row
 // n_lane + 64 sl + 8 ((i / 2) % 2) (n_lane: the lane's row in slab 0) and activation row
 // m_lane + 8 (i / 4) + i % 2 (m_lane: the block's first row + 2t); rows past M or N are skipped.
@@ -238,42 +287,14 @@ static __device__ __forceinline__ void bl_store_acc(const int (&acc)[BL_SLABS][B
       const unsigned int gn = n_lane + sl * 64 + h * 8;
       e[sl][h] = gn < N ? bl_epi_load(w_scales, bias, gn) : BlEpi{0.0f, 0.0f};
     }
-  // The activation scales of this lane's rows m_lane + 8 q + r, BL_XS_CHUNK values of q (16
-  // loads) at a time: each chunk's loads are issued together (clamped to the last row, so in
-  // bounds; rows past M are never stored), one round trip per chunk. Loaded one by one behind
-  // the bounds check, each was a round trip of its own: 64 in a row per 256-row tile in the
-  // SASS of session 10's build, at the end of every tile, while the tensor pipe idled. (16
-  // loads at once is the most no configuration spills for: 32 spill, ptxas 13.0.)
-#ifndef BL_XS_CHUNK
-#define BL_XS_CHUNK 8
-#endif
-#pragma unroll
-  for (int q0 = 0; q0 < BL_ACC / 4; q0 += BL_XS_CHUNK) {
-    float xs[BL_XS_CHUNK][2];
-#pragma unroll
-    for (int q = 0; q < BL_XS_CHUNK; ++q)
-#pragma unroll
-      for (int r = 0; r < 2; ++r) {
-        const unsigned int gm = m_lane + (q0 + q) * 8 + r;
-        xs[q][r] = q0 + q < BL_ACC / 4 ? x_scales[gm < M ? gm : M - 1] : 0.0f;
-      }
-#pragma unroll
-    for (int q = 0; q < BL_XS_CHUNK; ++q)
-#pragma unroll
-      for (int r = 0; r < 2; ++r) {
-        const unsigned int gm = m_lane + (q0 + q) * 8 + r;
-        if (q0 + q >= BL_ACC / 4 || gm >= M) continue;
-#pragma unroll
-        for (int sl = 0; sl < BL_SLABS; ++sl)
-#pragma unroll
-          for (int h = 0; h < 2; ++h) {
-            const unsigned int gn = n_lane + sl * 64 + h * 8;
-            if (gn < N) {
-              bl_store_with(out, out_raw, (size_t)gm * N + gn, acc[sl][4 * (q0 + q) + 2 * h + r],
-                            xs[q][r], e[sl][h]);
-            }
-          }
-      }
+  // Every lane of a tile inside the output (all tiles but those on its last rows or columns)
+  // stores without a check per output: with them, session 11's SASS spent ~18 instructions per
+  // output, a branch around each store; without, the addresses share one row base.
+  const bool inside = m_lane + 8 * (BL_ACC / 4 - 1) + 1 < M && n_lane + 64 * (BL_SLABS - 1) + 8 < N;
+  if (inside) {
+    bl_store_acc_rows<false>(acc, n_lane, m_lane, M, N, out, out_raw, x_scales, e);
+  } else {
+    bl_store_acc_rows<true>(acc, n_lane, m_lane, M, N, out, out_raw, x_scales, e);
   }
 }
 
