@@ -50,76 +50,61 @@ struct GemvConfig {
     tiles: usize,
 }
 
+/// The block shape the configurations below start from: 8 warps per tile, 4 k-blocks per lane
+/// before computing, no 4-accumulator split, one tile per block, no blocks-per-SM request.
+const GEMV_BASE: GemvConfig = GemvConfig {
+    warps: 8,
+    unroll: 4,
+    split: false,
+    min_blocks: 0,
+    fused_min_blocks: 0,
+    min_blocks_one_row: 0,
+    tiles: 1,
+};
+
 /// The configurations [`dp4a_gemv_config_override`] selects from (1-based); the first is the
 /// default. It has no 4-accumulator split: on an H100 it was as fast as the split at three of
 /// the four benchmark shapes and 4-23% faster at 4096→11008 (device times, BENCHMARKS.md).
 const GEMV_CONFIGS: [GemvConfig; 9] = [
     GemvConfig {
-        warps: 8,
-        unroll: 4,
-        split: false,
-        min_blocks: 0,
         fused_min_blocks: 6,
         min_blocks_one_row: 6,
-        tiles: 1,
+        ..GEMV_BASE
     },
     GemvConfig {
-        warps: 8,
-        unroll: 4,
         split: true,
         min_blocks: 6,
         fused_min_blocks: 6,
-        min_blocks_one_row: 0,
-        tiles: 1,
+        ..GEMV_BASE
     },
     GemvConfig {
-        warps: 8,
-        unroll: 4,
         split: true,
-        min_blocks: 0,
-        fused_min_blocks: 0,
-        min_blocks_one_row: 0,
-        tiles: 1,
+        ..GEMV_BASE
     },
     GemvConfig {
         warps: 4,
         unroll: 8,
         split: true,
-        min_blocks: 0,
-        fused_min_blocks: 0,
-        min_blocks_one_row: 0,
-        tiles: 1,
+        ..GEMV_BASE
     },
     GemvConfig {
         warps: 4,
         unroll: 8,
-        split: false,
-        min_blocks: 0,
-        fused_min_blocks: 0,
-        min_blocks_one_row: 0,
-        tiles: 1,
+        ..GEMV_BASE
     },
     // The default asked for 6 and 8 resident blocks per SM (at most 40 and 32 registers): at
     // 4096->11008 the grid is 688 blocks, which fits one wave on 132 SMs only from 6 blocks per
     // SM on (not measured yet; the split version at 6 was slower, with more live registers).
     // Since session 11 the default asks for 6 too at one row per block (`min_blocks_one_row`).
     GemvConfig {
-        warps: 8,
-        unroll: 4,
-        split: false,
         min_blocks: 6,
         fused_min_blocks: 6,
-        min_blocks_one_row: 0,
-        tiles: 1,
+        ..GEMV_BASE
     },
     GemvConfig {
-        warps: 8,
-        unroll: 4,
-        split: false,
         min_blocks: 8,
         fused_min_blocks: 8,
-        min_blocks_one_row: 0,
-        tiles: 1,
+        ..GEMV_BASE
     },
     // Two and four tiles per block (512 and 1024 threads): the fused layer's blocks each read
     // the whole input row from L2 to quantize it, as many bytes as their tile's packed weights,
@@ -127,22 +112,16 @@ const GEMV_CONFIGS: [GemvConfig; 9] = [
     // launch. Four tiles ask for 2 blocks per SM (at most 32 registers), else 1024-thread
     // blocks would run one per SM. Not measured yet.
     GemvConfig {
-        warps: 8,
-        unroll: 4,
-        split: false,
-        min_blocks: 0,
         fused_min_blocks: 3,
         min_blocks_one_row: 3,
         tiles: 2,
+        ..GEMV_BASE
     },
     GemvConfig {
-        warps: 8,
-        unroll: 4,
-        split: false,
         min_blocks: 2,
         fused_min_blocks: 2,
-        min_blocks_one_row: 0,
         tiles: 4,
+        ..GEMV_BASE
     },
 ];
 

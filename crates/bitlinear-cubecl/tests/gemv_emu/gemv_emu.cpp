@@ -134,17 +134,9 @@ static float quantize_row(const float *x, unsigned int k, float eps, signed char
 }
 
 int main(int argc, char **argv) {
-  if (argc < 5) {
-    std::fprintf(stderr, "usage: gemv_emu M K N seed\n");
-    return 2;
-  }
-  const unsigned int M = std::atoi(argv[1]), K = std::atoi(argv[2]), N = std::atoi(argv[3]);
-  std::thread([] {
-    std::this_thread::sleep_for(std::chrono::seconds(120));
-    std::fprintf(stderr, "no progress in 120 s: deadlock\n");
-    std::_Exit(3);
-  }).detach();
-  const unsigned long long seed = std::strtoull(argv[4], nullptr, 10);
+  const EmuProblem problem = emu_problem(argc, argv, "gemv_emu");
+  const unsigned int M = problem.M, K = problem.K, N = problem.N;
+  const unsigned long long seed = problem.seed;
   std::mt19937_64 rng(seed);
   const unsigned int BK = (K + 15) / 16, kp = 16 * BK, tiles = (N + 15) / 16;
 #if BL_FUSED

@@ -464,18 +464,9 @@ static void emu_mma_wait(unsigned int pending) {
 #include "emu_reference.h"
 
 int main(int argc, char **argv) {
-  if (argc < 5) {
-    std::fprintf(stderr, "usage: emu M K N seed\n");
-    return 2;
-  }
-  const unsigned int M = std::atoi(argv[1]), K = std::atoi(argv[2]), N = std::atoi(argv[3]);
-  // A kernel that deadlocks (a barrier phase nobody completes) fails instead of hanging.
-  std::thread([] {
-    std::this_thread::sleep_for(std::chrono::seconds(120));
-    std::fprintf(stderr, "no progress in 120 s: deadlock\n");
-    std::_Exit(3);
-  }).detach();
-  emu_seed = std::strtoull(argv[4], nullptr, 10);
+  const EmuProblem problem = emu_problem(argc, argv, "emu");
+  const unsigned int M = problem.M, K = problem.K, N = problem.N;
+  emu_seed = problem.seed;
   std::mt19937_64 rng(emu_seed);
   const unsigned int BK = (K + 15) / 16, kp = 16 * BK;
   // Activations: int8, rows padded with zeros to kp bytes.
@@ -509,7 +500,7 @@ int main(int argc, char **argv) {
   std::vector<int> sk_partials;
   std::vector<unsigned int> sk_counters;
   if (BL_SK) {
-    const unsigned int sms = 2 + (unsigned int)(std::strtoull(argv[4], nullptr, 10) % 4);
+    const unsigned int sms = 2 + (unsigned int)(problem.seed % 4);
     const unsigned long long tiles = (unsigned long long)tiles_x * tiles_y;
     const unsigned long long ks = (BK + 7) / 8;
 #ifndef BL_SK_ALL

@@ -2,10 +2,36 @@
 // (emu.cpp: the wgmma GEMMs; ../gemv_emu/gemv_emu.cpp: the dp4a GEMV). Uses the build's BL_RAW,
 // BL_GRAN and BL_BIAS.
 #pragma once
+#include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <random>
+#include <thread>
 #include <vector>
+
+// One run's problem, from the command line `M K N seed`.
+struct EmuProblem {
+  unsigned int M, K, N;
+  unsigned long long seed;
+};
+
+// The problem of `argv` (exits with status 2 and a usage line naming `tool` if it is short), and
+// a watchdog: a kernel that deadlocks (a barrier nobody completes) fails after 120 s without
+// progress instead of hanging.
+static EmuProblem emu_problem(int argc, char **argv, const char *tool) {
+  if (argc < 5) {
+    std::fprintf(stderr, "usage: %s M K N seed\n", tool);
+    std::exit(2);
+  }
+  std::thread([] {
+    std::this_thread::sleep_for(std::chrono::seconds(120));
+    std::fprintf(stderr, "no progress in 120 s: deadlock\n");
+    std::_Exit(3);
+  }).detach();
+  return {(unsigned int)std::atoi(argv[1]), (unsigned int)std::atoi(argv[2]),
+          (unsigned int)std::atoi(argv[3]), std::strtoull(argv[4], nullptr, 10)};
+}
 
 // Random ternary weights `w` [N, K] and their packed words (bitlinear-core's layout: tile t of 16
 // rows, k-block kb of 16 inputs at ((t * BK) + kb) * 16, word r is row 16t + r; input 4s + j of
