@@ -56,7 +56,7 @@ if [ -x "$BIN" ]; then
   # CubeCL server for everything after it in the same process.
   no_cmma=""
   # GPU_CHECK_LIST overrides the list (e.g. only the kernels changed since the last run).
-  checks=${GPU_CHECK_LIST:-wgmma_probe wgmma_gemm wgmma_gemm_configs half_outputs dp4a_gemv dp4a_gemv_configs fused_linear fused_linear_configs mma_gemm mma_gemm_256 quantize_activations pack_weights gemv gemv_plane gemv_stream tiled_gemm cmma_gemm cmma_gemm_k4 cmma_tiled_gemm grad_input}
+  checks=${GPU_CHECK_LIST:-wgmma_probe wgmma_gemm wgmma_gemm_autotuned wgmma_gemm_configs half_outputs dp4a_gemv dp4a_gemv_configs fused_linear fused_linear_configs mma_gemm mma_gemm_256 quantize_activations pack_weights gemv gemv_plane gemv_stream tiled_gemm cmma_gemm cmma_gemm_k4 cmma_tiled_gemm grad_input}
   for check in $checks; do
     if [ "$check" = wgmma_gemm_configs ]; then
       # One process per configuration (one that fails to compile would poison the others);
@@ -107,6 +107,8 @@ if [ -x "$BIN" ]; then
       [ "$check" = fused_linear_configs ] && export GPU_CHECK_NO_FUSED_CONFIGS=1
       [ "$check" = mma_gemm_256 ] && export GPU_CHECK_NO_MMA_256=1
       [ "$check" = wgmma_gemm ] && export GPU_CHECK_NO_WGMMA=1
+      # Autotuning that fails (a wrong output, an error, a hang) stays off in the timings.
+      [ "$check" = wgmma_gemm_autotuned ] && export GPU_CHECK_NO_AUTOTUNE=1
       [ "$check" = cmma_gemm_k4 ] && echo '{"op":"note","what":"cmma-k4 failed: ignore its timings"}' | tee -a "$RESULTS"
     fi
   done

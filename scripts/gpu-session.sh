@@ -37,14 +37,18 @@ if [ "$STEP" = diagnose ]; then
   # idle (so something inside each SM), and ~13 µs per tile besides ~0.76 µs per stage.
   # Checked first, then timed at M = 512 and 2048: 39, 40, 41 (32, 10 and 11 as persistent
   # grids: one tile's epilogue under the next one's loads), 38 (32 multicast in 2-block clusters: half the
-  # activation reads), 22, 21, 23 (20 multicast; 256 weight x 128 activation rows, and that
-  # multicast; not timed since session 6, when their wgmma were serialized). Timed without a
+  # activation reads); WGMMA_CONFIGS=39,40,41,38,22,21,23 adds 22, 21, 23 (20 multicast; 256
+  # weight x 128 activation rows, and that multicast; not timed since session 6, when their
+  # wgmma were serialized), left out by default since session 12 to make room for the
+  # autotuning check (~10 compiles). Timed without a
   # second check (exact on an H100 in session 8): 32, 20, 10, 11, 35, 36; and 32 and 11 with parts of their work left out (GPU_CHECK_ABLATE: no copies, no wgmma, no decode, the
   # wgmma alone, the copies alone; wrong outputs, timed only). Those `Auto` picks or may pick
   # (32, 33, 11, 35, 36, 39-41) are timed with bf16 outputs too, as torch writes: the
-  # like-for-like figures (session 6: 2-8% faster than f32). Also `Auto` (the default `wgmma`
-  # lines, whose check `wgmma_gemm` covers the new choices: M = 2100 takes 32, M = 48 at
-  # K = N = 4100 takes 33), torch bf16 and cuBLAS int8. (The epilogue, shared by every
+  # like-for-like figures (session 6: 2-8% faster than f32). Also `Auto`: autotuned (session 12:
+  # the `wgmma` lines; `"op":"autotune"` lines give each shape's choice and its candidates'
+  # times; the check `wgmma_gemm_autotuned` runs tuned launches exact first) and its static
+  # choice (`wgmma-static`, whose check `wgmma_gemm` covers the choices: M = 2100 takes 32,
+  # M = 48 at K = N = 4100 takes 33), torch bf16 and cuBLAS int8. (The epilogue, shared by every
   # configuration, changed in session 9: exact in the CPU emulation for all of them, and here
   # through the checks of the default path and of the new configurations.)
   # The SM clock and power every 200 ms: does the int8 load throttle the clock (the peak's
@@ -56,9 +60,9 @@ if [ "$STEP" = diagnose ]; then
   # afresh): a step cut short by its time limit still has the baseline.
   TORCH_BENCH_MS=512,2048 GPU_CHECK_QUICK=1 timeout 80 python3 scripts/torch_linear_bench.py \
     > "$O/torch.jsonl" 2> "$O/torch.stderr"
-  RESULTS=$O/results.jsonl GPU_CHECK_LIST="wgmma_gemm wgmma_gemm_configs" GPU_CHECK_NO_TORCH=1 \
+  RESULTS=$O/results.jsonl GPU_CHECK_LIST="wgmma_gemm wgmma_gemm_autotuned wgmma_gemm_configs" GPU_CHECK_NO_TORCH=1 \
     GPU_CHECK_MS=512,2048 GPU_CHECK_NO_MMA=1 GPU_CHECK_NO_CMMA_TILED=1 GPU_CHECK_NO_LOGS=1 \
-    GPU_CHECK_QUICK=1 GPU_CHECK_WGMMA_CONFIGS=${WGMMA_CONFIGS:-39,40,41,38,22,21,23} \
+    GPU_CHECK_QUICK=1 GPU_CHECK_WGMMA_CONFIGS=${WGMMA_CONFIGS:-39,40,41,38} \
     GPU_CHECK_WGMMA_CHECKED=${WGMMA_CHECKED:-32,20,10,11,35,36} GPU_CHECK_ABLATE=1 \
     GPU_CHECK_TIMINGS_TIMEOUT=200 GPU_CHECK_NO_NCU=1 GPU_CHECK_CHECK_TIMEOUT=60 \
     timeout -k 5 380 bash scripts/gpu-check.sh > "$O/gpu-check.out" 2>&1

@@ -41,6 +41,12 @@ for r in rows:
         print("!", json.dumps(r)[:300])
     elif op == "progress":
         print("ok", r.get("check"), r.get("path"), r.get("dtype"), "config", r.get("wgmma_config", 0))
+    elif op == "autotune":
+        # The tuned `Auto`'s choice per shape (m rounded up to a power of two) and the
+        # candidates' times per launch, as measured by the tuning itself.
+        times = " ".join(f"{c}={t}" for c, t in r.get("timings_us", {}).items())
+        print(f"autotune {r.get('family')} m<={r.get('m_bucket')} {r.get('k')}x{r.get('n')}:",
+              f"config {r.get('config')} ({times})")
     elif op == "copy":
         print("copy GB/s", r.get("gbps"))
         copy_gbps = r.get("gbps")

@@ -17,6 +17,9 @@
 //! `GPU_CHECK_ABLATE=1` adds wgmma configurations 32 and 11 leaving out their copies, wgmma
 //! or decode (`wgmma_ablation_override`: wrong outputs, timed only) to show which one bounds
 //! them. `GPU_CHECK_NO_BF16=1` leaves out the wgmma configurations' bf16-output variants.
+//! The wgmma `Auto` lines (`wgmma`, `wgmma-bf16`) are autotuned (`GPU_CHECK_NO_AUTOTUNE=1`: not),
+//! `wgmma-static` ones run the static choice; `"op":"autotune"` lines give each tuned shape's
+//! choice and its candidates' times. Everything else runs with autotuning off.
 //! Timing lines also carry `enqueue_us`, the host time to issue one call (no sync): where it is
 //! close to `median_us` the figure is bound by CubeCL's launch path, not by the kernel; the
 //! device-side kernel time then comes from the `ncu` step of scripts/gpu-check.sh. For M ≤ 16
@@ -331,9 +334,22 @@ fn check_matmul<R: Runtime>(
         // The default's small-M choice (33: M <= 64, K and N >= 4096).
         cases.push((48, 4100, 4100));
     }
-    for (case, (m, k, n)) in cases.into_iter().enumerate() {
+    check_cases(c, rng, path, &cases, |case| Gran::ALL[case % 5])
+}
+
+/// [`check_matmul`]'s comparisons on the given `(m, k, n)` cases: the i32 accumulators exact,
+/// the f32 outputs (with bias; the weight granularity `gran(case)` of the 1-based case, the
+/// activation scales varying by case) to rounding, against the CPU reference.
+fn check_cases<R: Runtime>(
+    c: &ComputeClient<R>,
+    rng: &mut Rng,
+    path: MatmulPath,
+    cases: &[(usize, usize, usize)],
+    gran: impl Fn(usize) -> Gran,
+) -> std::result::Result<(), String> {
+    for (case, &(m, k, n)) in cases.iter().enumerate() {
         let case = case + 1;
-        let gran = Gran::ALL[case % 5];
+        let gran = gran(case);
         let per_tensor = case % 3 == 0;
         let x = rng.vec(m * k, 1.5);
         let xh = upload_f32(c, &x);
@@ -375,6 +391,65 @@ fn check_matmul<R: Runtime>(
         }
     }
     Ok(())
+}
+
+/// The wgmma GEMM with autotuning on (`Auto`'s choice timed among its candidates on the first
+/// launch of each shape): the tuned launches exact, as [`check_matmul`] requires, and a choice
+/// recorded for each tuned shape (printed as `"op":"autotune"` lines). Two shapes, one above
+/// and one within the small-M candidates, so each candidate compiles for two epilogues at most.
+fn check_autotuned<R: Runtime>(
+    c: &ComputeClient<R>,
+    rng: &mut Rng,
+) -> std::result::Result<(), String> {
+    clear_autotune_cache();
+    set_autotune(Some(true));
+    const CASES: [(usize, usize, usize); 2] = [(2100, 300, 4100), (48, 4100, 4100)];
+    // Per-channel and per-tensor scales (per-group ones never reach the wgmma kernel).
+    let r = check_cases(c, rng, MatmulPath::WgmmaGemm, &CASES, |case| {
+        Gran::ALL[case % 2]
+    });
+    set_autotune(Some(false));
+    r?;
+    let choices = autotune_choices();
+    print_autotune_choices();
+    for (m, k, n) in CASES {
+        let tuned = choices
+            .iter()
+            .filter(|t| t.family == "wgmma" && t.n == n && t.k == k.next_multiple_of(16))
+            .filter(|t| t.m_bucket == m.next_power_of_two())
+            .count();
+        // The i32 and the f32 launch of the case: two epilogues, two tuned keys.
+        if tuned != 2 {
+            return Err(format!(
+                "{tuned} tuned choices for m={m} k={k} n={n}, want 2"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// One `"op":"autotune"` line per tuned shape: the configuration chosen and every candidate's
+/// time per launch.
+fn print_autotune_choices() {
+    for t in autotune_choices() {
+        let times: Vec<String> = t
+            .timings_us
+            .iter()
+            .map(|(c, us)| match us {
+                Some(us) => format!(r#""{c}":{us:.2}"#),
+                None => format!(r#""{c}":null"#),
+            })
+            .collect();
+        println!(
+            r#"{{"op":"autotune","family":"{}","m_bucket":{},"n":{},"k":{},"config":{},"timings_us":{{{}}}}}"#,
+            t.family,
+            t.m_bucket,
+            t.n,
+            t.k,
+            t.config,
+            times.join(",")
+        );
+    }
 }
 
 /// How many of `got` differ from `want` (`[M, N]`), with the first few as `(m, n) got/want`: what
@@ -790,6 +865,9 @@ struct Variant {
     linear_too: bool,
     /// Type of the output (bf16 halves the output bytes: what torch bf16 writes).
     dtype: FloatDtype,
+    /// Autotuning on (`Auto`'s choice timed among its candidates on the first launch of each
+    /// shape); off, the static choice runs. Only `Auto` variants are ever tuned.
+    autotune: bool,
 }
 
 impl Variant {
@@ -808,7 +886,14 @@ impl Variant {
             unfused: false,
             linear_too: false,
             dtype: FloatDtype::F32,
+            autotune: false,
         }
+    }
+    /// The same variant with autotuning on, unless `GPU_CHECK_NO_AUTOTUNE` is set (the script
+    /// sets it when the `wgmma_gemm_autotuned` check failed).
+    fn tuned(mut self) -> Self {
+        self.autotune = std::env::var("GPU_CHECK_NO_AUTOTUNE").is_err();
+        self
     }
     /// The same kernel writing bf16 outputs.
     const fn bf16(mut self, name: &'static str) -> Self {
@@ -856,8 +941,10 @@ impl Variant {
         wgmma_gemm_config_override(self.wgmma_config);
         wgmma_ablation_override(self.ablation);
         fused_linear_off(self.unfused || no_fused());
+        set_autotune(Some(self.autotune));
     }
     fn reset() {
+        set_autotune(Some(false));
         fused_linear_off(no_fused());
         dp4a_gemv_config_override(0);
         mma_gemm_warp_tiles_override(0);
@@ -951,9 +1038,12 @@ fn all_variants(m: usize, cmma_ok: bool, raw_ok: bool, wgmma_ok: bool) -> Vec<Va
         // The Hopper wgmma kernel and its block shapes (GPU_CHECK_NO_WGMMA=1, set by the script
         // when its check failed, leaves them out).
         if wgmma_ok && std::env::var("GPU_CHECK_NO_WGMMA").is_err() {
-            v.push(main(Variant::wgmma("wgmma", 0)));
+            // `Auto` autotuned (what a user runs), and its static choice without the tuning.
+            v.push(main(Variant::wgmma("wgmma", 0).tuned()));
+            v.push(Variant::wgmma("wgmma-static", 0));
             // bf16 outputs, as torch bf16 writes (half the output bytes of f32).
-            v.push(Variant::wgmma("wgmma", 0).bf16("wgmma-bf16"));
+            v.push(Variant::wgmma("wgmma", 0).tuned().bf16("wgmma-bf16"));
+            v.push(Variant::wgmma("wgmma-static", 0).bf16("wgmma-static-bf16"));
             if std::env::var("GPU_CHECK_NO_WGMMA_CONFIGS").is_err() {
                 v.push(Variant::wgmma("wgmma-128", 1));
                 v.push(Variant::wgmma("wgmma-256", 2));
@@ -1593,6 +1683,10 @@ fn run<R: Runtime>(device: &R::Device, backend: &str) {
     );
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     let mut ok = true;
+    // Every check and timing runs the static choice unless it turns autotuning on itself
+    // (`wgmma_gemm_autotuned`, the tuned `Auto` variants): tuning each of the checks' hundreds
+    // of shapes would compile and time every candidate for each.
+    set_autotune(Some(false));
     // GPU_CHECK_ONLY=<name> runs one check (a kernel that fails to JIT-compile poisons the
     // CubeCL server, so the script runs each check in its own process); GPU_CHECK_SKIP_CHECKS=1
     // runs none. GPU_CHECK_NO_CMMA=1 keeps the tensor-core path out of the timings.
@@ -1656,6 +1750,14 @@ fn run<R: Runtime>(device: &R::Device, backend: &str) {
             Err("the wgmma kernel does not run here".into())
         };
         ok &= report("wgmma_gemm", r);
+    }
+    if want("wgmma_gemm_autotuned") {
+        let r = if wgmma_available(&c) {
+            check_autotuned(&c, &mut rng)
+        } else {
+            Err("the wgmma kernel does not run here".into())
+        };
+        ok &= report("wgmma_gemm_autotuned", r);
     }
     if want("half_outputs") {
         ok &= report("half_outputs", check_half_outputs(&c, &mut rng));
@@ -1742,6 +1844,8 @@ fn run<R: Runtime>(device: &R::Device, backend: &str) {
             cmma_ok,
             backend,
         );
+        // What the tuned `Auto` variants chose for each shape, and each candidate's time.
+        print_autotune_choices();
     }
     println!(r#"{{"op":"summary","all_checks_ok":{ok}}}"#);
     if !ok {

@@ -14,6 +14,7 @@
 //! through. Shapes are checked; bad input returns an [`Error`] and launches nothing.
 
 mod activations;
+mod autotune;
 mod device;
 mod error;
 mod grad;
@@ -27,6 +28,10 @@ mod validate;
 mod weights;
 
 pub use activations::{dequantize_activations, quantize_activations, quantize_activations_as};
+pub use autotune::{
+    autotune_choices, autotune_enabled, clear_autotune_cache, set_autotune, AutotuneChoice,
+    AUTOTUNE_ENV,
+};
 pub use device::{cmma_available, plane_ops_available};
 pub use error::{Error, Result};
 pub use grad::ternary_grad_input;

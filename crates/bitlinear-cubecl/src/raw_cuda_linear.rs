@@ -10,6 +10,7 @@ use cubecl::server::{Handle, TensorMapBinding, TensorMapMeta};
 use cubecl::zspace::metadata::Metadata;
 use cubecl::zspace::{Shape, Strides};
 
+use crate::autotune::{autotune_enabled, cached_choice, choose, time_launches, TuneKey};
 use crate::linear::GEMV_MAX_M;
 use crate::raw_cuda::RawCudaKernel;
 use crate::tuning::TuningOverride;
@@ -622,6 +623,18 @@ fn wgmma_default_config(m: usize, n: usize, k: usize, sms: usize) -> usize {
     }
 }
 
+/// The wgmma configurations autotuning times above [`WGMMA_SMALL_M`] rows (besides the static
+/// choice), each checked exact on an H100 (session 8) and the fastest at one or more benchmark
+/// points there or expected to be once the per-tile epilogue cost is gone (session 11): 256-row
+/// blocks (10), 128-row blocks (11), warp-specialized with TMA (20) and three fragment sets
+/// (32), and those in stream-K over all tiles (35, 36).
+const WGMMA_TUNE: &[usize] = &[10, 11, 20, 32, 35, 36];
+
+/// The wgmma configurations autotuning times up to [`WGMMA_SMALL_M`] rows: 64-row blocks in
+/// stream-K (33) and 128-row blocks with two and three fragment sets (11, 29), the fastest at
+/// M = 64 on an H100 (session 8) among those checked exact there.
+const WGMMA_TUNE_SMALL_M: &[usize] = &[33, 11, 29];
+
 /// Most activation rows for which [`wgmma_default_config`] takes the 64-row stream-K blocks.
 const WGMMA_SMALL_M: usize = 64;
 
@@ -982,7 +995,20 @@ impl RawLaunch<'_> {
     /// # Safety
     /// As [`Self::gemv`]; sm ≥ 80.
     pub(crate) unsafe fn gemm<R: Runtime>(&self, client: &ComputeClient<R>) {
-        let tiles = GEMM_WARP_TILES.get().unwrap_or(GEMM_WARP_TILES_DEFAULT);
+        let tiles = GEMM_WARP_TILES.get().unwrap_or_else(|| {
+            self.tuned(client, "mma", GEMM_WARP_TILES_DEFAULT, &[4, 8], |t| {
+                // SAFETY: as this function's (the same launch with another block shape).
+                unsafe { self.gemm_with(client, t) }
+            })
+        });
+        unsafe { self.gemm_with(client, tiles) };
+    }
+
+    /// [`Self::gemm`] with `tiles` 16-row mma tiles per warp (4 or 8).
+    ///
+    /// # Safety
+    /// As [`Self::gemm`].
+    unsafe fn gemm_with<R: Runtime>(&self, client: &ComputeClient<R>, tiles: usize) {
         let block_rows = 32 * tiles;
         let kernel = self.kernel(
             "gemm_mma",
@@ -1029,13 +1055,60 @@ impl RawLaunch<'_> {
     pub(crate) unsafe fn wgmma_gemm<R: Runtime>(&self, client: &ComputeClient<R>) {
         let index = WGMMA_CONFIG.get().unwrap_or_else(|| {
             let sms = client.properties().hardware.num_streaming_multiprocessors;
-            wgmma_default_config(
-                self.m,
-                self.n,
-                16 * self.blocks_k,
-                sms.unwrap_or(132) as usize,
-            )
+            let k = 16 * self.blocks_k;
+            let default = wgmma_default_config(self.m, self.n, k, sms.unwrap_or(132) as usize);
+            if WGMMA_ABLATION.load(Ordering::Relaxed) != 0 {
+                // Diagnosis: the ablated kernel is timed as asked, never tuned.
+                return default;
+            }
+            let candidates = if self.m <= WGMMA_SMALL_M {
+                WGMMA_TUNE_SMALL_M
+            } else {
+                WGMMA_TUNE
+            };
+            self.tuned(client, "wgmma", default, candidates, |c| {
+                // SAFETY: as this function's (the same launch with another block shape).
+                unsafe { self.wgmma_gemm_with(client, c) }
+            })
         });
+        unsafe { self.wgmma_gemm_with(client, index) };
+    }
+
+    /// The configuration of this launch's problem (`default` first among `candidates`) as
+    /// autotuned ([`crate::autotune`]): the cached choice, else each candidate timed through
+    /// `launch` now (on this launch's own buffers: every candidate computes the same outputs),
+    /// or `default` where autotuning is off.
+    fn tuned<R: Runtime>(
+        &self,
+        client: &ComputeClient<R>,
+        family: &'static str,
+        default: usize,
+        candidates: &[usize],
+        launch: impl Fn(usize),
+    ) -> usize {
+        let key = TuneKey {
+            family,
+            m_bucket: TuneKey::bucket(self.m),
+            n: self.n,
+            k: 16 * self.blocks_k,
+            epilogue: (self.per_channel, self.has_bias, self.raw, self.out_dtype),
+        };
+        if let Some(config) = cached_choice(&key) {
+            return config;
+        }
+        if !autotune_enabled() {
+            return default;
+        }
+        let mut order = vec![default];
+        order.extend_from_slice(candidates);
+        choose(key, &order, 2, |c| time_launches(client, || launch(c)))
+    }
+
+    /// [`Self::wgmma_gemm`] with configuration `index` (1-based into [`WGMMA_CONFIGS`]).
+    ///
+    /// # Safety
+    /// As [`Self::wgmma_gemm`].
+    unsafe fn wgmma_gemm_with<R: Runtime>(&self, client: &ComputeClient<R>, index: usize) {
         let config = WGMMA_CONFIGS[index - 1];
         // Checked for every configuration by a unit test.
         debug_assert!(config.shared_bytes() <= SM90_MAX_DYNAMIC_SHARED);

@@ -68,7 +68,7 @@ impl WeightGranularity {
 /// Float type of a layer's input `x`, bias and output `y` (the scales stay f32, and every
 /// kernel computes in f32: inputs are widened exactly, each output is rounded once, to nearest
 /// even).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum FloatDtype {
     /// 32-bit IEEE float.
     #[default]
