@@ -8,6 +8,8 @@
 //!   On CUDA sm ≥ 80, hand-written CUDA kernels take over (a `dp4a` GEMV and an `mma.sync`
 //!   tensor-core GEMM, see [`MatmulPath`]), compiled by the same runtime.
 //! - [`ternary_grad_input`]: `dx = dy · (s_w ⊙ Wq)` from packed codes for training.
+//! - Autotuning ([`set_autotune`], [`autotune_choices`]): on CUDA the hand-written GEMMs' block
+//!   configuration is timed on the first launch of each shape and the fastest kept.
 //!
 //! Every function works on a [`cubecl::prelude::ComputeClient`] and raw
 //! [`cubecl::server::Handle`]s (contiguous, row-major), so Burn's `CubeTensor`s can be passed
