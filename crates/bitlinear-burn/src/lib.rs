@@ -32,7 +32,9 @@
 //! `Autodiff<_>` of either. Any other
 //! backend can implement [`BitLinearBackend`] with [`backends::fallback::primitive`].
 //! Whole models deploy through the [`Deploy`] trait; checkpoints go through burn-store's
-//! safetensors ([`save_safetensors`], [`load_safetensors`]).
+//! safetensors ([`save_safetensors`], [`load_safetensors`]). On CUDA the GEMM's block
+//! configuration is autotuned on the first call of each shape, as Burn's own matmul is
+//! ([`set_autotune`] turns it off).
 
 #![warn(missing_docs)]
 
@@ -44,6 +46,12 @@ mod ops;
 mod record;
 
 pub use bitlinear_core::{BitLinearError, QuantType};
+/// Autotuning of the GPU GEMM's block configuration on CUDA (on by default; see
+/// bitlinear-cubecl's `autotune` docs): turned off or on, and the choices made.
+pub use bitlinear_cubecl::{
+    autotune_choices, autotune_enabled, clear_autotune_cache, set_autotune, AutotuneChoice,
+    AUTOTUNE_ENV,
+};
 pub use config::BitLinearConfig;
 pub use deploy::Deploy;
 pub use module::BitLinear;
