@@ -46,8 +46,8 @@ pub use linear::{
 pub use raw_cuda::{raw_cuda_available, wgmma_available};
 pub use raw_cuda_linear::{
     dp4a_gemv_config_count, dp4a_gemv_config_override, dp4a_gemv_kernel_flags, fused_gemv_fits,
-    fused_linear_widen, mma_gemm_warp_tiles_override, raw_kernel_sources, wgmma_ablation_override,
-    wgmma_gemm_config_override, wgmma_kernel_flags,
+    fused_linear_widen, mma_gemm_kernel_flags, mma_gemm_warp_tiles_override, raw_kernel_sources,
+    wgmma_ablation_override, wgmma_gemm_config_override, wgmma_kernel_flags,
 };
 pub use types::{
     packed_word_count, words_per_row, ActivationGranularity, FloatDtype, MatmulPath, PackedWeights,

@@ -141,7 +141,10 @@ pub fn dp4a_gemv_config_count() -> usize {
     GEMV_CONFIGS.len()
 }
 
-static GEMM_WARP_TILES: TuningOverride = TuningOverride::new(&[4, 8]);
+/// The mma GEMM's 16-row mma tiles per warp it can be launched with (128- and 256-row blocks).
+const GEMM_WARP_TILINGS: [usize; 2] = [4, 8];
+
+static GEMM_WARP_TILES: TuningOverride = TuningOverride::new(&GEMM_WARP_TILINGS);
 
 /// Forces the 16-row mma tiles per warp of the mma GEMM (4: 128-row blocks, 3 stages; 8: 256-row
 /// blocks, 2 stages; 0 restores the default). For benchmarks and tests: both compute the same
@@ -153,6 +156,16 @@ pub fn mma_gemm_warp_tiles_override(tiles: usize) {
 
 /// Default 16-row mma tiles per warp of the mma GEMM.
 const GEMM_WARP_TILES_DEFAULT: usize = 4;
+
+/// The `#define`s of each mma GEMM tiling the host can launch (`gemm_mma.cu`'s own, before the
+/// epilogue's): what its CPU emulation test compiles.
+#[doc(hidden)]
+pub fn mma_gemm_kernel_flags() -> Vec<Vec<(&'static str, usize)>> {
+    GEMM_WARP_TILINGS
+        .iter()
+        .map(|&tiles| vec![("BL_WM_TILES", tiles)])
+        .collect()
+}
 
 /// Block shape of the wgmma GEMM: warpgroups per block, 64-row weight slabs per warpgroup,
 /// activation rows per block (the wgmma's N; accumulators per thread = slabs × rows / 2),
@@ -798,8 +811,8 @@ pub fn raw_kernel_sources() -> Vec<(String, String)> {
             }
         }
     }
-    for tiles in [4, 8] {
-        kernels.push(("gemm_mma", vec![("BL_WM_TILES", tiles)], GEMM_SOURCE.into()));
+    for flags in mma_gemm_kernel_flags() {
+        kernels.push(("gemm_mma", flags, GEMM_SOURCE.into()));
     }
     for config in WGMMA_CONFIGS {
         kernels.push((config.kernel().0, config.flags(), config.body()));
@@ -996,10 +1009,16 @@ impl RawLaunch<'_> {
     /// As [`Self::gemv`]; sm ≥ 80.
     pub(crate) unsafe fn gemm<R: Runtime>(&self, client: &ComputeClient<R>) {
         let tiles = GEMM_WARP_TILES.get().unwrap_or_else(|| {
-            self.tuned(client, "mma", GEMM_WARP_TILES_DEFAULT, &[4, 8], |t| {
-                // SAFETY: as this function's (the same launch with another block shape).
-                unsafe { self.gemm_with(client, t) }
-            })
+            self.tuned(
+                client,
+                "mma",
+                GEMM_WARP_TILES_DEFAULT,
+                &GEMM_WARP_TILINGS,
+                |t| {
+                    // SAFETY: as this function's (the same launch with another block shape).
+                    unsafe { self.gemm_with(client, t) }
+                },
+            )
         });
         unsafe { self.gemm_with(client, tiles) };
     }

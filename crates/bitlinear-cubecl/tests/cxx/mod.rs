@@ -1,5 +1,5 @@
 //! What the CPU checks of the hand-written CUDA kernels share (`wgmma_emulation.rs`,
-//! `gemv_emulation.rs`, `cuda_syntax.rs`): the host C++ compiler, the emulations' build, and
+//! `gemv_emulation.rs`, `mma_emulation.rs`, `cuda_syntax.rs`): the host C++ compiler, the emulations' build, and
 //! their builds spread over the cores.
 
 use std::path::Path;

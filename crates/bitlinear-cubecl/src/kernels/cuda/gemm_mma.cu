@@ -37,6 +37,13 @@ struct BlGemmParams {
   unsigned long long m, n, blocks_k;
 };
 
+// The PTX the kernel uses, one helper each (the CPU emulation, tests/mma_emu, defines
+// BL_HOST_EMULATION and models them instead).
+#ifndef BL_EMU_STALE_SHARED
+#define BL_EMU_STALE_SHARED(array)
+#endif
+
+#ifndef BL_HOST_EMULATION
 static __device__ __forceinline__ unsigned int bl_smem(const void *p) {
   unsigned int r;
   asm("{ .reg .u64 a; cvta.to.shared.u64 a, %1; cvt.u32.u64 %0, a; }" : "=r"(r) : "l"(p));
@@ -48,6 +55,35 @@ static __device__ __forceinline__ void bl_cp16(void *dst, const void *src, unsig
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(bl_smem(dst)), "l"(src),
                "r"(bytes));
 }
+
+static __device__ __forceinline__ void bl_cp_commit() {
+  asm volatile("cp.async.commit_group;\n" ::);
+}
+
+// Waits until at most `PENDING` of this thread's committed copy groups are still in flight.
+template <int PENDING>
+static __device__ __forceinline__ void bl_cp_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(PENDING));
+}
+
+// ldmatrix.x4: this lane's row address of one of four 8 x 16-byte matrices (lane / 8), and
+// its 4 bytes of each.
+static __device__ __forceinline__ void bl_ldmatrix_x4(unsigned int (&a)[4], const void *row) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(a[0]), "=r"(a[1]), "=r"(a[2]), "=r"(a[3])
+               : "r"(bl_smem(row)));
+}
+
+// d += a · b over one m16n8k32 s8 tile (the warp's fragments).
+static __device__ __forceinline__ void bl_mma_s8(int (&d)[4], const unsigned int (&a)[4],
+                                                 const unsigned int (&b)[2]) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0, %1, %2, %3}, "
+      "{%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
+      : "+r"(d[0]), "+r"(d[1]), "+r"(d[2]), "+r"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+#endif
 
 static __device__ __forceinline__ unsigned int bl_decode(unsigned int word, unsigned int t) {
   const unsigned int c = ((word >> (2 * t)) & 0x03030303u) | 0x80808080u;
@@ -61,6 +97,9 @@ extern "C" __global__ void __launch_bounds__(256) BL_ENTRY(
     const BlGemmParams p) {
   __shared__ __align__(16) unsigned char sa[STAGES][BM * A_PITCH];
   __shared__ __align__(16) unsigned int sb[STAGES][BN / 16][KB_STAGE * 16];
+  // The CPU emulation fills them with garbage, as a GPU leaves them (no-op on the GPU).
+  BL_EMU_STALE_SHARED(sa);
+  BL_EMU_STALE_SHARED(sb);
 
   const unsigned int M = (unsigned int)p.m, N = (unsigned int)p.n;
   const unsigned int BK = (unsigned int)p.blocks_k;
@@ -106,7 +145,7 @@ extern "C" __global__ void __launch_bounds__(256) BL_ENTRY(
 #pragma unroll
   for (int s = 0; s < STAGES - 1; ++s) {
     if ((unsigned int)s < ksteps) load(s, s * KB_STAGE);
-    asm volatile("cp.async.commit_group;\n" ::);
+    bl_cp_commit();
   }
 
   // ldmatrix.x4 row address of this lane: matrix i = lane / 8 covers rows (i & 1) * 8 .. + 7,
@@ -115,12 +154,12 @@ extern "C" __global__ void __launch_bounds__(256) BL_ENTRY(
   const unsigned int lk = (lane >> 4) * 16;
 
   for (unsigned int ks = 0; ks < ksteps; ++ks) {
-    asm volatile("cp.async.wait_group %0;\n" ::"n"(STAGES - 2));
+    bl_cp_wait<STAGES - 2>();
     __syncthreads();
     {
       const unsigned int nk = ks + STAGES - 1;
       if (nk < ksteps) load(nk % STAGES, nk * KB_STAGE);
-      asm volatile("cp.async.commit_group;\n" ::);
+      bl_cp_commit();
     }
     const unsigned int st = ks % STAGES;
 #pragma unroll
@@ -139,22 +178,13 @@ extern "C" __global__ void __launch_bounds__(256) BL_ENTRY(
         unsigned int a[4];
         const unsigned char *ptr =
             &sa[st][(warp_m * 16 * BL_WM_TILES + mt * 16 + lrow) * A_PITCH + kk * 32 + lk];
-        asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-                     : "=r"(a[0]), "=r"(a[1]), "=r"(a[2]), "=r"(a[3])
-                     : "r"(bl_smem(ptr)));
+        bl_ldmatrix_x4(a, ptr);
 #pragma unroll
-        for (int nt = 0; nt < 4; ++nt) {
-          asm volatile(
-              "mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0, %1, %2, %3}, "
-              "{%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
-              : "+r"(acc[mt][nt][0]), "+r"(acc[mt][nt][1]), "+r"(acc[mt][nt][2]),
-                "+r"(acc[mt][nt][3])
-              : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[nt][0]), "r"(b[nt][1]));
-        }
+        for (int nt = 0; nt < 4; ++nt) bl_mma_s8(acc[mt][nt], a, b[nt]);
       }
     }
   }
-  asm volatile("cp.async.wait_group 0;\n" ::);
+  bl_cp_wait<0>();
 
   // Accumulator e of tile (mt, nt): row g (+8 for e >= 2), column 2t + (e & 1). The
   // epilogue's operands (this lane's 2 BL_WM_TILES activation scales, 8 weight scales and
