@@ -12,15 +12,12 @@
 mod cxx;
 
 use std::path::Path;
-use std::process::Command;
 
 use bitlinear_cubecl::{dp4a_gemv_config_count, dp4a_gemv_kernel_flags};
+use cxx::Problem;
 
 /// A kernel configuration's `#define`s.
 type Flags = Vec<(&'static str, usize)>;
-
-/// One run of an emulation build: `(M, K, N, seed)`.
-type Problem = (usize, usize, usize, u64);
 
 /// Compiles the emulation of one kernel configuration into `out`.
 fn build(cxx: &str, out: &Path, flags: &[(&str, usize)], raw: bool) {
@@ -32,23 +29,6 @@ fn build(cxx: &str, out: &Path, flags: &[(&str, usize)], raw: bool) {
         flags,
         raw,
     );
-}
-
-/// Runs one emulation build on each `(M, K, N, seed)`.
-fn run(exe: &Path, flags: &[(&str, usize)], raw: bool, problems: &[Problem]) {
-    for &(m, k, n, seed) in problems {
-        let out = Command::new(exe)
-            .args([m, k, n].map(|v| v.to_string()))
-            .arg(seed.to_string())
-            .output()
-            .expect("run the emulation");
-        assert!(
-            out.status.success(),
-            "{flags:?}, raw {raw}, M={m} K={k} N={n} seed {seed}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
 }
 
 /// The flags of `config` with `rows` per block; blocks per SM only change the compiler's register
@@ -133,7 +113,7 @@ fn dp4a_gemv_matches_the_reference_in_cpu_emulation() {
             .collect();
         let exe = dir.join(format!("gemv_{name}_{raw}"));
         build(&cxx, &exe, flags, *raw);
-        run(&exe, flags, *raw, problems);
+        cxx::run_emulation(&exe, &format!("{flags:?}, raw {raw}"), problems);
     });
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -13,8 +13,6 @@
 
 mod cxx;
 
-use std::process::Command;
-
 use bitlinear_cubecl::mma_gemm_kernel_flags;
 
 #[test]
@@ -54,19 +52,7 @@ fn mma_gemm_matches_the_reference_in_cpu_emulation() {
             flags,
             *raw,
         );
-        for (m, k, n, seed) in problems {
-            let out = Command::new(&exe)
-                .args([m, k, n].map(|v| v.to_string()))
-                .arg(seed.to_string())
-                .output()
-                .expect("run the emulation");
-            assert!(
-                out.status.success(),
-                "{flags:?}, raw {raw}, M={m} K={k} N={n} seed {seed}: {}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
+        cxx::run_emulation(&exe, &format!("{flags:?}, raw {raw}"), &problems);
     });
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -28,7 +28,7 @@ fn build(cxx: &str, out: &Path, file: &str, flags: &[(&str, usize)], raw: bool) 
 fn run_shapes(exe: &Path, file: &str, shape: &[(&str, usize)], raw: bool) {
     // M: 1, partial and whole blocks; K: 1, odd, one 32-step, several stages with a partial last
     // one; N: below, at and across the block's weight rows (up to 256), several blocks of them.
-    for (m, k, n, seed) in [
+    let problems = [
         (1, 1, 1, 1),
         (3, 15, 7, 2),
         (33, 100, 65, 3),
@@ -40,18 +40,8 @@ fn run_shapes(exe: &Path, file: &str, shape: &[(&str, usize)], raw: bool) {
         // 7 stages: a stream-K block's next tile starts in the buffer its last wgmma read
         // (blocks of 4 whole tiles each over all 12, on 3 SMs).
         (300, 800, 700, 9),
-    ] {
-        let out = Command::new(exe)
-            .args([m, k, n, seed].map(|v| v.to_string()))
-            .output()
-            .expect("run the emulation");
-        assert!(
-            out.status.success(),
-            "{file} {shape:?}, raw {raw}, M={m} K={k} N={n}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    ];
+    cxx::run_emulation(exe, &format!("{file} {shape:?}, raw {raw}"), &problems);
 }
 
 /// A fresh scratch folder for one test's builds, named by `tag` and this process.

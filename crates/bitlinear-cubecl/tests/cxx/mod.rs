@@ -75,3 +75,28 @@ pub fn build_emulation(
         kernel.display()
     );
 }
+
+/// One run of an emulation build: `(M, K, N, seed)`.
+#[allow(dead_code)]
+pub type Problem = (usize, usize, usize, u64);
+
+/// Runs the emulation build `exe` on each problem (`exe M K N seed`): a run that fails (an
+/// output off the reference, an AddressSanitizer report, a deadlock) fails the test with its
+/// output, named by `what` (the build's kernel, flags and outputs). (Not used by
+/// `cuda_syntax.rs`.)
+#[allow(dead_code)]
+pub fn run_emulation(exe: &Path, what: &str, problems: &[Problem]) {
+    for &(m, k, n, seed) in problems {
+        let out = Command::new(exe)
+            .args([m, k, n].map(|v| v.to_string()))
+            .arg(seed.to_string())
+            .output()
+            .expect("run the emulation");
+        assert!(
+            out.status.success(),
+            "{what}, M={m} K={k} N={n} seed {seed}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
