@@ -60,12 +60,14 @@ fn env_allows(value: Option<&str>) -> bool {
     )
 }
 
-/// The tuned problem: which kernel family, the activation rows rounded up to a power of two (a
-/// model sees batches of many sizes; neighbours share a choice, as in Burn's autotune keys),
-/// the outputs and inputs exactly (a layer's shape is fixed), and the epilogue's variant.
+/// The tuned problem: which kernel family on which kind of device (its multiprocessor count:
+/// two different GPUs in one process tune apart), the activation rows rounded up to a power of
+/// two (a model sees batches of many sizes; neighbours share a choice, as in Burn's autotune
+/// keys), the outputs and inputs exactly (a layer's shape is fixed), and the epilogue's variant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) struct TuneKey {
     pub family: &'static str,
+    pub sms: u32,
     pub m_bucket: usize,
     pub n: usize,
     pub k: usize,
@@ -223,6 +225,7 @@ mod tests {
     fn key(n: usize) -> TuneKey {
         TuneKey {
             family: "test",
+            sms: 132,
             m_bucket: 512,
             n,
             k: 4096,

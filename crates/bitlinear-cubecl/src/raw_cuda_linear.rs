@@ -1105,8 +1105,10 @@ impl RawLaunch<'_> {
         candidates: &[usize],
         launch: impl Fn(usize),
     ) -> usize {
+        let sms = client.properties().hardware.num_streaming_multiprocessors;
         let key = TuneKey {
             family,
+            sms: sms.unwrap_or(0),
             m_bucket: TuneKey::bucket(self.m),
             n: self.n,
             k: 16 * self.blocks_k,
