@@ -30,7 +30,8 @@ pub const AUTOTUNE_ENV: &str = "BITLINEAR_AUTOTUNE";
 static SWITCH: AtomicU8 = AtomicU8::new(0);
 
 /// Turns autotuning on (`Some(true)`) or off (`Some(false)`) for the whole process, or back to
-/// what [`AUTOTUNE_ENV`] says (`None`: on unless it says off). Choices already made stay cached
+/// what [`AUTOTUNE_ENV`] says (`None`: on unless it says off). Off, every launch takes the
+/// static choice; the choices already made stay cached and apply again once it is back on
 /// ([`clear_autotune_cache`] forgets them).
 pub fn set_autotune(on: Option<bool>) {
     SWITCH.store(
@@ -43,7 +44,7 @@ pub fn set_autotune(on: Option<bool>) {
     );
 }
 
-/// Whether launches of an untuned shape time their candidates now.
+/// Whether launches take the tuned choice (timing the candidates of a shape not tuned yet).
 pub fn autotune_enabled() -> bool {
     match SWITCH.load(Ordering::Relaxed) {
         1 => true,

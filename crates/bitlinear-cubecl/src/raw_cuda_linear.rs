@@ -1094,9 +1094,9 @@ impl RawLaunch<'_> {
     }
 
     /// The configuration of this launch's problem (`default` first among `candidates`) as
-    /// autotuned ([`crate::autotune`]): the cached choice, else each candidate timed through
-    /// `launch` now (on this launch's own buffers: every candidate computes the same outputs),
-    /// or `default` where autotuning is off.
+    /// autotuned ([`crate::autotune`]): `default` where autotuning is off, else the cached
+    /// choice, else each candidate timed through `launch` now (on this launch's own buffers:
+    /// every candidate computes the same outputs).
     fn tuned<R: Runtime>(
         &self,
         client: &ComputeClient<R>,
@@ -1114,11 +1114,12 @@ impl RawLaunch<'_> {
             k: 16 * self.blocks_k,
             epilogue: (self.per_channel, self.has_bias, self.raw, self.out_dtype),
         };
-        if let Some(config) = cached_choice(&key) {
-            return config;
-        }
+        // Off, every launch takes the static choice (what was tuned stays cached for later).
         if !autotune_enabled() {
             return default;
+        }
+        if let Some(config) = cached_choice(&key) {
+            return config;
         }
         let mut order = vec![default];
         order.extend_from_slice(candidates);
