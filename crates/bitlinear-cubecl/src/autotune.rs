@@ -190,6 +190,26 @@ pub(crate) fn choose(
     config
 }
 
+/// The configuration a launch of `key` takes: `default` where autotuning is off (what was
+/// tuned stays cached for later), else the cached choice, else the fastest of `default` and
+/// `candidates` by `measure` now ([`choose`], two rounds).
+pub(crate) fn tuned_choice(
+    key: TuneKey,
+    default: usize,
+    candidates: &[usize],
+    measure: impl FnMut(usize) -> Option<f64>,
+) -> usize {
+    if !autotune_enabled() {
+        return default;
+    }
+    if let Some(config) = cached_choice(&key) {
+        return config;
+    }
+    let mut order = vec![default];
+    order.extend_from_slice(candidates);
+    choose(key, &order, 2, measure)
+}
+
 /// Microseconds per call of `launch` on the device: one call to warm up (its kernel compiles on
 /// the first launch), one to size a batch of about a millisecond (2-20 calls), then the batch,
 /// each between device syncs. `None` if a sync reports an error (a launch that failed).
@@ -327,6 +347,26 @@ mod tests {
         let t = t.expect("the syncs succeed");
         assert!(t > 0.0 && t.is_finite(), "{t}");
         assert!((4..=22).contains(&calls), "{calls} calls");
+    }
+
+    /// The only test that sets the process-wide switch (the others call `choose` directly).
+    #[test]
+    fn off_takes_the_static_choice_even_once_tuned() {
+        let times = |c: usize| Some(if c == 35 { 10.0 } else { 30.0 });
+        set_autotune(Some(false));
+        assert_eq!(tuned_choice(key(1006), 32, &[10, 35], times), 32);
+        assert!(
+            cached_choice(&key(1006)).is_none(),
+            "nothing tuned while off"
+        );
+        set_autotune(Some(true));
+        assert_eq!(tuned_choice(key(1006), 32, &[10, 35], times), 35);
+        set_autotune(Some(false));
+        assert_eq!(tuned_choice(key(1006), 32, &[10, 35], times), 32);
+        set_autotune(Some(true));
+        let cached = tuned_choice(key(1006), 32, &[10, 35], |_| panic!("measured again"));
+        assert_eq!(cached, 35);
+        set_autotune(None);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use cubecl::server::{Handle, TensorMapBinding, TensorMapMeta};
 use cubecl::zspace::metadata::Metadata;
 use cubecl::zspace::{Shape, Strides};
 
-use crate::autotune::{autotune_enabled, cached_choice, choose, time_launches, TuneKey};
+use crate::autotune::{time_launches, tuned_choice, TuneKey};
 use crate::linear::GEMV_MAX_M;
 use crate::raw_cuda::RawCudaKernel;
 use crate::tuning::TuningOverride;
@@ -1114,16 +1114,9 @@ impl RawLaunch<'_> {
             k: 16 * self.blocks_k,
             epilogue: (self.per_channel, self.has_bias, self.raw, self.out_dtype),
         };
-        // Off, every launch takes the static choice (what was tuned stays cached for later).
-        if !autotune_enabled() {
-            return default;
-        }
-        if let Some(config) = cached_choice(&key) {
-            return config;
-        }
-        let mut order = vec![default];
-        order.extend_from_slice(candidates);
-        choose(key, &order, 2, |c| time_launches(client, || launch(c)))
+        tuned_choice(key, default, candidates, |c| {
+            time_launches(client, || launch(c))
+        })
     }
 
     /// [`Self::wgmma_gemm`] with configuration `index` (1-based into [`WGMMA_CONFIGS`]).
