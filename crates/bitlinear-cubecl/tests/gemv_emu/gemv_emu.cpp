@@ -33,22 +33,11 @@
 
 #include <cuda_runtime.h>
 
-struct BlDim3 {
-  unsigned int x, y, z;
-};
-static thread_local BlDim3 threadIdx;
-static thread_local BlDim3 blockIdx;
+#include "emu_block.h"  // (from ../wgmma_emu, on the include path)
 
-#define BL_HOST_EMULATION 1
 #define BL_ENTRY bl_emu_gemv
-// One block runs at a time, so the kernel's static shared arrays are plain statics.
-#define __shared__ static
 
-static std::barrier<> *emu_block_barrier;
-static std::barrier<> *emu_warp_barrier[32];
 static uint32_t emu_lanes[32][32];
-
-static void __syncthreads() { emu_block_barrier->arrive_and_wait(); }
 
 static float __int_as_float(int v) {
   float f;
@@ -75,13 +64,6 @@ static T __shfl_xor_sync(unsigned int mask, T v, int offset) {
   emu_warp_barrier[warp]->arrive_and_wait();
   return r;
 }
-
-// NaN bytes in a shared array, by one thread while the others wait.
-#define BL_EMU_STALE_SHARED(array)                                 \
-  do {                                                             \
-    if (threadIdx.x == 0) std::memset(array, 0xFF, sizeof(array)); \
-    __syncthreads();                                               \
-  } while (0)
 
 static int bl_dp4a(unsigned int a, unsigned int b, int c) {
   for (int i = 0; i < 4; ++i)
@@ -189,29 +171,13 @@ int main(int argc, char **argv) {
   unsigned int eps_bits;
   std::memcpy(&eps_bits, &eps_f, 4);
   const BlGemvParams p{M, N, BK, K, eps_bits};
-  const unsigned int threads = BL_THREADS, warps = threads / 32;
-  emu_block_barrier = new std::barrier<>(threads);
-  for (unsigned int i = 0; i < warps; ++i) emu_warp_barrier[i] = new std::barrier<>(32);
   // The kernel's first buffer: the f32 input when fused, else the codes.
   const BlU4 *first = BL_FUSED ? (const BlU4 *)xf : (const BlU4 *)x.data();
-  // Blocks in a random order, as a GPU may run them.
-  std::vector<std::pair<unsigned int, unsigned int>> order;
-  for (unsigned int by = 0; by < (M + BL_MR - 1) / BL_MR; ++by)
-    for (unsigned int bx = 0; bx < (tiles + BL_TILES - 1) / BL_TILES; ++bx) order.push_back({bx, by});
-  std::shuffle(order.begin(), order.end(), rng);
-  for (auto [bx, by] : order) {
-    std::vector<std::thread> pool;
-    for (unsigned int t = 0; t < threads; ++t)
-      pool.emplace_back([&, t] {
-        threadIdx = {t, 0, 0};
-        blockIdx = {bx, by, 0};
-        bl_emu_gemv(first, (const BlU4 *)packed.data(), xs.data(), ws.data(), bias.data(),
-                    out.data(), out_raw.data(), p);
-      });
-    for (auto &th : pool) th.join();
-  }
-  delete emu_block_barrier;
-  for (unsigned int i = 0; i < warps; ++i) delete emu_warp_barrier[i];
+  emu_run_grid((tiles + BL_TILES - 1) / BL_TILES, (M + BL_MR - 1) / BL_MR, BL_THREADS, rng,
+               [&](unsigned int) {
+                 bl_emu_gemv(first, (const BlU4 *)packed.data(), xs.data(), ws.data(),
+                             bias.data(), out.data(), out_raw.data(), p);
+               });
 
   const unsigned long bad = emu_mismatches(M, N, K, kp, x, w, xs, ws, bias, out, out_raw);
   std::printf("M=%u K=%u N=%u MR=%d fused=%d raw=%d: %lu of %lu differ\n", M, K, N, BL_MR,

@@ -15,7 +15,8 @@
 // - both warp-collective: every lane of the warp must take part (one that does not hangs here,
 //   as it would be undefined on the GPU); __syncthreads.
 // Shared memory is the kernel's static arrays (one block runs at a time), filled with garbage at
-// each block's start (the kernel's BL_EMU_STALE_SHARED hook), as stale shared memory.
+// each block's start (the kernel's BL_EMU_STALE_SHARED hook), as stale shared memory; the
+// block scaffolding is ../wgmma_emu/emu_block.h, shared with the GEMV's emulation.
 //
 // Build: c++ -std=c++20 -O1 -pthread -fsanitize=address -DBL_KERNEL='"path/to/gemm_mma.cu"'
 //        -DBL_WM_TILES=4|8 -DBL_GRAN=0|1 -DBL_BIAS=0|1 -DBL_RAW=0|1 -I<../wgmma_emu> mma_emu.cpp
@@ -32,28 +33,9 @@
 
 #include <cuda_runtime.h>
 
-struct BlDim3 {
-  unsigned int x, y, z;
-};
-static thread_local BlDim3 threadIdx;
-static thread_local BlDim3 blockIdx;
+#include "emu_block.h"  // (from ../wgmma_emu, on the include path)
 
-#define BL_HOST_EMULATION 1
 #define BL_ENTRY bl_emu_mma
-// One block runs at a time, so the kernel's static shared arrays are plain statics.
-#define __shared__ static
-
-static std::barrier<> *emu_block_barrier;
-static std::barrier<> *emu_warp_barrier[8];
-
-static void __syncthreads() { emu_block_barrier->arrive_and_wait(); }
-
-// Garbage bytes in a shared array, by one thread while the others wait.
-#define BL_EMU_STALE_SHARED(array)                                 \
-  do {                                                             \
-    if (threadIdx.x == 0) std::memset(array, 0x5A, sizeof(array)); \
-    __syncthreads();                                               \
-  } while (0)
 
 // cp.async: recorded copies, in commit groups per thread.
 struct EmuCopy {
@@ -179,33 +161,17 @@ int main(int argc, char **argv) {
   std::vector<int> out_raw((size_t)M * N, -7);
 
   const BlGemmParams p{M, N, BK};
-  const unsigned int threads = 256;
-  emu_block_barrier = new std::barrier<>(threads);
-  for (unsigned int i = 0; i < threads / 32; ++i) emu_warp_barrier[i] = new std::barrier<>(32);
-  std::vector<std::pair<unsigned int, unsigned int>> order;
-  for (unsigned int by = 0; by < (M + BM - 1) / BM; ++by)
-    for (unsigned int bx = 0; bx < (N + BN - 1) / BN; ++bx) order.push_back({bx, by});
-  std::shuffle(order.begin(), order.end(), rng);
-  for (auto [bx, by] : order) {
-    std::vector<std::thread> pool;
-    for (unsigned int t = 0; t < threads; ++t)
-      pool.emplace_back([&, t, bx, by] {
-        threadIdx = {t, 0, 0};
-        blockIdx = {bx, by, 0};
-        emu_coin.seed((unsigned int)(problem.seed * 7919 + t * 31 + bx * 131 + by));
-        emu_open.clear();
-        emu_committed.clear();
-        bl_emu_mma(reinterpret_cast<const unsigned char *>(x.data()), packed.data(), xs.data(),
-                   ws.data(), bias.data(), out.data(), out_raw.data(), p);
-        if (!emu_open.empty() || !emu_committed.empty()) {
-          std::fprintf(stderr, "thread %u ended with copies in flight\n", t);
-          std::abort();
-        }
-      });
-    for (auto &th : pool) th.join();
-  }
-  delete emu_block_barrier;
-  for (unsigned int i = 0; i < threads / 32; ++i) delete emu_warp_barrier[i];
+  emu_run_grid((N + BN - 1) / BN, (M + BM - 1) / BM, 256, rng, [&](unsigned int t) {
+    emu_coin.seed((unsigned int)(problem.seed * 7919 + t * 31 + blockIdx.x * 131 + blockIdx.y));
+    emu_open.clear();
+    emu_committed.clear();
+    bl_emu_mma(reinterpret_cast<const unsigned char *>(x.data()), packed.data(), xs.data(),
+               ws.data(), bias.data(), out.data(), out_raw.data(), p);
+    if (!emu_open.empty() || !emu_committed.empty()) {
+      std::fprintf(stderr, "thread %u ended with copies in flight\n", t);
+      std::abort();
+    }
+  });
 
   const unsigned long bad = emu_mismatches(M, N, K, kp, x, w, xs, ws, bias, out, out_raw);
   std::printf("M=%u K=%u N=%u WM_TILES=%d raw=%d: %lu of %lu differ\n", M, K, N, BL_WM_TILES,
