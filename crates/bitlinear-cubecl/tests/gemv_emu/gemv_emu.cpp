@@ -158,14 +158,7 @@ int main(int argc, char **argv) {
     xs[m] = 0.01f + (float)(rng() % 1000) / 1e4f;
 #endif
   }
-  std::vector<int> w;
-  std::vector<unsigned int> packed;
-  emu_ternary_weights(rng, N, K, w, packed);
-  std::vector<float> ws(N), bias(N);
-  for (auto &v : ws) v = 0.01f + (float)(rng() % 1000) / 1e4f;
-  for (auto &v : bias) v = (float)((int)(rng() % 2001) - 1000) / 1e3f;
-  std::vector<float> out((size_t)M * N, -7.0f);
-  std::vector<int> out_raw((size_t)M * N, -7);
+  EmuLayer layer = emu_layer(rng, M, N, K);
 
   float eps_f = eps;
   unsigned int eps_bits;
@@ -175,11 +168,12 @@ int main(int argc, char **argv) {
   const BlU4 *first = BL_FUSED ? (const BlU4 *)xf : (const BlU4 *)x.data();
   emu_run_grid((tiles + BL_TILES - 1) / BL_TILES, (M + BL_MR - 1) / BL_MR, BL_THREADS, rng,
                [&](unsigned int) {
-                 bl_emu_gemv(first, (const BlU4 *)packed.data(), xs.data(), ws.data(),
-                             bias.data(), out.data(), out_raw.data(), p);
+                 bl_emu_gemv(first, (const BlU4 *)layer.packed.data(), xs.data(),
+                             layer.ws.data(), layer.bias.data(), layer.out.data(),
+                             layer.out_raw.data(), p);
                });
 
-  const unsigned long bad = emu_mismatches(M, N, K, kp, x, w, xs, ws, bias, out, out_raw);
+  const unsigned long bad = emu_mismatches(M, N, K, kp, x, xs, layer);
   std::printf("M=%u K=%u N=%u MR=%d fused=%d raw=%d: %lu of %lu differ\n", M, K, N, BL_MR,
               BL_FUSED, BL_RAW, bad, (unsigned long)M * N);
   return bad == 0 ? 0 : 1;

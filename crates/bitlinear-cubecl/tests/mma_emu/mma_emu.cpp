@@ -151,29 +151,22 @@ int main(int argc, char **argv) {
     for (unsigned int k = 0; k < K; ++k) x[(size_t)m * kp + k] = (signed char)(rng() % 256);
     xs[m] = 0.01f + (float)(rng() % 1000) / 1e4f;
   }
-  std::vector<int> w;
-  std::vector<unsigned int> packed;
-  emu_ternary_weights(rng, N, K, w, packed);
-  std::vector<float> ws(N), bias(N);
-  for (auto &v : ws) v = 0.01f + (float)(rng() % 1000) / 1e4f;
-  for (auto &v : bias) v = (float)((int)(rng() % 2001) - 1000) / 1e3f;
-  std::vector<float> out((size_t)M * N, -7.0f);
-  std::vector<int> out_raw((size_t)M * N, -7);
+  EmuLayer layer = emu_layer(rng, M, N, K);
 
   const BlGemmParams p{M, N, BK};
   emu_run_grid((N + BN - 1) / BN, (M + BM - 1) / BM, 256, rng, [&](unsigned int t) {
     emu_coin.seed((unsigned int)(problem.seed * 7919 + t * 31 + blockIdx.x * 131 + blockIdx.y));
     emu_open.clear();
     emu_committed.clear();
-    bl_emu_mma(reinterpret_cast<const unsigned char *>(x.data()), packed.data(), xs.data(),
-               ws.data(), bias.data(), out.data(), out_raw.data(), p);
+    bl_emu_mma(reinterpret_cast<const unsigned char *>(x.data()), layer.packed.data(), xs.data(),
+               layer.ws.data(), layer.bias.data(), layer.out.data(), layer.out_raw.data(), p);
     if (!emu_open.empty() || !emu_committed.empty()) {
       std::fprintf(stderr, "thread %u ended with copies in flight\n", t);
       std::abort();
     }
   });
 
-  const unsigned long bad = emu_mismatches(M, N, K, kp, x, w, xs, ws, bias, out, out_raw);
+  const unsigned long bad = emu_mismatches(M, N, K, kp, x, xs, layer);
   std::printf("M=%u K=%u N=%u WM_TILES=%d raw=%d: %lu of %lu differ\n", M, K, N, BL_WM_TILES,
               BL_RAW, bad, (unsigned long)M * N);
   return bad == 0 ? 0 : 1;

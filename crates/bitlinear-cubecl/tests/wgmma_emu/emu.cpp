@@ -473,15 +473,9 @@ int main(int argc, char **argv) {
   std::vector<signed char> x((size_t)M * kp, 0);
   for (unsigned int m = 0; m < M; ++m)
     for (unsigned int k = 0; k < K; ++k) x[(size_t)m * kp + k] = (signed char)(rng() % 256);
-  std::vector<int> w;
-  std::vector<unsigned int> packed;
-  emu_ternary_weights(rng, N, K, w, packed);
-  std::vector<float> xs(M), ws(N), bias(N);
+  std::vector<float> xs(M);
   for (auto &v : xs) v = 0.01f + (float)(rng() % 1000) / 1e4f;
-  for (auto &v : ws) v = 0.01f + (float)(rng() % 1000) / 1e4f;
-  for (auto &v : bias) v = (float)((int)(rng() % 2001) - 1000) / 1e3f;
-  std::vector<float> out((size_t)M * N, -7.0f);
-  std::vector<int> out_raw((size_t)M * N, -7);
+  EmuLayer layer = emu_layer(rng, M, N, K);
 
   const unsigned int threads = BL_THREADS;
 #if BL_TMA
@@ -554,8 +548,8 @@ int main(int argc, char **argv) {
 #if BL_TMA
                 xmap, (const unsigned char *)x.data(),
 #endif
-                (const unsigned char *)x.data(), packed.data(), xs.data(), ws.data(),
-                bias.data(), out.data(), out_raw.data(),
+                (const unsigned char *)x.data(), layer.packed.data(), xs.data(),
+                layer.ws.data(), layer.bias.data(), layer.out.data(), layer.out_raw.data(),
 #if BL_SK
                 sk_partials.data(), sk_counters.data(),
 #endif
@@ -577,7 +571,7 @@ int main(int argc, char **argv) {
     delete emu_named_barrier[c];
   }
 
-  const unsigned long bad = emu_mismatches(M, N, K, kp, x, w, xs, ws, bias, out, out_raw);
+  const unsigned long bad = emu_mismatches(M, N, K, kp, x, xs, layer);
   std::printf("M=%u K=%u N=%u BM=%d slabs=%d raw=%d: %lu of %lu differ\n", M, K, N, BL_BM, BL_SLABS,
               BL_RAW, bad, (unsigned long)M * N);
   return bad == 0 ? 0 : 1;

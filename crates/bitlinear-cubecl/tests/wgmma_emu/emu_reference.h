@@ -51,14 +51,37 @@ static void emu_ternary_weights(std::mt19937_64 &rng, unsigned int N, unsigned i
     }
 }
 
+// One problem's layer: ternary weights `w` [N, K] and their packed words, per-channel scales
+// `ws`, a bias, and both output buffers ([M, N]) filled with -7 (what the kernel leaves
+// unwritten shows).
+struct EmuLayer {
+  std::vector<int> w;
+  std::vector<unsigned int> packed;
+  std::vector<float> ws, bias, out;
+  std::vector<int> out_raw;
+};
+
+static EmuLayer emu_layer(std::mt19937_64 &rng, unsigned int M, unsigned int N, unsigned int K) {
+  EmuLayer l;
+  emu_ternary_weights(rng, N, K, l.w, l.packed);
+  l.ws.resize(N);
+  l.bias.resize(N);
+  for (auto &v : l.ws) v = 0.01f + (float)(rng() % 1000) / 1e4f;
+  for (auto &v : l.bias) v = (float)((int)(rng() % 2001) - 1000) / 1e3f;
+  l.out.assign((size_t)M * N, -7.0f);
+  l.out_raw.assign((size_t)M * N, -7);
+  return l;
+}
+
 // Outputs that differ from the reference (the first 5 printed): the exact i32 product of the
-// int8 activations `x` (rows of `kp` bytes) and `w` with BL_RAW, else the f32 epilogue bit for
-// bit (a NaN where the reference is NaN).
+// int8 activations `x` (rows of `kp` bytes) and the layer's weights with BL_RAW, else the f32
+// epilogue with activation scales `xs` bit for bit (a NaN where the reference is NaN).
 static unsigned long emu_mismatches(unsigned int M, unsigned int N, unsigned int K, unsigned int kp,
-                                    const std::vector<signed char> &x, const std::vector<int> &w,
-                                    const std::vector<float> &xs, const std::vector<float> &ws,
-                                    const std::vector<float> &bias, const std::vector<float> &out,
-                                    const std::vector<int> &out_raw) {
+                                    const std::vector<signed char> &x,
+                                    const std::vector<float> &xs, const EmuLayer &layer) {
+  const std::vector<int> &w = layer.w;
+  const std::vector<float> &ws = layer.ws, &bias = layer.bias, &out = layer.out;
+  const std::vector<int> &out_raw = layer.out_raw;
   unsigned long bad = 0;
   for (unsigned int m = 0; m < M; ++m)
     for (unsigned int n = 0; n < N; ++n) {
