@@ -25,7 +25,7 @@
 # machine).
 set -uo pipefail
 O=${1:?output folder}
-STEP=${2:?step: diagnose, kernels, gemv or burn}
+STEP=${2:?step: diagnose, kernels, gemv, sweep or burn}
 mkdir -p .gpu
 [ -f .gpu/carry/gpu_check.gz ] && gunzip -c .gpu/carry/gpu_check.gz > .gpu/gpu_check && chmod +x .gpu/gpu_check
 [ -f .gpu/carry/bench.gz ] && gunzip -c .gpu/carry/bench.gz > .gpu/bitlinear-bench-cuda && chmod +x .gpu/bitlinear-bench-cuda
@@ -156,6 +156,25 @@ if [ "$STEP" = gemv ]; then
   GPU_CHECK_ONLY=half_outputs timeout -k 5 ${HALF_TIMEOUT:-170} .gpu/gpu_check 2>> "$O/half_outputs.stderr" \
     | grep -v '"op":"device"' >> "$O/results.jsonl"
   echo "{\"op\":\"note\",\"what\":\"half_outputs exited with ${PIPESTATUS[0]}\"}" >> "$O/results.jsonl"
+  cp .gpu/ncu.csv .gpu/profile_launches.jsonl "$O/" 2>/dev/null
+  tail -c 6000 .gpu/gpu_check.stderr > "$O/stderr_tail.txt" 2>/dev/null
+fi
+
+if [ "$STEP" = sweep ]; then
+  # Session 13's K sweep (diagnose) found a fixed ~9-15 µs per launch in wall time, the same for
+  # 1.9 and 3.9 waves of tiles and with the host's enqueue at 12-18 µs per call: is it on the
+  # device (prologue, drain) or the host's launch path? The same sweep under Nsight Compute
+  # (device time per launch, `"op":"device_time"` lines), with the new activation quantization
+  # at M = 2048 (`quantize` rows) against its floor. No checks (the configurations passed on an
+  # H200 in session 13), no torch. ~4 min.
+  RESULTS=$O/results.jsonl GPU_CHECK_LIST=" " GPU_CHECK_SKIP_BENCH=1 GPU_CHECK_NO_TORCH=1 \
+    GPU_CHECK_NO_LOGS=1 GPU_CHECK_QUICK=1 GPU_CHECK_MS=2048 GPU_CHECK_NO_MMA=1 \
+    GPU_CHECK_NO_CMMA_TILED=1 GPU_CHECK_NO_CMMA=1 GPU_CHECK_NO_AUTOTUNE=1 GPU_CHECK_NO_BF16=1 \
+    GPU_CHECK_SHAPES=${SWEEP_SHAPES:-1024x4096,2048x4096,4096x4096,8192x4096,16384x4096} \
+    GPU_CHECK_WGMMA_CONFIGS=${WGMMA_CONFIGS:-32,11,20} GPU_CHECK_ABLATE=1 \
+    GPU_CHECK_NCU_TIMEOUT=${NCU_TIMEOUT:-200} timeout -k 5 300 bash scripts/gpu-check.sh \
+    > "$O/gpu-check.out" 2>&1
+  echo "{\"op\":\"note\",\"what\":\"gpu-check exited with $?\"}" >> "$O/results.jsonl"
   cp .gpu/ncu.csv .gpu/profile_launches.jsonl "$O/" 2>/dev/null
   tail -c 6000 .gpu/gpu_check.stderr > "$O/stderr_tail.txt" 2>/dev/null
 fi

@@ -890,9 +890,11 @@ impl Variant {
         }
     }
     /// The same variant with autotuning on, unless `GPU_CHECK_NO_AUTOTUNE` is set (the script
-    /// sets it when the `wgmma_gemm_autotuned` check failed).
+    /// sets it when the `wgmma_gemm_autotuned` check failed) or `GPU_CHECK_PROFILE` is: the
+    /// tuner's own launches would shift the join of ncu's rows to the announced launches.
     fn tuned(mut self) -> Self {
-        self.autotune = std::env::var("GPU_CHECK_NO_AUTOTUNE").is_err();
+        self.autotune = std::env::var("GPU_CHECK_NO_AUTOTUNE").is_err()
+            && std::env::var("GPU_CHECK_PROFILE").is_err();
         self
     }
     /// The same kernel writing bf16 outputs.
@@ -1015,6 +1017,8 @@ fn all_variants(m: usize, cmma_ok: bool, raw_ok: bool, wgmma_ok: bool) -> Vec<Va
                 // As layers only where the fused forms passed their check.
                 let layer_too = |v: Variant| if no_fused_configs() { v } else { main(v) };
                 v.push(layer_too(Variant::dp4a("dp4a-t2", 8)));
+                // One tile per block: the fused layer's default before session 13.
+                v.push(layer_too(Variant::dp4a("dp4a-t1", 1)));
                 v.push(layer_too(Variant::dp4a("dp4a-t4", 9)));
             }
         }
@@ -1165,6 +1169,19 @@ fn all_variants(m: usize, cmma_ok: bool, raw_ok: bool, wgmma_ok: bool) -> Vec<Va
     }
 }
 
+/// `GPU_CHECK_SHAPES=KxN,...`: shapes replacing the benchmark ones in the timings and the
+/// profile (e.g. a K sweep at one N).
+fn custom_shapes() -> Option<Vec<(usize, usize)>> {
+    std::env::var("GPU_CHECK_SHAPES").ok().map(|list| {
+        list.split(',')
+            .filter_map(|s| {
+                let (k, n) = s.trim().split_once('x')?;
+                Some((k.parse().ok()?, n.parse().ok()?))
+            })
+            .collect()
+    })
+}
+
 /// `GPU_CHECK_PROFILE=1`: a few launches of every variant, each kernel launch announced by a
 /// `{"op":"launch",...}` line in launch order, for `ncu` (device-side kernel durations; see
 /// scripts/gpu-check.sh, which joins ncu's rows to these lines by order).
@@ -1174,12 +1191,9 @@ fn profile<R: Runtime>(c: &ComputeClient<R>, rng: &mut Rng, cmma_ok: bool) {
         println!(r#"{{"op":"launch","index":{index},"what":"{what}","m":{m},"k":{k},"n":{n}}}"#);
         index += 1;
     };
-    for &(k, n) in &[
-        (4096usize, 4096usize),
-        (4096, 11008),
-        (8192, 28672),
-        (2560, 6912),
-    ] {
+    let shapes = custom_shapes()
+        .unwrap_or_else(|| vec![(4096, 4096), (4096, 11008), (8192, 28672), (2560, 6912)]);
+    for &(k, n) in &shapes {
         let words = packed_word_count(k, n);
         let host = random_words(rng, words);
         let w = PackedWeights::from_handles(
@@ -1219,9 +1233,10 @@ fn profile<R: Runtime>(c: &ComputeClient<R>, rng: &mut Rng, cmma_ok: bool) {
                 Variant::reset();
             }
             // The fused quantize + GEMV: the whole layer in one kernel (elsewhere `ternary_linear`
-            // takes two, which would shift the join of ncu's rows to these lines), with one, two
-            // and four tiles per block; where only its bounds on M and K keep it out (e.g.
-            // 8192→28672 at M = 1), widened, with one and four tiles.
+            // takes two, which would shift the join of ncu's rows to these lines), with its
+            // default (two tiles per block since session 13), one and four tiles per block; where
+            // only its bounds on M and K keep it out (e.g. 8192→28672 at M = 1), widened, with
+            // the default and four tiles.
             let narrow = fused_gemv_fits(m, k);
             fused_linear_widen(true);
             let wide = fused_gemv_fits(m, k);
@@ -1229,7 +1244,7 @@ fn profile<R: Runtime>(c: &ComputeClient<R>, rng: &mut Rng, cmma_ok: bool) {
             let fused_configs: &[(&str, usize)] = if narrow {
                 &[
                     ("fused-linear", 0),
-                    ("fused-linear-t2", 8),
+                    ("fused-linear-t1", 1),
                     ("fused-linear-t4", 9),
                 ]
             } else if wide {
@@ -1486,15 +1501,7 @@ fn bench<R: Runtime>(
     );
     drop((src, dst));
 
-    // GPU_CHECK_SHAPES=KxN,... replaces the benchmark shapes (e.g. a K sweep at one N).
-    let custom: Option<Vec<(usize, usize)>> = std::env::var("GPU_CHECK_SHAPES").ok().map(|list| {
-        list.split(',')
-            .filter_map(|s| {
-                let (k, n) = s.trim().split_once('x')?;
-                Some((k.parse().ok()?, n.parse().ok()?))
-            })
-            .collect()
-    });
+    let custom = custom_shapes();
     let shapes: &[(usize, usize)] = if let Some(custom) = &custom {
         custom
     } else if tiny {

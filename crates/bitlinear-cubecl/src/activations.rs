@@ -6,7 +6,7 @@ use cubecl::server::Handle;
 use crate::device::{grid_1d, grid_for_elements};
 use crate::error::Result;
 use crate::kernels::activation_quant::{
-    max_reduce_kernel, quantize_rows_kernel, row_absmax_kernel,
+    max_reduce_kernel, quantize_rows_kernel, quantize_short_rows_kernel, row_absmax_kernel,
 };
 use crate::kernels::dequant::dequant_activations_kernel;
 use crate::types::{words_per_row, ActivationGranularity, FloatDtype, QuantizedActivations};
@@ -14,6 +14,17 @@ use crate::validate;
 
 /// Units per cube of the row kernels.
 const ROW_CUBE: usize = 256;
+
+/// Most words (of four inputs) each unit of the per-token kernel holds in registers: rows of up
+/// to `4 · 8 · ROW_CUBE` = 8192 inputs are read once; longer rows take the two-pass kernel.
+const MAX_WORDS_PER_UNIT: usize = 8;
+
+/// Words per unit of [`quantize_short_rows_kernel`] for rows of `words` words (a power of two,
+/// so that few kernel variants are compiled), or `None` when the row is too long for it.
+fn short_row_words_per_unit(words: usize) -> Option<usize> {
+    let per_unit = words.div_ceil(ROW_CUBE).next_power_of_two();
+    (per_unit <= MAX_WORDS_PER_UNIT).then_some(per_unit)
+}
 
 /// Quantizes f32 activations `x` (row-major `[M, K]`, contiguous) to int8 by absmax:
 /// `s = max(absmax, eps) / 127`, `q = clamp(round_ties_even(x / s), -128, 127)`, per row or per
@@ -73,6 +84,35 @@ fn quantize_typed<F: Float, R: Runtime>(
         });
     }
     let per_tensor = granularity == ActivationGranularity::PerTensor;
+    if let (false, Some(words_per_unit)) = (per_tensor, short_row_words_per_unit(wpr)) {
+        // SAFETY: `x` holds `m·k` values (checked above), `codes` `m·wpr` words and `scales` `m`
+        // values (allocated here); the kernel reads a row's inputs only below `k`, writes its
+        // words only below `wpr`, and leaves cubes past `m` at once.
+        unsafe {
+            quantize_short_rows_kernel::launch_unchecked::<F, R>(
+                client,
+                grid_1d(m),
+                CubeDim::new_1d(ROW_CUBE as u32),
+                ArrayArg::from_raw_parts(x.clone(), elems),
+                ArrayArg::from_raw_parts(codes.clone(), m * wpr),
+                ArrayArg::from_raw_parts(scales.clone(), m),
+                m,
+                k,
+                wpr,
+                eps,
+                f32::NAN,
+                f32::INFINITY,
+                words_per_unit,
+                ROW_CUBE,
+            );
+        }
+        return Ok(QuantizedActivations {
+            codes,
+            scales,
+            m,
+            k,
+        });
+    }
     let absmax = client.empty(4);
     if per_tensor {
         let row_max = client.empty(m * 4);

@@ -64,8 +64,10 @@ const GEMV_BASE: GemvConfig = GemvConfig {
 };
 
 /// The configurations [`dp4a_gemv_config_override`] selects from (1-based); the first is the
-/// default. It has no 4-accumulator split: on an H100 it was as fast as the split at three of
-/// the four benchmark shapes and 4-23% faster at 4096→11008 (device times, BENCHMARKS.md).
+/// default on activation codes ([`FUSED_GEMV_CONFIG`] fused). It has no 4-accumulator split: on
+/// an H100 it was as fast as the split at three of the four benchmark shapes and 4-23% faster at
+/// 4096→11008 (device times, BENCHMARKS.md; on an H200 in session 13 the split was 3-6% faster
+/// at three shapes and 2% slower at 2560→6912).
 const GEMV_CONFIGS: [GemvConfig; 9] = [
     GemvConfig {
         fused_min_blocks: 6,
@@ -126,9 +128,18 @@ const GEMV_CONFIGS: [GemvConfig; 9] = [
     },
 ];
 
+/// The block configuration (1-based, as [`dp4a_gemv_config_override`]) of the fused quantize +
+/// GEMV: two tiles per block. Each block quantizes the whole input row, so two tiles halve those
+/// L2 reads and the blocks. On an H200 (session 13, device time at M = 1) the fused layer took
+/// 9.74 µs instead of 11.46 at 4096→11008, 6.24 instead of 6.90 at 4096², 6.50 instead of 7.54
+/// at 2560→6912, and 7-13% less back to back; on codes alone, two tiles were slower (7.63
+/// µs against 6.75 at 4096→11008), so the GEMV on codes keeps configuration 1.
+const FUSED_GEMV_CONFIG: usize = 8;
+
 static GEMV_CONFIG: TuningOverride = TuningOverride::new(&[1, 2, 3, 4, 5, 6, 7, 8, 9]);
 
-/// Forces one of the dp4a GEMV's block configurations (1..=9; 0 restores the default, 1). For
+/// Forces one of the dp4a GEMV's block configurations (1..=9; 0 restores the defaults: 1 on
+/// codes, [`FUSED_GEMV_CONFIG`] fused). For
 /// benchmarks and tests: every configuration computes the same result.
 #[doc(hidden)]
 pub fn dp4a_gemv_config_override(config: usize) {
@@ -640,7 +651,9 @@ fn wgmma_default_config(m: usize, n: usize, k: usize, sms: usize) -> usize {
 /// choice), each checked exact on an H100 (session 8) and the fastest at one or more benchmark
 /// points there or expected to be once the per-tile epilogue cost is gone (session 11): 256-row
 /// blocks (10), 128-row blocks (11), warp-specialized with TMA (20) and three fragment sets
-/// (32), and those in stream-K over all tiles (35, 36).
+/// (32), and those in stream-K over all tiles (35, 36). On an H200 (session 13) the tuner chose
+/// 20 at M = 2048 at every benchmark shape, and 11, 20, 32 or 35 at M = 512; the persistent
+/// grids (39, 40) and the multicast (38), exact there, beat none of these anywhere.
 const WGMMA_TUNE: &[usize] = &[10, 11, 20, 32, 35, 36];
 
 /// The wgmma configurations autotuning times up to [`WGMMA_SMALL_M`] rows: 64-row blocks in
@@ -989,7 +1002,12 @@ impl RawLaunch<'_> {
     /// Buffers must match the shapes (validated by `launch_matmul`); CUDA runtime only.
     pub(crate) unsafe fn gemv<R: Runtime>(&self, client: &ComputeClient<R>) {
         let rows = gemv_rows_per_block(self.m);
-        let config = GEMV_CONFIGS[GEMV_CONFIG.get().unwrap_or(1) - 1];
+        let default = if self.fused.is_some() {
+            FUSED_GEMV_CONFIG
+        } else {
+            1
+        };
+        let config = GEMV_CONFIGS[GEMV_CONFIG.get().unwrap_or(default) - 1];
         let fused_kp = self.fused.map(|_| 16 * self.blocks_k);
         let kernel = self.kernel(
             "gemv_dp4a",

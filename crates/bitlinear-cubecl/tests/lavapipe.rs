@@ -242,15 +242,17 @@ fn activation_quantization_matches_reference() {
     }
 }
 
-/// Rows long enough for the quantization kernel's four-loads-per-step absmax pass (K > 3 · 256
-/// from each unit's start) and its whole-word pass, with a ragged end: exact against the
-/// reference, and a NaN or infinity anywhere in a row (inside the four-load steps or in the
-/// tail) gives that row a NaN scale and zero codes.
+/// Long rows, with a ragged end: per token, rows of up to 8192 inputs take the kernel that holds
+/// a row in registers (1, 2, 4 and 8 words per unit: K = 1024, 1025, 2049, 4100 and 8192), longer
+/// ones (8193) and every per-tensor row the two-pass kernel (its four-loads-per-step absmax pass,
+/// K > 3 · 256 from each unit's start, and its whole-word pass). Exact against the reference,
+/// and a NaN or infinity anywhere in a row (inside the four-load steps or in the tail) gives
+/// that row a NaN scale and zero codes.
 #[test]
 fn long_rows_quantize_like_the_reference() {
     let c = client();
     let mut rng = StdRng::seed_from_u64(11);
-    for &k in &[1023usize, 1024, 1025, 4100, 5003] {
+    for &k in &[1023usize, 1024, 1025, 2049, 4100, 5003, 8192, 8193] {
         for (m, bad) in [
             (1, None),
             (3, Some((1usize, 7usize, f32::NAN))),

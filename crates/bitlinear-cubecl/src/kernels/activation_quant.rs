@@ -63,6 +63,14 @@ fn row_absmax<F: Float>(
         local = larger(local, a);
         i += cube_size;
     }
+    cube_absmax(local, cube_size)
+}
+
+/// The largest of the cube's `local` absolute values (non-NaN, see [`finite_or_inf`]), by a
+/// tree in shared memory; every unit gets it.
+#[cube]
+fn cube_absmax(local: f32, #[comptime] cube_size: usize) -> f32 {
+    let unit = UNIT_POS as usize;
     let mut smem = SharedMemory::<f32>::new(cube_size);
     smem[unit] = local;
     sync_cube();
@@ -186,6 +194,83 @@ pub fn quantize_rows_kernel<F: Float>(
         }
         codes[row * words_per_row + w] = word;
         w += cube_size;
+    }
+}
+
+/// Per-token quantization of rows short enough to stay in registers: one cube per row, each unit
+/// holding the `4 · words_per_unit` inputs of its words `unit, unit + cube_size, …` (so a row
+/// may span up to `4 · words_per_unit · cube_size` inputs, padding included). Same results as
+/// [`quantize_rows_kernel()`] per token, with the row read from memory once, all of a unit's
+/// loads issued before any is used (one memory round trip per row instead of two passes of
+/// dependent steps: that kernel took ~10 µs for one row of 8192 inputs on an H200), and the
+/// codes built from registers.
+#[cube(launch_unchecked)]
+#[allow(clippy::too_many_arguments)]
+pub fn quantize_short_rows_kernel<F: Float>(
+    x: &Array<F>,
+    codes: &mut Array<u32>,
+    scales: &mut Array<f32>,
+    m: usize,
+    k: usize,
+    words_per_row: usize,
+    eps: f32,
+    nonfinite: f32,
+    inf: f32,
+    #[comptime] words_per_unit: usize,
+    #[comptime] cube_size: usize,
+) {
+    let row = linear_cube_pos();
+    if row >= m {
+        terminate!();
+    }
+    let unit = UNIT_POS as usize;
+    let base = row * k;
+    // Inputs past K (the row's padding words) read as zero: their codes are zero.
+    let mut vals = Array::<f32>::new(comptime!(words_per_unit * 4));
+    #[unroll]
+    for r in 0..words_per_unit {
+        let kk = (unit + r * cube_size) * 4;
+        #[unroll]
+        for j in 0..4u32 {
+            let at = kk + j as usize;
+            let mut v = 0.0f32;
+            if at < k {
+                v = f32::cast_from(x[base + at]);
+            }
+            vals[r * 4 + j as usize] = v;
+        }
+    }
+    let mut local = 0.0f32;
+    #[unroll]
+    for i in 0..comptime!(words_per_unit * 4) {
+        local = larger(local, finite_or_inf(f32::abs(vals[i]), inf));
+    }
+    let amax = cube_absmax(local, cube_size);
+    let finite = amax <= F32_MAX;
+    let mut clamped = amax;
+    if amax < eps {
+        clamped = eps;
+    }
+    let mut s = clamped / 127.0;
+    if !finite {
+        s = nonfinite;
+    }
+    if unit == 0 {
+        scales[row] = s;
+    }
+    #[unroll]
+    for r in 0..words_per_unit {
+        let w = unit + r * cube_size;
+        if w < words_per_row {
+            let mut word = 0u32;
+            if finite {
+                word = code_byte(vals[r * 4], s)
+                    | (code_byte(vals[r * 4 + 1], s) << 8)
+                    | (code_byte(vals[r * 4 + 2], s) << 16)
+                    | (code_byte(vals[r * 4 + 3], s) << 24);
+            }
+            codes[row * words_per_row + w] = word;
+        }
     }
 }
 
