@@ -198,3 +198,30 @@ pub fn dequantize_activations<R: Runtime>(
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each row's words fit its units' registers (at most [`MAX_WORDS_PER_UNIT`] each, a power of
+    /// two) until the row passes 8192 inputs; past that the two-pass kernel takes it.
+    #[test]
+    fn short_rows_get_enough_registers_up_to_8192_inputs() {
+        for words in 1..=3000usize {
+            match short_row_words_per_unit(words) {
+                Some(per_unit) => {
+                    assert!(per_unit.is_power_of_two() && per_unit <= MAX_WORDS_PER_UNIT);
+                    assert!(
+                        per_unit * ROW_CUBE >= words,
+                        "{words} words, {per_unit} per unit"
+                    );
+                    // The fewest that fit, rounded up to a power of two.
+                    assert!(per_unit == 1 || (per_unit / 2) * ROW_CUBE < words);
+                }
+                None => assert!(words > MAX_WORDS_PER_UNIT * ROW_CUBE, "{words} words"),
+            }
+        }
+        assert_eq!(short_row_words_per_unit(words_per_row(8192)), Some(8));
+        assert_eq!(short_row_words_per_unit(words_per_row(8193)), None);
+    }
+}
