@@ -84,36 +84,57 @@ fn quantize_typed<F: Float, R: Runtime>(
         });
     }
     let per_tensor = granularity == ActivationGranularity::PerTensor;
-    if let (false, Some(words_per_unit)) = (per_tensor, short_row_words_per_unit(wpr)) {
-        // SAFETY: `x` holds `m·k` values (checked above), `codes` `m·wpr` words and `scales` `m`
-        // values (allocated here); the kernel reads a row's inputs only below `k`, writes its
-        // words only below `wpr`, and leaves cubes past `m` at once.
-        unsafe {
-            quantize_short_rows_kernel::launch_unchecked::<F, R>(
-                client,
-                grid_1d(m),
-                CubeDim::new_1d(ROW_CUBE as u32),
-                ArrayArg::from_raw_parts(x.clone(), elems),
-                ArrayArg::from_raw_parts(codes.clone(), m * wpr),
-                ArrayArg::from_raw_parts(scales.clone(), m),
-                m,
-                k,
-                wpr,
-                eps,
-                f32::NAN,
-                f32::INFINITY,
-                words_per_unit,
-                ROW_CUBE,
-            );
+    match short_row_words_per_unit(wpr) {
+        Some(words_per_unit) if !per_tensor => {
+            // SAFETY: `x` holds `m·k` values (checked above), `codes` `m·wpr` words and `scales`
+            // `m` values (allocated here); the kernel reads a row's inputs only below `k`, writes
+            // its words only below `wpr`, and leaves cubes past `m` at once.
+            unsafe {
+                quantize_short_rows_kernel::launch_unchecked::<F, R>(
+                    client,
+                    grid_1d(m),
+                    CubeDim::new_1d(ROW_CUBE as u32),
+                    ArrayArg::from_raw_parts(x.clone(), elems),
+                    ArrayArg::from_raw_parts(codes.clone(), m * wpr),
+                    ArrayArg::from_raw_parts(scales.clone(), m),
+                    m,
+                    k,
+                    wpr,
+                    eps,
+                    f32::NAN,
+                    f32::INFINITY,
+                    words_per_unit,
+                    ROW_CUBE,
+                );
+            }
         }
-        return Ok(QuantizedActivations {
-            codes,
-            scales,
-            m,
-            k,
-        });
+        _ => quantize_two_pass::<F, R>(client, x, &codes, &scales, m, k, per_tensor, eps),
     }
+    Ok(QuantizedActivations {
+        codes,
+        scales,
+        m,
+        k,
+    })
+}
+
+/// Rows too long for [`quantize_short_rows_kernel`], and per-tensor scales: the absmax first
+/// (per tensor: of every row, then of those), then the codes in a second pass over `x`.
+#[allow(clippy::too_many_arguments)]
+fn quantize_two_pass<F: Float, R: Runtime>(
+    client: &ComputeClient<R>,
+    x: &Handle,
+    codes: &Handle,
+    scales: &Handle,
+    m: usize,
+    k: usize,
+    per_tensor: bool,
+    eps: f32,
+) {
+    let elems = m * k;
+    let wpr = words_per_row(k);
     let absmax = client.empty(4);
+    // SAFETY (all): as [`quantize_typed`]'s; `row_max` holds `m` values, `absmax` one.
     if per_tensor {
         let row_max = client.empty(m * 4);
         unsafe {
@@ -159,12 +180,6 @@ fn quantize_typed<F: Float, R: Runtime>(
             ROW_CUBE,
         );
     }
-    Ok(QuantizedActivations {
-        codes,
-        scales,
-        m,
-        k,
-    })
 }
 
 /// Dequantizes int8 activations to f32 `[M, K]` (`s_x[m] · xq[m, k]`), e.g. for the weight

@@ -158,14 +158,7 @@ pub fn quantize_rows_kernel<F: Float>(
         row_absmax::<F>(x, base, k, inf, cube_size)
     };
     let finite = amax <= F32_MAX;
-    let mut clamped = amax;
-    if amax < eps {
-        clamped = eps;
-    }
-    let mut s = clamped / 127.0;
-    if !finite {
-        s = nonfinite;
-    }
+    let s = row_scale(amax, eps, nonfinite);
     if unit == 0 {
         scales[row] = s;
     }
@@ -179,10 +172,7 @@ pub fn quantize_rows_kernel<F: Float>(
             let v1 = f32::cast_from(x[base + kk + 1]);
             let v2 = f32::cast_from(x[base + kk + 2]);
             let v3 = f32::cast_from(x[base + kk + 3]);
-            word = code_byte(v0, s)
-                | (code_byte(v1, s) << 8)
-                | (code_byte(v2, s) << 16)
-                | (code_byte(v3, s) << 24);
+            word = code_word(v0, v1, v2, v3, s);
         } else if finite {
             // The row's last, partial word (zero codes past K).
             #[unroll]
@@ -247,14 +237,7 @@ pub fn quantize_short_rows_kernel<F: Float>(
     }
     let amax = cube_absmax(local, cube_size);
     let finite = amax <= F32_MAX;
-    let mut clamped = amax;
-    if amax < eps {
-        clamped = eps;
-    }
-    let mut s = clamped / 127.0;
-    if !finite {
-        s = nonfinite;
-    }
+    let s = row_scale(amax, eps, nonfinite);
     if unit == 0 {
         scales[row] = s;
     }
@@ -264,14 +247,38 @@ pub fn quantize_short_rows_kernel<F: Float>(
         if w < words_per_row {
             let mut word = 0u32;
             if finite {
-                word = code_byte(vals[r * 4], s)
-                    | (code_byte(vals[r * 4 + 1], s) << 8)
-                    | (code_byte(vals[r * 4 + 2], s) << 16)
-                    | (code_byte(vals[r * 4 + 3], s) << 24);
+                word = code_word(
+                    vals[r * 4],
+                    vals[r * 4 + 1],
+                    vals[r * 4 + 2],
+                    vals[r * 4 + 3],
+                    s,
+                );
             }
             codes[row * words_per_row + w] = word;
         }
     }
+}
+
+/// The scale of a row of absmax `amax`: `max(amax, eps) / 127`, or `nonfinite` if `amax` is not
+/// finite (the row holds NaN/Inf).
+#[cube]
+fn row_scale(amax: f32, eps: f32, nonfinite: f32) -> f32 {
+    let mut clamped = amax;
+    if amax < eps {
+        clamped = eps;
+    }
+    let mut s = clamped / 127.0;
+    if !(amax <= F32_MAX) {
+        s = nonfinite;
+    }
+    s
+}
+
+/// Four consecutive inputs' codes in one little-endian word (the first in the low byte).
+#[cube]
+fn code_word(v0: f32, v1: f32, v2: f32, v3: f32, s: f32) -> u32 {
+    code_byte(v0, s) | (code_byte(v1, s) << 8) | (code_byte(v2, s) << 16) | (code_byte(v3, s) << 24)
 }
 
 /// `clamp(round_ties_even(v / s), -128, 127)` as an int8 code in the low byte.
