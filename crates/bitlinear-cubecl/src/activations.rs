@@ -28,7 +28,8 @@ fn short_row_words_per_unit(words: usize) -> Option<usize> {
 
 /// Quantizes f32 activations `x` (row-major `[M, K]`, contiguous) to int8 by absmax:
 /// `s = max(absmax, eps) / 127`, `q = clamp(round_ties_even(x / s), -128, 127)`, per row or per
-/// tensor. One pass over `x` per token (per tensor: one extra absmax pass).
+/// tensor. Per token, rows of up to 8192 inputs are read from memory once (held in registers);
+/// longer rows are read twice (absmax, then codes), and per tensor adds one absmax pass.
 /// Rows with NaN/Inf get a NaN scale (per tensor: every row) and zero codes, so their outputs
 /// are NaN. `M = 0` returns empty buffers.
 pub fn quantize_activations<R: Runtime>(
