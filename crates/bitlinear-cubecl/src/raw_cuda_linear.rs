@@ -649,7 +649,7 @@ fn wgmma_default_config(m: usize, n: usize, k: usize, sms: usize) -> usize {
 
 /// The wgmma configurations autotuning times above [`WGMMA_SMALL_M`] rows (besides the static
 /// choice), each checked exact on an H100 (session 8) and the fastest at one or more benchmark
-/// points there or expected to be once the per-tile epilogue cost is gone (session 11): 256-row
+/// points there: 256-row
 /// blocks (10), 128-row blocks (11), warp-specialized with TMA (20) and three fragment sets
 /// (32), and those in stream-K over all tiles (35, 36). On an H200 (session 13) the tuner chose
 /// 20 at M = 2048 at every benchmark shape, and 11, 20, 32 or 35 at M = 512; the persistent
@@ -1027,8 +1027,10 @@ impl RawLaunch<'_> {
     /// As [`Self::gemv`]; sm ≥ 80.
     pub(crate) unsafe fn gemm<R: Runtime>(&self, client: &ComputeClient<R>) {
         let tiles = GEMM_WARP_TILES.get().unwrap_or_else(|| {
+            let sms = client.properties().hardware.num_streaming_multiprocessors;
             self.tuned(
                 client,
+                sms.unwrap_or(0),
                 "mma",
                 GEMM_WARP_TILES_DEFAULT,
                 &GEMM_WARP_TILINGS,
@@ -1094,6 +1096,7 @@ impl RawLaunch<'_> {
             let sms = client.properties().hardware.num_streaming_multiprocessors;
             let k = 16 * self.blocks_k;
             let default = wgmma_default_config(self.m, self.n, k, sms.unwrap_or(132) as usize);
+            let sms = sms.unwrap_or(0);
             if WGMMA_ABLATION.load(Ordering::Relaxed) != 0 {
                 // Diagnosis: the ablated kernel is timed as asked, never tuned.
                 return default;
@@ -1103,7 +1106,7 @@ impl RawLaunch<'_> {
             } else {
                 WGMMA_TUNE
             };
-            self.tuned(client, "wgmma", default, candidates, |c| {
+            self.tuned(client, sms, "wgmma", default, candidates, |c| {
                 // SAFETY: as this function's (the same launch with another block shape).
                 unsafe { self.wgmma_gemm_with(client, c) }
             })
@@ -1114,19 +1117,20 @@ impl RawLaunch<'_> {
     /// The configuration of this launch's problem (`default` first among `candidates`) as
     /// autotuned ([`crate::autotune`]): `default` where autotuning is off, else the cached
     /// choice, else each candidate timed through `launch` now (on this launch's own buffers:
-    /// every candidate computes the same outputs).
+    /// every candidate computes the same outputs). `sms`: the device's multiprocessors (0 if
+    /// unknown), which the caller has already read.
     fn tuned<R: Runtime>(
         &self,
         client: &ComputeClient<R>,
+        sms: u32,
         family: &'static str,
         default: usize,
         candidates: &[usize],
         launch: impl Fn(usize),
     ) -> usize {
-        let sms = client.properties().hardware.num_streaming_multiprocessors;
         let key = TuneKey {
             family,
-            sms: sms.unwrap_or(0),
+            sms,
             m_bucket: TuneKey::bucket(self.m),
             n: self.n,
             k: 16 * self.blocks_k,

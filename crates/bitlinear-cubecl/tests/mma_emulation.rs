@@ -25,7 +25,7 @@ fn mma_gemm_matches_the_reference_in_cpu_emulation() {
     // M: one row, partial and whole 128/256-row blocks; K: below one k-block, odd, within one
     // 64-deep stage, several stages with a partial last one, 17 stages (the 3-stage pipeline
     // wraps around many times); N: one, odd, across 128-row blocks and 16-row tiles.
-    let problems: [(usize, usize, usize, u64); 7] = [
+    let problems: [cxx::Problem; 7] = [
         (1, 1, 1, 1),
         (1, 16, 1, 2),
         (3, 15, 7, 3),
