@@ -20,12 +20,13 @@
 # GEMV's block shapes and the fused layer at M = 1 with device times and registers, and back to
 # back (b2b: calls queued behind a spin kernel, as a model's consecutive layers run) against
 # torch measured the same way, then the f16/bf16 outputs of every path; M64=1 adds session 8's
-# M = 64 timings), `burn` (~4 min: Burn's f32 and bf16 Linear
+# M = 64 timings), `gemm` (~4 min: the GEMM bar's eight points timed back to back as well,
+# ours and torch's), `sweep` (~4 min: session 13's K sweep under Nsight Compute), `burn` (~4 min: Burn's f32 and bf16 Linear
 # against deployed and training BitLinear; Burn's f32 baseline autotunes for minutes on a fresh
 # machine).
 set -uo pipefail
 O=${1:?output folder}
-STEP=${2:?step: diagnose, kernels, gemv, sweep or burn}
+STEP=${2:?step: diagnose, kernels, gemv, gemm, sweep or burn}
 mkdir -p .gpu
 [ -f .gpu/carry/gpu_check.gz ] && gunzip -c .gpu/carry/gpu_check.gz > .gpu/gpu_check && chmod +x .gpu/gpu_check
 [ -f .gpu/carry/bench.gz ] && gunzip -c .gpu/carry/bench.gz > .gpu/bitlinear-bench-cuda && chmod +x .gpu/bitlinear-bench-cuda
@@ -157,6 +158,26 @@ if [ "$STEP" = gemv ]; then
     | grep -v '"op":"device"' >> "$O/results.jsonl"
   echo "{\"op\":\"note\",\"what\":\"half_outputs exited with ${PIPESTATUS[0]}\"}" >> "$O/results.jsonl"
   cp .gpu/ncu.csv .gpu/profile_launches.jsonl "$O/" 2>/dev/null
+  tail -c 6000 .gpu/gpu_check.stderr > "$O/stderr_tail.txt" 2>/dev/null
+fi
+
+if [ "$STEP" = gemm ]; then
+  # The GEMM bar (1.3x torch bf16 at M = 512 and 2048) read in throughput as well as in wall
+  # time: every timing line carries `b2b_us` (session 14), calls queued behind a spin kernel so
+  # that CubeCL's host launch path (12-28 µs per call on the H200) is off the critical path,
+  # against torch bf16 measured the same way (`torch.cuda._sleep`). Where `b2b_us` falls well
+  # below `median_us`, the wall time was partly the host's; where they agree, the kernel. Auto
+  # (autotuned), its static choice, bf16 outputs, and the configurations Auto chooses from
+  # (11, 20, 32, 33, 35); the layer rows use the activation quantization rewritten after
+  # session 13 (checked first). No wgmma checks (all passed on an H200 in session 13). ~4 min.
+  TORCH_BENCH_MS=512,2048 GPU_CHECK_QUICK=1 timeout 100 python3 scripts/torch_linear_bench.py \
+    > "$O/torch.jsonl" 2> "$O/torch.stderr"
+  RESULTS=$O/results.jsonl GPU_CHECK_LIST="quantize_activations" GPU_CHECK_NO_TORCH=1 \
+    GPU_CHECK_MS=512,2048 GPU_CHECK_NO_MMA=1 GPU_CHECK_NO_CMMA_TILED=1 GPU_CHECK_NO_LOGS=1 \
+    GPU_CHECK_QUICK=1 GPU_CHECK_NO_NCU=1 GPU_CHECK_WGMMA_CONFIGS=${WGMMA_CONFIGS:-11,20,32,33,35} \
+    GPU_CHECK_TIMINGS_TIMEOUT=${TIMINGS_TIMEOUT:-300} timeout -k 5 360 bash scripts/gpu-check.sh \
+    > "$O/gpu-check.out" 2>&1
+  echo "{\"op\":\"note\",\"what\":\"gpu-check exited with $?\"}" >> "$O/results.jsonl"
   tail -c 6000 .gpu/gpu_check.stderr > "$O/stderr_tail.txt" 2>/dev/null
 fi
 

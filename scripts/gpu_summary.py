@@ -6,9 +6,10 @@ Prints failed checks and errors, the progress of long checks (half_outputs), the
 bandwidth, then one line per (K, N, M) with every timed implementation: m: product only,
 l: whole layer, ncu: device time (Nsight Compute); where torch was timed for the shape, the
 fastest bitlinear product (wall; device time for M <= 16) and its speed-up over torch bf16 (the
-GEMM bar asks for 1.3x; `Auto` may pick another configuration). For M <= 16 also b2b: the
-per-call time of calls run back to back (queued behind a spin kernel, weights rotating through
-DRAM), ours against torch's measured the same way, and as a fraction of the copy bandwidth.
+GEMM bar asks for 1.3x; `Auto` may pick another configuration). Also b2b: the per-call time of
+calls run back to back (queued behind a spin kernel, weights rotating through DRAM), ours
+against torch's measured the same way; for M <= 16 as a fraction of the copy bandwidth, above
+as TOPS.
 Lines of ablated launches (`"ablation"`: parts of a kernel's work left out, wrong outputs) show
 as `ablated:` and never count as the fastest."""
 import json
@@ -86,5 +87,11 @@ for key in sorted(table, key=str):
         if torch_b2b and ours_b2b and key[0] and key[1]:
             best_us, best = min(ours_b2b)
             packed_mb = key[0] * key[1] / 4 / 1e6
-            frac = f", {packed_mb / best_us * 1e3 / copy_gbps:.0%} of copy BW" if copy_gbps else ""
+            if key[2] is not None and key[2] > 16:
+                # Products: the int8 rate (TOPS), not the weights' share of the bandwidth.
+                frac = f", {2 * key[0] * key[1] * key[2] / best_us / 1e6:.0f} TOPS"
+            elif copy_gbps:
+                frac = f", {packed_mb / best_us * 1e3 / copy_gbps:.0%} of copy BW"
+            else:
+                frac = ""
             print(f"  best b2b {best} {best_us} us: {min(torch_b2b) / best_us:.2f}x torch b2b{frac}")

@@ -22,10 +22,11 @@
 //! choice and its candidates' times. Everything else runs with autotuning off.
 //! Timing lines also carry `enqueue_us`, the host time to issue one call (no sync): where it is
 //! close to `median_us` the figure is bound by CubeCL's launch path, not by the kernel; the
-//! device-side kernel time then comes from the `ncu` step of scripts/gpu-check.sh. For M ≤ 16
-//! the lines also carry `b2b_us`: the per-call time of calls run back to back, queued behind a
-//! spin kernel (`gpu_check_support/back_to_back.rs`), with `"op":"read_floor"` lines giving the
-//! same for a read-only kernel over the packed bytes.
+//! device-side kernel time then comes from the `ncu` step of scripts/gpu-check.sh. Every timing
+//! line also carries `b2b_us`: the per-call time of calls run back to back, queued behind a
+//! spin kernel (`gpu_check_support/back_to_back.rs`; for M ≤ 16 with `"op":"read_floor"` lines
+//! giving the same for a read-only kernel over the packed bytes, above with `b2b_tops`);
+//! `GPU_CHECK_NO_B2B=1` leaves it out.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -793,6 +794,13 @@ fn time_us<R: Runtime>(c: &ComputeClient<R>, quick: bool, mut f: impl FnMut(usiz
     (median(wall), median(enqueue))
 }
 
+/// Calls and batches of a back-to-back timing of a product that takes `us` per synchronized
+/// call: ~8 ms of calls per batch, at least 16 and at most `max_calls`, over 5 batches.
+fn gemm_b2b_calls(us: f64, max_calls: usize) -> (usize, usize) {
+    let calls = (8000.0 / us.max(1.0)) as usize;
+    (calls.clamp(16, max_calls.max(16)), 5)
+}
+
 /// Random valid packed words (codes 0..=2) for timing.
 fn random_words(rng: &mut Rng, count: usize) -> Vec<u32> {
     (0..count)
@@ -1511,8 +1519,11 @@ fn bench<R: Runtime>(
     };
     let ms = batch_sizes(if tiny { &[1, 64] } else { &[1, 512, 2048] });
     let ms = &ms[..];
-    // GEMV sizes are also timed back to back (device-bound, like a model's consecutive layers).
-    let back_to_back = if ms.iter().any(|&m| m <= GEMV_MAX_M) {
+    // Every size is also timed back to back: at M ≤ 16 that is the device-bound figure of a
+    // model's consecutive layers; at M = 512 and 2048 it is the kernel's throughput with CubeCL's
+    // host launch path (12–28 µs per call) off the critical path, as torch's is measured
+    // (`GPU_CHECK_NO_B2B=1`: not at all).
+    let back_to_back = if std::env::var("GPU_CHECK_NO_B2B").is_err() {
         let b2b = BackToBack::new(c);
         if b2b.is_none() {
             println!(
@@ -1546,8 +1557,12 @@ fn bench<R: Runtime>(
                 .unwrap()
             })
             .collect();
-        // The floor of streaming these bytes back to back: a read-only kernel per copy.
-        if let Some(b2b) = &back_to_back {
+        // The floor of streaming these bytes back to back: a read-only kernel per copy (the
+        // GEMV's reference, so only where a GEMV size is timed).
+        if let Some(b2b) = back_to_back
+            .as_ref()
+            .filter(|_| ms.iter().any(|&m| m <= GEMV_MAX_M))
+        {
             let vecs = words / 4;
             let sink = c.empty(4);
             for loads in read_floor_loads() {
@@ -1612,7 +1627,19 @@ fn bench<R: Runtime>(
                                 gbps / copy_gbps
                             )
                         }
-                        _ => String::new(),
+                        Some(b2b) => {
+                            // Products of 20 µs to 1 ms: enough calls for ~8 ms of device time
+                            // per batch.
+                            let (calls, batches) = gemm_b2b_calls(us, b2b_calls);
+                            let t = b2b.time(calls, batches, enqueue_us, &mut call);
+                            format!(
+                                r#","b2b_us":{:.2},"b2b_host_bound":{},"b2b_tops":{:.2},"b2b_calls":{calls}"#,
+                                t.per_call_us,
+                                t.host_bound,
+                                2.0 * (m * k * n) as f64 / t.per_call_us / 1e6
+                            )
+                        }
+                        None => String::new(),
                     };
                     // Ablated launches compute wrong outputs: marked, so no summary takes them
                     // for the fastest.
