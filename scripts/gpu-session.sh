@@ -168,13 +168,16 @@ if [ "$STEP" = gemm ]; then
   # against torch bf16 measured the same way (`torch.cuda._sleep`). Where `b2b_us` falls well
   # below `median_us`, the wall time was partly the host's; where they agree, the kernel. Auto
   # (autotuned), its static choice, bf16 outputs, and the configurations Auto chooses from
-  # (11, 20, 32, 33, 35); the layer rows use the activation quantization rewritten after
-  # session 13 (checked first). No wgmma checks (all passed on an H200 in session 13). ~4 min.
+  # (11, 20, 32, 33, 35: timed without a check, all passed on an H200 in session 13), and 42
+  # (32 in hybrid stream-K, new in session 14: checked first, timed if exact). The layer rows
+  # use the activation quantization rewritten after session 13 (checked first). ~4 min.
   TORCH_BENCH_MS=512,2048 GPU_CHECK_QUICK=1 timeout 100 python3 scripts/torch_linear_bench.py \
     > "$O/torch.jsonl" 2> "$O/torch.stderr"
-  RESULTS=$O/results.jsonl GPU_CHECK_LIST="quantize_activations" GPU_CHECK_NO_TORCH=1 \
-    GPU_CHECK_MS=512,2048 GPU_CHECK_NO_MMA=1 GPU_CHECK_NO_CMMA_TILED=1 GPU_CHECK_NO_LOGS=1 \
-    GPU_CHECK_QUICK=1 GPU_CHECK_NO_NCU=1 GPU_CHECK_WGMMA_CONFIGS=${WGMMA_CONFIGS:-11,20,32,33,35} \
+  RESULTS=$O/results.jsonl GPU_CHECK_LIST="quantize_activations wgmma_gemm_configs" \
+    GPU_CHECK_NO_TORCH=1 GPU_CHECK_MS=512,2048 GPU_CHECK_NO_MMA=1 GPU_CHECK_NO_CMMA_TILED=1 \
+    GPU_CHECK_NO_LOGS=1 GPU_CHECK_QUICK=1 GPU_CHECK_NO_NCU=1 GPU_CHECK_CHECK_TIMEOUT=60 \
+    GPU_CHECK_WGMMA_CONFIGS=${WGMMA_CONFIGS:-42} \
+    GPU_CHECK_WGMMA_CHECKED=${WGMMA_CHECKED:-11,20,32,33,35} \
     GPU_CHECK_TIMINGS_TIMEOUT=${TIMINGS_TIMEOUT:-300} timeout -k 5 360 bash scripts/gpu-check.sh \
     > "$O/gpu-check.out" 2>&1
   echo "{\"op\":\"note\",\"what\":\"gpu-check exited with $?\"}" >> "$O/results.jsonl"

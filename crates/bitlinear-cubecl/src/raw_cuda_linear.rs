@@ -429,7 +429,7 @@ impl WgmmaConfig {
 const SM90_MAX_DYNAMIC_SHARED: usize = 227 * 1024;
 
 /// The configurations [`wgmma_gemm_config_override`] selects from (1-based).
-const WGMMA_CONFIGS: [WgmmaConfig; 41] = [
+const WGMMA_CONFIGS: [WgmmaConfig; 42] = [
     WgmmaConfig::new(1, 128, 1),
     WgmmaConfig::new(1, 256, 1),
     WgmmaConfig::new(1, 64, 1),
@@ -543,11 +543,20 @@ const WGMMA_CONFIGS: [WgmmaConfig; 41] = [
     // it stores this one's outputs). 11's: at M = 512 its 344 tiles of 4096→11008 take 3 waves.
     WgmmaConfig::new(1, 256, 1).words_copied(4).persistent(),
     WgmmaConfig::new(1, 128, 1).words_copied(4).persistent(),
+    // 32 in hybrid stream-K (session 14, CPU emulation only so far): whole tiles for all waves
+    // but the last full one, whose tiles and the partial wave's are split by k-steps over one
+    // block per SM. For wave quantization at large M, with fewer split tiles than 36 (every tile
+    // split, 5-9% slower than 32 on the H200): 2560→6912 at M = 2048 is 432 tiles, 3.27 waves
+    // run as 4 (1.09x torch, the GEMM point still missed there); 4096→11008 is 5.21 waves.
+    WgmmaConfig::warp_specialized(1, 256, 6, 1)
+        .with_tma()
+        .with_three_fragment_sets()
+        .with_stream_k(),
 ];
 
 static WGMMA_CONFIG: TuningOverride = TuningOverride::new(&[
     1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26,
-    27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41,
+    27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42,
 ]);
 
 /// Forces one of the wgmma GEMM's block shapes (weight rows × activation rows: 1: 128 × 128,
@@ -562,7 +571,8 @@ static WGMMA_CONFIG: TuningOverride = TuningOverride::new(&[
 /// and 29 in stream-K over all tiles; 32: 20 with three fragment sets; 33: 128 × 64 with three
 /// fragment sets in stream-K over all tiles; 34: 17 with TMA and three fragment sets; 35, 36,
 /// 37: 20, 32 and 34 in stream-K over all tiles; 38: 32 multicast in 2-block clusters; 39, 40,
-/// 41: 32, 10 and 11 as persistent grids of whole tiles; 0 restores the default).
+/// 41: 32, 10 and 11 as persistent grids of whole tiles; 42: 32 in stream-K over the last
+/// waves only; 0 restores the default).
 /// For benchmarks and tests: every shape computes the same result.
 #[doc(hidden)]
 pub fn wgmma_gemm_config_override(config: usize) {
