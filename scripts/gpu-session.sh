@@ -8,6 +8,9 @@
 #     && gzip -c .gpu/gpu_check > .gpu/carry/gpu_check.gz \
 #     && strip -o .gpu/bitlinear-bench-cuda target/release/bitlinear-bench \
 #     && gzip -c .gpu/bitlinear-bench-cuda > .gpu/carry/bench.gz
+# and for `burn`, the main example on CUDA (optional, 12 MB gzipped):
+#   cargo build --release -p bitlinear-examples --features cuda --bin digits \
+#     && strip -o .gpu/digits-cuda target/release/digits && gzip -c .gpu/digits-cuda > .gpu/carry/digits.gz
 # then (device tool, carry [".gpu/carry"], timeout_s 600): bash scripts/gpu-session.sh $OUT STEP
 #
 # Everything is written straight to the output folder (a machine that stops answering returns
@@ -30,6 +33,7 @@ STEP=${2:?step: diagnose, kernels, gemv, gemm, sweep or burn}
 mkdir -p .gpu
 [ -f .gpu/carry/gpu_check.gz ] && gunzip -c .gpu/carry/gpu_check.gz > .gpu/gpu_check && chmod +x .gpu/gpu_check
 [ -f .gpu/carry/bench.gz ] && gunzip -c .gpu/carry/bench.gz > .gpu/bitlinear-bench-cuda && chmod +x .gpu/bitlinear-bench-cuda
+[ -f .gpu/carry/digits.gz ] && gunzip -c .gpu/carry/digits.gz > .gpu/digits-cuda && chmod +x .gpu/digits-cuda
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,temperature.gpu --format=csv > "$O/smi.txt" 2>&1
 
 if [ "$STEP" = diagnose ]; then
@@ -209,6 +213,15 @@ if [ "$STEP" = burn ]; then
     --min-time 0.2 --impl burn-linear-f32,burn-bitlinear-deployed,burn-linear-bf16,burn-bitlinear-deployed-bf16,burn-linear-train-step,burn-bitlinear-train-step \
     > "$O/burn.jsonl" 2> "$O/burn.stderr"
   echo "burn bench exited with $?"
+  # The main example end to end on CUDA (never run there): training with autodiff, from_linear,
+  # deploy, the deployed predictions equal to the eval ones (asserted), a safetensors round
+  # trip, and inference times. Carried only if built (see the header).
+  if [ -x .gpu/digits-cuda ]; then
+    timeout -k 5 ${DIGITS_TIMEOUT:-120} .gpu/digits-cuda --backend cuda 2>&1 | tr '\r' '\n' \
+      > "$O/digits-cuda.txt"
+    echo "digits on CUDA exited with ${PIPESTATUS[0]}"
+    tail -12 "$O/digits-cuda.txt"
+  fi
 fi
 
 python3 scripts/gpu_summary.py "$O/results.jsonl" "$O/torch.jsonl" "$O/burn.jsonl" 2>/dev/null

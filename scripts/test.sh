@@ -32,10 +32,15 @@ export BITLINEAR_REQUIRE_CXX=1
 echo "== workspace tests (x86-64 kernels, NdArray, Wgpu on lavapipe, wgmma kernel emulated)"
 cargo test --workspace --release
 
+echo "== the main example on Wgpu (lavapipe): the same model code with only the backend changed, 2 epochs"
+cargo run --release -q -p bitlinear-examples --bin digits -- --backend wgpu --epochs 2
+
 echo "== hand-written CUDA kernel tasks, compiled by CubeCL's CUDA compiler on the host (no GPU)"
 cargo test --release -p bitlinear-cubecl --features cuda --lib
 # The GPU check's binary (carried to the lent GPU machine) must build here.
 cargo build --release -p bitlinear-cubecl --features cuda --examples
+# And the main example with Burn's CUDA backend (`--backend cuda`).
+cargo build --release -p bitlinear-examples --features cuda --bin digits
 
 echo "== NEON and NEON-dotprod kernels (aarch64 under qemu-user)"
 cargo test --release -p bitlinear-core --target aarch64-unknown-linux-gnu

@@ -1,30 +1,31 @@
 //! Handwritten digits with BitLinear: the path from an f32 model to a deployed ternary one.
 //!
 //! 1. Trains an f32 MLP (`burn::nn::Linear`) and the same MLP built from `BitLinear`, with the
-//!    same budget, on NdArray + Autodiff, and prints both test accuracies.
+//!    same budget, on NdArray + Autodiff (or Wgpu, Cuda: `--backend`), and prints both test
+//!    accuracies.
 //! 2. Converts the trained f32 MLP layer by layer with `BitLinear::from_linear` (post-training
 //!    ternarization) and reports its accuracy before and after a short fine-tune.
 //! 3. Deploys the BitLinear MLP (2-bit packed weights, integer kernels), checks that the
 //!    deployed predictions equal the eval ones, round-trips it through a safetensors file, and
 //!    prints weight memory and per-batch inference time of the f32 and deployed models.
 //!
-//! Run: `cargo run --release -p bitlinear-examples --bin digits`
+//! Run: `cargo run --release -p bitlinear-examples --bin digits` (CPU). The same code runs on a
+//! GPU with only the backend type changed: `-- --backend wgpu` (Vulkan, Metal, DX12; Mesa's
+//! software lavapipe too, slowly: add `--epochs 2`), or with `--features cuda`,
+//! `-- --backend cuda` (NVIDIA; CUDA loaded at run time).
 //! Data: `examples/data/digits.csv.gz` (UCI optical digits, CC BY 4.0; see data/README.md).
 
 use std::io::{BufRead, BufReader, Write};
 use std::time::Instant;
 
 use bitlinear_burn::{BitLinear, BitLinearBackend, BitLinearConfig, Deploy, QuantSpec};
-use burn::backend::{Autodiff, NdArray};
+use burn::backend::{Autodiff, NdArray, Wgpu};
 use burn::module::AutodiffModule;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::nn::{Linear, LinearConfig, Relu};
 use burn::optim::{AdamConfig, GradientsParams, Optimizer};
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
-
-type Inner = NdArray;
-type Train = Autodiff<NdArray>;
 
 const HIDDEN: usize = 256;
 const CLASSES: usize = 10;
@@ -163,9 +164,22 @@ impl Dataset {
     }
 }
 
+/// The data file: where this crate was built, else `examples/data/` under the working
+/// directory (a binary carried to another machine, run from the repository root).
+fn digits_path() -> std::path::PathBuf {
+    let built = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/data/digits.csv.gz"));
+    let relative = std::path::Path::new("examples/data/digits.csv.gz");
+    if built.exists() || !relative.exists() {
+        built.to_path_buf()
+    } else {
+        relative.to_path_buf()
+    }
+}
+
 fn load_digits() -> Dataset {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/data/digits.csv.gz");
-    let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("cannot open {path}: {e}"));
+    let path = digits_path();
+    let file = std::fs::File::open(&path)
+        .unwrap_or_else(|e| panic!("cannot open {}: {e}", path.display()));
     let mut data = Dataset {
         x: Vec::new(),
         y: Vec::new(),
@@ -321,10 +335,71 @@ fn time_per_batch<B: Backend, M: Classifier<B>>(
     start.elapsed().as_secs_f64() * 1e6 / (reps * batches.len()) as f64
 }
 
+/// What the command line asks for: `--backend ndarray|wgpu|cuda` (default ndarray) and
+/// `--epochs N` (default [`EPOCHS`]; the fine-tune then takes N / 8 epochs, at least 1).
+struct Options {
+    backend: String,
+    epochs: usize,
+    fine_tune_epochs: usize,
+}
+
+fn parse_options() -> Options {
+    let mut options = Options {
+        backend: "ndarray".into(),
+        epochs: EPOCHS,
+        fine_tune_epochs: FINE_TUNE_EPOCHS,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = || {
+            args.next()
+                .unwrap_or_else(|| usage(&format!("{arg} needs a value")))
+        };
+        match arg.as_str() {
+            "--backend" => options.backend = value(),
+            "--epochs" => {
+                let v = value();
+                options.epochs = match v.parse() {
+                    Ok(n) if n > 0 => n,
+                    _ => usage(&format!("--epochs {v}: expected a positive integer")),
+                };
+                options.fine_tune_epochs = (options.epochs / 8).clamp(1, FINE_TUNE_EPOCHS);
+            }
+            "-h" | "--help" => usage(""),
+            other => usage(&format!("unknown argument {other}")),
+        }
+    }
+    options
+}
+
+fn usage(error: &str) -> ! {
+    if !error.is_empty() {
+        eprintln!("digits: {error}");
+    }
+    eprintln!("usage: digits [--backend ndarray|wgpu|cuda] [--epochs N]");
+    eprintln!("  cuda needs the `cuda` feature: cargo run --release -p bitlinear-examples --features cuda --bin digits -- --backend cuda");
+    std::process::exit(if error.is_empty() { 0 } else { 2 });
+}
+
 fn main() {
+    let options = parse_options();
+    // The same model code on every backend: only the backend type changes.
+    match options.backend.as_str() {
+        "ndarray" => run::<NdArray>(&Default::default(), "NdArray", &options),
+        "wgpu" => run::<Wgpu>(&Default::default(), "Wgpu", &options),
+        #[cfg(feature = "cuda")]
+        "cuda" => run::<burn::backend::Cuda>(&Default::default(), "Cuda", &options),
+        #[cfg(not(feature = "cuda"))]
+        "cuda" => usage("--backend cuda needs the `cuda` feature (--features cuda)"),
+        other => usage(&format!("unknown backend {other}")),
+    }
+}
+
+/// Steps 1-3 (the module's doc) on backend `B` (trained as `Autodiff<B>`).
+fn run<B: BitLinearBackend>(device: &B::Device, backend: &str, options: &Options) {
     let total = Instant::now();
-    let device = Default::default();
-    Train::seed(&device, SEED);
+    let (epochs, fine_tune_epochs) = (options.epochs, options.fine_tune_epochs);
+    Autodiff::<B>::seed(device, SEED);
     let data = load_digits();
     let mut rows: Vec<usize> = (0..data.len()).collect();
     SplitMix(SEED ^ 0xD161).shuffle(&mut rows);
@@ -334,36 +409,36 @@ fn main() {
         train: rows[n_test..].to_vec(),
     };
     println!(
-        "digits: {} train / {} test images, MLP {PIXELS}-{HIDDEN}-{HIDDEN}-{CLASSES}, {EPOCHS} epochs, batch {BATCH}, Adam lr {LEARNING_RATE}",
+        "digits: {} train / {} test images, MLP {PIXELS}-{HIDDEN}-{HIDDEN}-{CLASSES}, {epochs} epochs, batch {BATCH}, Adam lr {LEARNING_RATE}",
         split.train.len(),
         split.test.len()
     );
 
-    println!("1. training from scratch (NdArray + Autodiff)");
+    println!("1. training from scratch ({backend} + Autodiff)");
     let float_model = train(
         "f32 Linear MLP",
-        FloatMlp::<Train>::new(&device),
-        EPOCHS,
+        FloatMlp::<Autodiff<B>>::new(device),
+        epochs,
         &data,
         &split,
-        &device,
+        device,
     );
     let bit_model = train(
         "BitLinear MLP",
-        BitMlp::<Train>::new(&device),
-        EPOCHS,
+        BitMlp::<Autodiff<B>>::new(device),
+        epochs,
         &data,
         &split,
-        &device,
+        device,
     );
     let float_eval = float_model.valid();
     let bit_eval = bit_model.valid();
     let float_acc = accuracy(
-        &predict(&float_eval, &data, &split.test, &device),
+        &predict(&float_eval, &data, &split.test, device),
         &data,
         &split.test,
     );
-    let bit_pred = predict(&bit_eval, &data, &split.test, &device);
+    let bit_pred = predict(&bit_eval, &data, &split.test, device);
     let bit_acc = accuracy(&bit_pred, &data, &split.test);
     println!(
         "  test accuracy: f32 {float_acc:.2}%   BitLinear {bit_acc:.2}%   (gap {:+.2} points)",
@@ -371,9 +446,9 @@ fn main() {
     );
 
     println!("2. post-training ternarization of the f32 model (from_linear)");
-    let converted = BitMlp::<Train>::from_float(&float_model);
+    let converted = BitMlp::<Autodiff<B>>::from_float(&float_model);
     let ptq_acc = accuracy(
-        &predict(&converted.valid(), &data, &split.test, &device),
+        &predict(&converted.valid(), &data, &split.test, device),
         &data,
         &split.test,
     );
@@ -381,22 +456,24 @@ fn main() {
     let tuned = train(
         "fine-tune converted",
         converted,
-        FINE_TUNE_EPOCHS,
+        fine_tune_epochs,
         &data,
         &split,
-        &device,
+        device,
     );
     let tuned_acc = accuracy(
-        &predict(&tuned.valid(), &data, &split.test, &device),
+        &predict(&tuned.valid(), &data, &split.test, device),
         &data,
         &split.test,
     );
-    println!("  converted, after {FINE_TUNE_EPOCHS}-epoch fine-tune: {tuned_acc:.2}%");
+    println!("  converted, after {fine_tune_epochs}-epoch fine-tune: {tuned_acc:.2}%");
 
     println!("3. deploying the BitLinear MLP (2-bit packed weights, integer kernels)");
-    let deployed: BitMlp<Inner> = bit_eval.clone().deploy();
-    let deployed_pred = predict(&deployed, &data, &split.test, &device);
+    let deployed: BitMlp<B> = bit_eval.clone().deploy();
+    let deployed_pred = predict(&deployed, &data, &split.test, device);
     let deployed_acc = accuracy(&deployed_pred, &data, &split.test);
+    // The deployed forward computes what the eval forward does (to float rounding): the
+    // predictions agree.
     assert_eq!(
         deployed_pred, bit_pred,
         "deployed predictions must equal eval predictions"
@@ -409,11 +486,11 @@ fn main() {
     ));
     bitlinear_burn::save_safetensors(&deployed, &path).expect("save deployed model");
     let file_bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-    let reloaded = bitlinear_burn::load_safetensors(BitMlp::<Inner>::new(&device).deploy(), &path)
+    let reloaded = bitlinear_burn::load_safetensors(BitMlp::<B>::new(device).deploy(), &path)
         .expect("load deployed model");
     std::fs::remove_file(&path).ok();
     assert_eq!(
-        predict(&reloaded, &data, &split.test, &device),
+        predict(&reloaded, &data, &split.test, device),
         deployed_pred,
         "reloaded model must agree"
     );
@@ -425,8 +502,8 @@ fn main() {
         f32_bytes as f64 / packed_bytes as f64
     );
     for batch in [1, 64] {
-        let t_f32 = time_per_batch(&float_eval, &data, &split.test, batch, &device);
-        let t_bit = time_per_batch(&deployed, &data, &split.test, batch, &device);
+        let t_f32 = time_per_batch(&float_eval, &data, &split.test, batch, device);
+        let t_bit = time_per_batch(&deployed, &data, &split.test, batch, device);
         println!(
             "  inference, batch {batch:>2}: f32 {t_f32:8.1} µs/batch, deployed BitLinear {t_bit:8.1} µs/batch ({:.2}x)",
             t_f32 / t_bit
