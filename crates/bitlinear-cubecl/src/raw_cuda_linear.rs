@@ -429,7 +429,7 @@ impl WgmmaConfig {
 const SM90_MAX_DYNAMIC_SHARED: usize = 227 * 1024;
 
 /// The configurations [`wgmma_gemm_config_override`] selects from (1-based).
-const WGMMA_CONFIGS: [WgmmaConfig; 42] = [
+const WGMMA_CONFIGS: [WgmmaConfig; 43] = [
     WgmmaConfig::new(1, 128, 1),
     WgmmaConfig::new(1, 256, 1),
     WgmmaConfig::new(1, 64, 1),
@@ -552,11 +552,19 @@ const WGMMA_CONFIGS: [WgmmaConfig; 42] = [
         .with_tma()
         .with_three_fragment_sets()
         .with_stream_k(),
+    // 21 (256 weight rows × 128 activation rows, TMA) in stream-K over all tiles (session 14,
+    // CPU emulation only so far): at M = 512 its 64 tiles of 4096² would leave half the SMs
+    // idle. Per 128-deep stage a block takes in 24 KB for 4.2 M MAC, against 36 KB for 32 and
+    // 20 KB for 2.1 M with 11: a third less shared-memory fill per MAC than 32 (BENCHMARKS.md,
+    // session 14: the copies alone fill ~70 GB/s per SM).
+    WgmmaConfig::warp_specialized(2, 128, 6, 1)
+        .with_tma()
+        .with_stream_k_all(),
 ];
 
 static WGMMA_CONFIG: TuningOverride = TuningOverride::new(&[
     1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26,
-    27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42,
+    27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43,
 ]);
 
 /// Forces one of the wgmma GEMM's block shapes (weight rows × activation rows: 1: 128 × 128,
@@ -572,7 +580,7 @@ static WGMMA_CONFIG: TuningOverride = TuningOverride::new(&[
 /// fragment sets in stream-K over all tiles; 34: 17 with TMA and three fragment sets; 35, 36,
 /// 37: 20, 32 and 34 in stream-K over all tiles; 38: 32 multicast in 2-block clusters; 39, 40,
 /// 41: 32, 10 and 11 as persistent grids of whole tiles; 42: 32 in stream-K over the last
-/// waves only; 0 restores the default).
+/// waves only; 43: 21 in stream-K over all tiles; 0 restores the default).
 /// For benchmarks and tests: every shape computes the same result.
 #[doc(hidden)]
 pub fn wgmma_gemm_config_override(config: usize) {

@@ -62,15 +62,18 @@
 // 384 and gives every thread 168 registers, too few for 256-row consumers: it serialized their
 // wgmma (C7512) and spilled (scripts/ptxas_report.py). With setmaxnreg the producer warpgroup
 // drops to BL_PRODUCER_REGS and the consumers take what that frees, no more (an increase the
-// block's released registers cannot cover would wait forever): 232 at 40 (a TMA producer
-// spills nothing at 40), 216 at 64 (cp.async producers, which compute every copy's address,
-// spill 20-24 bytes at 64 and 80-90 at 40).
+// block's released registers cannot cover would wait forever): 232 at 40 (TMA producers, one
+// or two slabs, spill nothing at 40), 224 at 48 (cp.async producers, which compute every
+// activation copy's address, spill nothing at 48, 16-24 bytes at 40). Before session 14 the
+// word copies held one address each across the loop: two-slab producers then spilled 120 bytes
+// at 40, cp.async ones 24 at 64, and at 64 the consumers' 216 registers were too few for two
+// slabs (ptxas serialized their wgmma, C7512). ptxas 13.0, scripts/ptxas_report.py.
 #define BL_THREADS (BL_CONSUMERS + 128)
 #ifndef BL_PRODUCER_REGS
 #if BL_TMA
 #define BL_PRODUCER_REGS 40
 #else
-#define BL_PRODUCER_REGS 64
+#define BL_PRODUCER_REGS 48
 #endif
 #endif
 #define BL_LAUNCH_REGS (65536 / BL_THREADS / 8 * 8)  // every thread's at launch: 168
@@ -235,13 +238,19 @@ extern "C" __global__ void BL_CLUSTER __launch_bounds__(BL_THREADS, BL_MINB) BL_
                   ok ? 16u : 0u);
         }
 #endif
+        // Copy i of lane l: 16-byte chunk l % 4 of k-block s * 8 + (l / 4) % 8 of tile
+        // nb / 16 + l / 32 + (BL_P_LANES / 32) i, to byte 16 (l + BL_P_LANES i) of the stage's
+        // words. One source pointer steps through the tiles (a fixed stride): with an address
+        // per copy held across the loop, a two-slab producer spilled (ptxas 13.0).
+        const unsigned int kbg = s * BL_KB_STAGE + ((l >> 2) & 7);
+        const unsigned int *wsrc = packed + ((size_t)(nb / 16 + (l >> 5)) * BK + kbg) * 16 + (l & 3) * 4;
+        unsigned int wdst = wbase + b * BL_W_BYTES + l * 16;
 #pragma unroll
         for (unsigned int i = 0; i < BL_W_COPIES; ++i) {
-          const unsigned int id = l + BL_P_LANES * i, tl = id >> 5, kb = (id >> 2) & 7;
-          const unsigned int tile = nb / 16 + tl, kbg = s * BL_KB_STAGE + kb;
-          const bool ok = tile < tiles_n && kbg < BK;
-          const unsigned int *wsrc = packed + ((size_t)tile * BK + kbg) * 16 + (id & 3) * 4;
-          bl_cp16(wbase + b * BL_W_BYTES + id * 16, ok ? wsrc : packed, ok ? 16u : 0u);
+          const bool ok = nb / 16 + (l >> 5) + (BL_P_LANES / 32) * i < tiles_n && kbg < BK;
+          bl_cp16(wdst, ok ? wsrc : packed, ok ? 16u : 0u);
+          wsrc += (size_t)(BL_P_LANES / 32) * BK * 16;
+          wdst += BL_P_LANES * 16;
         }
         bl_cp_mbar_arrive(full + 8 * b);
       }
