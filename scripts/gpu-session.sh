@@ -172,15 +172,20 @@ if [ "$STEP" = gemm ]; then
   # against torch bf16 measured the same way (`torch.cuda._sleep`). Where `b2b_us` falls well
   # below `median_us`, the wall time was partly the host's; where they agree, the kernel. Auto
   # (autotuned), its static choice, bf16 outputs, and the configurations Auto chooses from
-  # (11, 20, 32, 33, 35: timed without a check, all passed on an H200 in session 13), and 42
-  # (32 in hybrid stream-K, new in session 14: checked first, timed if exact). The layer rows
-  # use the activation quantization rewritten after session 13 (checked first). ~4 min.
+  # (11, 20, 32, 33, 35: timed without a check, all passed on an H200 in session 13); checked
+  # first, then timed if exact: 42 (32 in hybrid stream-K, new in session 14), 21 (256 weight x
+  # 128 activation rows: a third less shared-memory fill per MAC than 32, never timed since
+  # session 6, when its wgmma were serialized; its producer no longer spills) and 43 (21 in
+  # stream-K over all tiles, for M = 512). Session 14's reading of session 13's ablations: the
+  # copies alone fill ~70 GB/s per SM whatever the number of SMs busy, about what 32 needs at
+  # its wgmma-only rate; if that bounds 32, 21 is faster at M = 2048 (BENCHMARKS.md). The layer
+  # rows use the activation quantization rewritten after session 13 (checked first). ~5 min.
   TORCH_BENCH_MS=512,2048 GPU_CHECK_QUICK=1 timeout 100 python3 scripts/torch_linear_bench.py \
     > "$O/torch.jsonl" 2> "$O/torch.stderr"
   RESULTS=$O/results.jsonl GPU_CHECK_LIST="quantize_activations wgmma_gemm_configs" \
     GPU_CHECK_NO_TORCH=1 GPU_CHECK_MS=512,2048 GPU_CHECK_NO_MMA=1 GPU_CHECK_NO_CMMA_TILED=1 \
     GPU_CHECK_NO_LOGS=1 GPU_CHECK_QUICK=1 GPU_CHECK_NO_NCU=1 GPU_CHECK_CHECK_TIMEOUT=60 \
-    GPU_CHECK_WGMMA_CONFIGS=${WGMMA_CONFIGS:-42} \
+    GPU_CHECK_WGMMA_CONFIGS=${WGMMA_CONFIGS:-42,21,43} \
     GPU_CHECK_WGMMA_CHECKED=${WGMMA_CHECKED:-11,20,32,33,35} \
     GPU_CHECK_TIMINGS_TIMEOUT=${TIMINGS_TIMEOUT:-300} timeout -k 5 360 bash scripts/gpu-check.sh \
     > "$O/gpu-check.out" 2>&1
@@ -209,7 +214,7 @@ fi
 
 if [ "$STEP" = burn ]; then
   # Burn's f32 baseline autotunes for minutes on a fresh machine.
-  timeout -k 5 ${BURN_TIMEOUT:-480} .gpu/bitlinear-bench-cuda --backend cuda --m 1,2048 --k 4096 --n 4096 \
+  timeout -k 5 ${BURN_TIMEOUT:-400} .gpu/bitlinear-bench-cuda --backend cuda --m 1,2048 --k 4096 --n 4096 \
     --min-time 0.2 --impl burn-linear-f32,burn-bitlinear-deployed,burn-linear-bf16,burn-bitlinear-deployed-bf16,burn-linear-train-step,burn-bitlinear-train-step \
     > "$O/burn.jsonl" 2> "$O/burn.stderr"
   echo "burn bench exited with $?"
@@ -217,7 +222,7 @@ if [ "$STEP" = burn ]; then
   # deploy, the deployed predictions equal to the eval ones (asserted), a safetensors round
   # trip, and inference times. Carried only if built (see the header).
   if [ -x .gpu/digits-cuda ]; then
-    timeout -k 5 ${DIGITS_TIMEOUT:-120} .gpu/digits-cuda --backend cuda 2>&1 | tr '\r' '\n' \
+    timeout -k 5 ${DIGITS_TIMEOUT:-100} .gpu/digits-cuda --backend cuda 2>&1 | tr '\r' '\n' \
       > "$O/digits-cuda.txt"
     echo "digits on CUDA exited with ${PIPESTATUS[0]}"
     tail -12 "$O/digits-cuda.txt"
