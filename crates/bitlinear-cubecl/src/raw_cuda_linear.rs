@@ -546,8 +546,10 @@ const WGMMA_CONFIGS: [WgmmaConfig; 43] = [
     // 32 in hybrid stream-K (session 14, CPU emulation only so far): whole tiles for all waves
     // but the last full one, whose tiles and the partial wave's are split by k-steps over one
     // block per SM. For wave quantization at large M, with fewer split tiles than 36 (every tile
-    // split, 5-9% slower than 32 on the H200): 2560→6912 at M = 2048 is 432 tiles, 3.27 waves
-    // run as 4 (1.09x torch, the GEMM point still missed there); 4096→11008 is 5.21 waves.
+    // split: on the H200 from 2% faster to 52% slower than 32, 5% slower at 2560→6912, M = 2048):
+    // 2560→6912 at M = 2048 is 432 tiles, 3.27 waves run as 4 (1.09x torch, the GEMM point still
+    // missed there), of which 42 splits 168; 4096→11008 is 5.21 waves. Where the tiles make
+    // fewer than two waves (4096², M = 2048) it splits every tile, as 36 does.
     WgmmaConfig::warp_specialized(1, 256, 6, 1)
         .with_tma()
         .with_three_fragment_sets()
