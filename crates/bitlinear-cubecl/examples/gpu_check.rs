@@ -1011,7 +1011,7 @@ fn all_variants(m: usize, cmma_ok: bool, raw_ok: bool, wgmma_ok: bool) -> Vec<Va
             let mut two = main(Variant::new("dp4a-2launch", MatmulPath::Dp4aGemv, 0, 0));
             two.unfused = true;
             v.push(two);
-            // Block shapes (see raw_cuda_linear.rs): 6 blocks/SM asked (with the 4-accumulator
+            // Block shapes (see src/raw_cuda/gemv_config.rs): 6 blocks/SM asked (with the 4-accumulator
             // split); the split alone; 4 warps × 8 loads in flight, with and without it.
             if std::env::var("GPU_CHECK_NO_DP4A_CONFIGS").is_err() {
                 v.push(Variant::dp4a("dp4a-minb6", 2));

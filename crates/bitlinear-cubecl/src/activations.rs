@@ -19,7 +19,7 @@ const ROW_CUBE: usize = 256;
 /// to `4 · 8 · ROW_CUBE` = 8192 inputs are read once; longer rows take the two-pass kernel.
 const MAX_WORDS_PER_UNIT: usize = 8;
 
-/// Words per unit of [`quantize_short_rows_kernel`] for rows of `words` words (a power of two,
+/// Words per unit of [`quantize_short_rows_kernel()`] for rows of `words` words (a power of two,
 /// so that few kernel variants are compiled), or `None` when the row is too long for it.
 fn short_row_words_per_unit(words: usize) -> Option<usize> {
     let per_unit = words.div_ceil(ROW_CUBE).next_power_of_two();
@@ -119,7 +119,7 @@ fn quantize_typed<F: Float, R: Runtime>(
     })
 }
 
-/// Rows too long for [`quantize_short_rows_kernel`], and per-tensor scales: the absmax first
+/// Rows too long for [`quantize_short_rows_kernel()`], and per-tensor scales: the absmax first
 /// (per tensor: of every row, then of those), then the codes in a second pass over `x`.
 #[allow(clippy::too_many_arguments)]
 fn quantize_two_pass<F: Float, R: Runtime>(

@@ -23,7 +23,6 @@ mod grad;
 pub mod kernels;
 mod linear;
 mod raw_cuda;
-mod raw_cuda_linear;
 mod tuning;
 mod types;
 mod validate;
@@ -43,11 +42,11 @@ pub use linear::{
     ternary_linear_as, ternary_matmul, ternary_matmul_as, ternary_matmul_i32, FORCE_PLANE_ENV,
     GEMV_MAX_M, GEMV_STREAM_MAX_M,
 };
-pub use raw_cuda::{raw_cuda_available, wgmma_available};
-pub use raw_cuda_linear::{
+pub use raw_cuda::{
     dp4a_gemv_config_count, dp4a_gemv_config_override, dp4a_gemv_kernel_flags, fused_gemv_fits,
-    fused_linear_widen, mma_gemm_kernel_flags, mma_gemm_warp_tiles_override, raw_kernel_sources,
-    wgmma_ablation_override, wgmma_gemm_config_override, wgmma_kernel_flags,
+    fused_linear_widen, mma_gemm_kernel_flags, mma_gemm_warp_tiles_override, raw_cuda_available,
+    raw_kernel_sources, wgmma_ablation_override, wgmma_available, wgmma_gemm_config_override,
+    wgmma_kernel_flags,
 };
 pub use types::{
     packed_word_count, words_per_row, ActivationGranularity, FloatDtype, MatmulPath, PackedWeights,

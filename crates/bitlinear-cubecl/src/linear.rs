@@ -12,8 +12,7 @@ use crate::kernels::gemm_cmma_tiled::{gemm_cmma_tiled_kernel, TILE_M, TILE_N, UN
 use crate::kernels::gemm_tiled::gemm_tiled_kernel;
 use crate::kernels::gemv::gemv_kernel;
 use crate::kernels::gemv_stream::gemv_stream_kernel;
-use crate::raw_cuda::{raw_cuda_available, wgmma_available};
-use crate::raw_cuda_linear::{fused_gemv_fits, RawLaunch};
+use crate::raw_cuda::{fused_gemv_fits, raw_cuda_available, wgmma_available, RawLaunch};
 use crate::tuning::TuningOverride;
 use crate::types::{
     ActivationGranularity, FloatDtype, MatmulPath, PackedWeights, QuantizedActivations,
@@ -164,7 +163,7 @@ pub fn ternary_linear_as<R: Runtime>(
     ternary_matmul_as(client, &acts, weights, bias, path, dtype)
 }
 
-/// Quantizes `x` per token inside the dp4a GEMV (same arithmetic as [`quantize_activations`])
+/// Quantizes `x` per token inside the dp4a GEMV (same arithmetic as [`crate::quantize_activations`])
 /// and returns `y`: one launch for the whole layer. The caller checked that the kernel applies
 /// (see `ternary_linear`) and validated the weights against `k`.
 fn fused_linear<R: Runtime>(

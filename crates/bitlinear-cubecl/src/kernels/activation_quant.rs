@@ -19,7 +19,7 @@ fn finite_or_inf(a: f32, inf: f32) -> f32 {
     out
 }
 
-/// The larger of two absolute values (neither is NaN: see [`finite_or_inf`]).
+/// The larger of two absolute values (neither is NaN: see [`finite_or_inf()`]).
 #[cube]
 fn larger(a: f32, b: f32) -> f32 {
     let mut out = a;
@@ -66,7 +66,7 @@ fn row_absmax<F: Float>(
     cube_absmax(local, cube_size)
 }
 
-/// The largest of the cube's `local` absolute values (non-NaN, see [`finite_or_inf`]), by a
+/// The largest of the cube's `local` absolute values (non-NaN, see [`finite_or_inf()`]), by a
 /// tree in shared memory; every unit gets it.
 #[cube]
 fn cube_absmax(local: f32, #[comptime] cube_size: usize) -> f32 {

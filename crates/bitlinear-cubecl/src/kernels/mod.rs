@@ -1,6 +1,6 @@
 //! `#[cube]` kernels. Each file holds one kernel family; host-side launching and validation live
 //! in the crate's `linear`, `activations`, `weights` and `grad` modules. `cuda/` holds the
-//! hand-written CUDA C kernels (see `raw_cuda.rs`), launched from `raw_cuda_linear.rs`.
+//! hand-written CUDA C kernels (see `raw_cuda/`: their tasks, configurations and launches).
 //! Kernels only import the CubeCL prelude (see the notes on Burn's `Tensor` name clash).
 
 // Kernel bodies are CubeCL DSL: only the operators it expands are usable (no `clamp`,

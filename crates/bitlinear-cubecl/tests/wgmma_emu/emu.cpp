@@ -22,7 +22,7 @@
 //
 // Build: c++ -std=c++20 -O1 -pthread -fsanitize=address -DBL_KERNEL='"path/to/gemm_wgmma.cu"'
 //        -DBL_BM=.. -DBL_SLABS=.. -DBL_WGS=2 -DBL_MINB=1 -DBL_GRAN=1 -DBL_BIAS=1 -DBL_RAW=0|1
-//        (and the kernel's own flags, as the host sets them: raw_cuda_linear.rs)
+//        (and the kernel's own flags, as the host sets them: src/raw_cuda/wgmma_config.rs)
 //        -I<this folder> emu.cpp
 // Run:   ./emu M K N seed   (exit status 0 when every output matches the reference)
 // Stream-K (BL_SK): the host's split of the tiles for a GPU of 2-5 SMs (by seed), so that small
@@ -487,7 +487,7 @@ int main(int argc, char **argv) {
 #endif
   const unsigned int tiles_x = (N + 64 * BL_SLABS * BL_WGS - 1) / (64 * BL_SLABS * BL_WGS);
   const unsigned int tiles_y = (M + BL_BM - 1) / BL_BM;
-  // The host's split (raw_cuda_linear.rs, `stream_k_split`): whole tiles for all full waves but
+  // The host's split (raw_cuda/wgmma_schedule.rs, `stream_k_split`): whole tiles for all full waves but
   // the last, the rest (the last full wave and the partial one; with BL_SK_ALL every tile) in
   // stream-K blocks; each of them gets at least one unit.
   unsigned long long sk_dp = 0, sk_blocks = 0;

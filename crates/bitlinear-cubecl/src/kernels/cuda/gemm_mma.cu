@@ -1,5 +1,5 @@
 // Packed-ternary GEMM on int8 tensor cores with mma.sync m16n8k32 (CUDA sm >= 80). Prepended
-// by the host (raw_cuda_linear.rs): BL_ENTRY, BL_GRAN (0 per tensor, 1 per channel), BL_BIAS,
+// by the host (src/raw_cuda/mma_config.rs): BL_ENTRY, BL_GRAN (0 per tensor, 1 per channel), BL_BIAS,
 // BL_RAW, BL_WM_TILES (16-row mma tiles per warp: 4 or 8), then epilogue.cuh (`bl_epi_load`,
 // `bl_store_with`).
 //

@@ -1,5 +1,5 @@
 // Packed-ternary GEMM on Hopper's asynchronous warpgroup MMA (wgmma, CUDA sm_90a). Prepended by
-// the host (raw_cuda_linear.rs): BL_ENTRY, BL_GRAN (0 per tensor, 1 per channel), BL_BIAS,
+// the host (src/raw_cuda/wgmma_config.rs): BL_ENTRY, BL_GRAN (0 per tensor, 1 per channel), BL_BIAS,
 // BL_RAW, BL_WGS (warpgroups per block), BL_SLABS (64-row weight slabs per warpgroup, 1 or 2),
 // BL_BM (activation rows per block: the wgmma N, 64, 128 or 256), BL_MINB (blocks per SM asked
 // of the compiler), BL_A_SMEM (1: the weights decoded into shared memory, see below), BL_W_CP

@@ -1,6 +1,6 @@
 // Packed-ternary GEMM on Hopper's wgmma, warp-specialized (CUDA sm_90a): the same tile, operand
 // layouts and decode as gemm_wgmma.cu (read its header first), with the copies moved off the
-// warps that issue the wgmma. Prepended by the host (raw_cuda_linear.rs): BL_ENTRY, BL_GRAN,
+// warps that issue the wgmma. Prepended by the host (src/raw_cuda/wgmma_config.rs): BL_ENTRY, BL_GRAN,
 // BL_BIAS, BL_RAW, BL_WGS (consumer warpgroups, 2), BL_SLABS (64-row weight slabs per warpgroup, 1 or 2), BL_BM (activation rows per
 // block: 128 or 256), BL_MINB (1), BL_STAGES (shared-memory stages), BL_PRODUCERS (producer
 // warps, 1 or 2), BL_TMA (1: the activations by TMA, see below), BL_MCAST (1: TMA multicast in

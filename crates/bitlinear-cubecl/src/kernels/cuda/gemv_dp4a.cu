@@ -1,5 +1,5 @@
 // Packed-ternary GEMV with dp4a (CUDA sm >= 61), for M <= 16. Prepended by the host
-// (raw_cuda_linear.rs):
+// (src/raw_cuda/gemv_config.rs):
 //   BL_ENTRY  kernel name          BL_MR    rows of x per block (1..8)
 //   BL_SPLIT  4 accumulators per output (no shifts; for BL_MR <= 2)
 //   BL_WARPS  warps per tile (4 or 8)    BL_UNROLL  k-blocks each lane loads before computing

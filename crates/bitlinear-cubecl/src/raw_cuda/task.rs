@@ -1,13 +1,9 @@
-//! Hand-written CUDA C kernels launched through CubeCL's own CUDA server.
-//!
-//! CubeCL 0.10 exposes neither `dp4a` nor `mma.sync` on register fragments, and its `cmma`
-//! lowers to WMMA from shared memory. The two kernels that need those instructions (the packed
-//! GEMV and the tensor-core GEMM, see `kernels/cuda/`) are therefore written in CUDA C and
-//! handed to the runtime as a [`CubeTask`] whose source replaces the one CubeCL would generate:
-//! the CUDA server compiles it with NVRTC, caches it by [`KernelId`], and launches it on the
-//! same stream, with the same memory handles, as every other kernel of the crate. Buffers
-//! arrive as pointers in binding order, followed by one by-value struct of `u64` scalars (the
-//! "info" argument, which the CUDA runtime passes as a grid constant from sm 70).
+//! The hand-written kernels as CubeCL tasks: a [`CubeTask`] whose source replaces the one
+//! CubeCL would generate. The CUDA server compiles it with NVRTC, caches it by [`KernelId`],
+//! and launches it on the same stream, with the same memory handles, as every other kernel of
+//! the crate. Buffers arrive as pointers in binding order, followed by one by-value struct of
+//! `u64` scalars (the "info" argument, which the CUDA runtime passes as a grid constant from
+//! sm 70).
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -16,23 +12,6 @@ use std::sync::{Arc, LazyLock, Mutex};
 use cubecl::prelude::*;
 use cubecl::server::{Handle, KernelArguments, MetadataBindingInfo, TensorMapBinding};
 use cubecl::{CompilationError, Compiler, CubeTask};
-
-/// Whether the hand-written CUDA kernels can run on this client: the CUDA runtime on sm ≥ 80
-/// (`cp.async`, which the GEMM uses; `dp4a` and `mma.sync` s8 exist from sm 61 / 75). False on
-/// every other runtime (Wgpu, lavapipe), where the portable CubeCL kernels run instead.
-pub fn raw_cuda_available<R: Runtime>(client: &ComputeClient<R>) -> bool {
-    R::name(client) == "cuda" && client.properties().features.copy_async
-}
-
-/// Whether the `wgmma` kernel can run on this client: the hand-written kernels run
-/// ([`raw_cuda_available`]) on the Hopper family, sm 90 (compiled as `sm_90a` by the runtime).
-/// CubeCL reports Hopper as the arch with tensor-memory copies (TMA) but without the im2col-wide
-/// mode of sm ≥ 100, which has no `wgmma`.
-pub fn wgmma_available<R: Runtime>(client: &ComputeClient<R>) -> bool {
-    use cubecl::ir::features::Tma;
-    let tma = client.properties().features.tma;
-    raw_cuda_available(client) && tma.contains(Tma::Base) && !tma.contains(Tma::Im2colWide)
-}
 
 /// The full source of one kernel configuration and a hash of it, built once per process.
 struct RawSource {
@@ -116,7 +95,7 @@ impl RawCudaKernel {
     ///
     /// # Safety
     /// The kernel must stay inside the buffers for these scalars (the caller validated the
-    /// shapes), and the client must be the CUDA runtime ([`raw_cuda_available`]).
+    /// shapes), and the client must be the CUDA runtime ([`super::raw_cuda_available`]).
     pub(crate) unsafe fn launch<R: Runtime>(
         mut self,
         client: &ComputeClient<R>,
