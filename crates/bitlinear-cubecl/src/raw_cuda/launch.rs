@@ -18,6 +18,7 @@ use super::gemv_config::{
 };
 use super::mma_config::{GEMM_WARP_TILES, GEMM_WARP_TILES_DEFAULT, GEMM_WARP_TILINGS};
 use super::sources::{entry_name, epilogue_flags, kernel_source, GEMM_SOURCE, GEMV_SOURCE};
+use super::stream_k_counters::zeroed_counters;
 use super::task::RawCudaKernel;
 use super::wgmma_config::SM90_MAX_DYNAMIC_SHARED;
 use super::wgmma_configs::{WGMMA_ABLATION, WGMMA_CONFIG, WGMMA_CONFIGS};
@@ -299,7 +300,8 @@ impl RawLaunch<'_> {
                 4
             };
             let partials = client.empty(partial_bytes);
-            let counters = client.create_from_slice(&vec![0u8; 4 * shared.max(1)]);
+            // Left zeroed by the previous stream-K launch on this thread's stream.
+            let counters = zeroed_counters(client, shared);
             let mut buffers = self.buffers().to_vec();
             buffers.extend([&partials, &counters]);
             let mut scalars = self.scalars();

@@ -8,12 +8,14 @@
 //! - [`sources`]: one configuration's complete source (`#define`s, entry name, shared epilogue);
 //! - [`gemv_config`], [`mma_config`], [`wgmma_config`], [`wgmma_configs`]: each family's block
 //!   configurations; [`wgmma_schedule`]: which one a problem gets, and the stream-K split;
-//! - [`launch`]: one validated launch of each family.
+//! - [`launch`]: one validated launch of each family; [`stream_k_counters`]: the stream-K
+//!   kernels' tile counters, kept zeroed between launches.
 
 mod gemv_config;
 mod launch;
 mod mma_config;
 mod sources;
+mod stream_k_counters;
 mod task;
 mod wgmma_config;
 mod wgmma_configs;

@@ -571,6 +571,14 @@ int main(int argc, char **argv) {
     delete emu_named_barrier[c];
   }
 
+  // The host hands the same counters to its next launch without zeroing them: every launch
+  // must leave them as it found them.
+  for (size_t t = 0; t < sk_counters.size(); ++t) {
+    if (sk_counters[t] != 0) {
+      std::printf("stream-K counter %zu left at %u after the launch\n", t, sk_counters[t]);
+      return 1;
+    }
+  }
   const unsigned long bad = emu_mismatches(M, N, K, kp, x, xs, layer);
   std::printf("M=%u K=%u N=%u BM=%d slabs=%d raw=%d: %lu of %lu differ\n", M, K, N, BL_BM, BL_SLABS,
               BL_RAW, bad, (unsigned long)M * N);

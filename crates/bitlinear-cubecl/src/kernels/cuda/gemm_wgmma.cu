@@ -114,7 +114,8 @@ extern "C" __global__ void __launch_bounds__(BL_THREADS, BL_MINB) BL_ENTRY(
     const float *__restrict__ x_scales, const float *__restrict__ w_scales,
     const bl_out_t *__restrict__ bias, bl_out_t *__restrict__ out, int *__restrict__ out_raw,
 #if BL_SK
-    // Stream-K: 2 partial tiles per stream-K block, and one zeroed counter per tile they share.
+    // Stream-K: 2 partial tiles per stream-K block, and one counter per tile they share (zero
+    // at the launch, left zero by it).
     int *__restrict__ sk_partials, unsigned int *__restrict__ sk_counters,
 #endif
     const BlGemmParams p) {

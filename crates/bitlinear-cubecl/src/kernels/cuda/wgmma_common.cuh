@@ -350,7 +350,8 @@ static __device__ __forceinline__ void bl_sk_segments(const BlSkSplit &sp, unsig
 // The end of a segment of block `b`: a whole tile goes out at once (store()); a part of one is
 // stored to a partial slot (2j for block j's first segment, 2j + 1 for its last), and the
 // block counts itself on the tile's counter; the block that counts last adds the others'
-// partials (integers: exact, in any order) and stores the tile. Nobody waits for anybody. The
+// partials (integers: exact, in any order), stores the tile and sets its counter back to zero
+// (the counters start and end every launch at zero). Nobody waits for anybody. The
 // `threads` threads tid < threads that hold accumulators take part; sync() is their barrier;
 // `last` is a shared flag, written again only after the next segment's barriers.
 template <typename Sync, typename Store>
@@ -378,6 +379,10 @@ static __device__ __forceinline__ void bl_sk_finish(
     sync();
     store_tile = *last;
     if (store_tile) {
+      // Every other block of the tile has counted: the counter goes back to zero, so the host
+      // can hand the same counters to its next launch without zeroing them (an upload, a copy
+      // in the stream ahead of every stream-K launch).
+      if (tid == 0) counters[lt] = 0u;
       __threadfence();
       for (unsigned long long o = j0; o <= j1; ++o) {
         if (o == j) continue;
