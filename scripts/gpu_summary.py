@@ -48,6 +48,9 @@ for r in rows:
         times = " ".join(f"{c}={t}" for c, t in r.get("timings_us", {}).items())
         print(f"autotune {r.get('family')} m<={r.get('m_bucket')} {r.get('k')}x{r.get('n')}:",
               f"config {r.get('config')} ({times})")
+    elif op == "host_cost":
+        # CubeCL's host (device-thread) time per task: what a call's enqueue_us is made of.
+        print(f"host {r.get('task')}: {r.get('us_per_task')} us per task")
     elif op == "copy":
         print("copy GB/s", r.get("gbps"))
         copy_gbps = r.get("gbps")

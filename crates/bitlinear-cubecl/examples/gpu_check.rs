@@ -26,11 +26,13 @@
 //! line also carries `b2b_us`: the per-call time of calls run back to back, queued behind a
 //! spin kernel (`gpu_check_support/back_to_back.rs`; for M ≤ 16 with `"op":"read_floor"` lines
 //! giving the same for a read-only kernel over the packed bytes, above with `b2b_tops`);
-//! `GPU_CHECK_NO_B2B=1` leaves it out.
+//! `GPU_CHECK_NO_B2B=1` leaves it out. `"op":"host_cost"` lines: CubeCL's host time per task (an
+//! allocation, an upload, a launch, a whole tiny call; `GPU_CHECK_NO_HOST_COSTS=1`: not timed).
 //!
 //! The parts (`gpu_check_support/`): `checks*` (correctness), `variants` (what is timed),
 //! `bench` and `timing` (the timings), `back_to_back` and `read_floor` (the back-to-back
-//! harness and the bandwidth floors), `profile` (Nsight Compute labels), `common` (helpers).
+//! harness and the bandwidth floors), `host_costs` (CubeCL's host time per task), `profile`
+//! (Nsight Compute labels), `common` (helpers).
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -47,6 +49,8 @@ mod checks_fused;
 mod checks_half;
 #[path = "gpu_check_support/common.rs"]
 mod common;
+#[path = "gpu_check_support/host_costs.rs"]
+mod host_costs;
 #[path = "gpu_check_support/profile.rs"]
 mod profile;
 #[path = "gpu_check_support/read_floor.rs"]

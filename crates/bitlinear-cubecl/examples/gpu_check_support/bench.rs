@@ -6,6 +6,7 @@ use cubecl::prelude::*;
 
 use crate::back_to_back::BackToBack;
 use crate::common::{random_words, upload_f32, Rng, EPS};
+use crate::host_costs::host_costs;
 use crate::read_floor::{copy_kernel, launch_read, read_floor_loads, read_floor_name};
 use crate::timing::{batch_sizes, gemm_b2b_calls, time_us};
 use crate::variants::{custom_shapes, variants, Variant};
@@ -43,6 +44,10 @@ pub(crate) fn bench<R: Runtime>(
         r#"{{"op":"copy","impl":"cubecl-copy","backend":"{backend}","bytes":{bytes},"median_us":{us:.2},"gbps":{copy_gbps:.1}}}"#
     );
     drop((src, dst));
+    // What the host's share of each call is made of (`GPU_CHECK_NO_HOST_COSTS=1`: not timed).
+    if std::env::var("GPU_CHECK_NO_HOST_COSTS").is_err() {
+        host_costs(c, rng, backend);
+    }
 
     let custom = custom_shapes();
     let shapes: &[(usize, usize)] = if let Some(custom) = &custom {
