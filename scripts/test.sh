@@ -39,6 +39,18 @@ echo "== hand-written CUDA kernel tasks, compiled by CubeCL's CUDA compiler on t
 cargo test --release -p bitlinear-cubecl --features cuda --lib
 # The GPU check's binary (carried to the lent GPU machine) must build here.
 cargo build --release -p bitlinear-cubecl --features cuda --examples
+
+echo "== the GPU check's timing harness on Wgpu (lavapipe), tiny sizes"
+# What a lent GPU's scarce minutes run (copy bandwidth, host costs, read floor, back-to-back and
+# synchronized timings) must not first break there: the same binary, each kind of line present.
+gpu_check_out=$(GPU_CHECK_WGPU=1 GPU_CHECK_TINY=1 GPU_CHECK_QUICK=1 GPU_CHECK_SKIP_CHECKS=1 \
+  target/release/examples/gpu_check 2>/dev/null)
+for op in copy host_cost read_floor matmul linear; do
+  grep -q "\"op\":\"$op\"" <<<"$gpu_check_out" || { echo "gpu_check printed no $op line" >&2; exit 1; }
+done
+grep -q '"op":"summary","all_checks_ok":true' <<<"$gpu_check_out" || { echo "gpu_check failed" >&2; exit 1; }
+if command -v python3 >/dev/null; then python3 scripts/gpu_summary.py <(echo "$gpu_check_out") >/dev/null; fi
+
 # And the main example with Burn's CUDA backend (`--backend cuda`).
 cargo build --release -p bitlinear-examples --features cuda --bin digits
 
