@@ -21,7 +21,9 @@ use crate::read_floor::launch_read;
 const TASKS: usize = 1000;
 
 /// Median microseconds per call of `f` over 5 runs of [`TASKS`] calls, each run closed by a
-/// sync (after one warm-up run).
+/// sync (after one warm-up run). Not [`crate::timing::time_us`]: it sizes its batches from one
+/// call plus a sync, so for tasks far cheaper than a sync its figure would be mostly the sync
+/// (on lavapipe, 16 µs per allocation instead of ~1).
 fn per_task_us<R: Runtime>(c: &ComputeClient<R>, mut f: impl FnMut()) -> f64 {
     let mut runs = Vec::new();
     for run in 0..6 {

@@ -487,9 +487,9 @@ int main(int argc, char **argv) {
 #endif
   const unsigned int tiles_x = (N + 64 * BL_SLABS * BL_WGS - 1) / (64 * BL_SLABS * BL_WGS);
   const unsigned int tiles_y = (M + BL_BM - 1) / BL_BM;
-  // The host's split (raw_cuda/wgmma_schedule.rs, `stream_k_split`): whole tiles for all full waves but
-  // the last, the rest (the last full wave and the partial one; with BL_SK_ALL every tile) in
-  // stream-K blocks; each of them gets at least one unit.
+  // The host's split (raw_cuda/wgmma_schedule.rs, `stream_k_split`): whole tiles for all full
+  // waves but the last, the rest (the last full wave and the partial one; with BL_SK_ALL every
+  // tile) in stream-K blocks; each of them gets at least one unit.
   unsigned long long sk_dp = 0, sk_blocks = 0;
   std::vector<int> sk_partials;
   std::vector<unsigned int> sk_counters;

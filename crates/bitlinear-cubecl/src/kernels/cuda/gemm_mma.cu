@@ -1,7 +1,7 @@
 // Packed-ternary GEMM on int8 tensor cores with mma.sync m16n8k32 (CUDA sm >= 80). Prepended
-// by the host (src/raw_cuda/mma_config.rs): BL_ENTRY, BL_GRAN (0 per tensor, 1 per channel), BL_BIAS,
-// BL_RAW, BL_WM_TILES (16-row mma tiles per warp: 4 or 8), then epilogue.cuh (`bl_epi_load`,
-// `bl_store_with`).
+// by the host (src/raw_cuda/mma_config.rs): BL_ENTRY, BL_GRAN (0 per tensor, 1 per channel),
+// BL_BIAS, BL_RAW, BL_WM_TILES (16-row mma tiles per warp: 4 or 8), then epilogue.cuh
+// (`bl_epi_load`, `bl_store_with`).
 //
 // Block tile BM = 32 BL_WM_TILES (128 or 256, M) x 128 (N), K in stages of 64 (4 k-blocks),
 // cp.async pipeline of 3 stages (2 for BM = 256, to stay under 48 KB of static shared memory).
