@@ -53,7 +53,7 @@ if [ "$STEP" = diagnose ]; then
   # the `wgmma` lines; `"op":"autotune"` lines give each shape's choice and its candidates'
   # times; the check `wgmma_gemm_autotuned` runs tuned launches exact first) and its static
   # choice (`wgmma-static`, whose check `wgmma_gemm` covers the choices: M = 2100 takes 32,
-  # M = 48 at K = N = 4100 takes 33), torch bf16 and cuBLAS int8. (The epilogue, shared by every
+  # M = 600 at N = 11008 takes 20, M = 48 at K = N = 4100 takes 33), torch bf16 and cuBLAS int8. (The epilogue, shared by every
   # configuration, changed in session 9: exact in the CPU emulation for all of them, and here
   # through the checks of the default path and of the new configurations.)
   # The SM clock and power every 200 ms: does the int8 load throttle the clock (the peak's

@@ -10,8 +10,8 @@
 //! configuration was 2-10% faster than the static choice at 4 of 8 benchmark points there.
 //!
 //! `BITLINEAR_AUTOTUNE=0` (or `off`, `false`) in the environment, or [`set_autotune`], turns it
-//! off: the static choice (a model of the H100 measurements) then runs. A forced configuration
-//! (the hidden overrides of benchmarks and tests) is never tuned.
+//! off: the static choice (a model of the H100 and H200 measurements) then runs. A forced
+//! configuration (the hidden overrides of benchmarks and tests) is never tuned.
 
 use std::collections::HashMap;
 use std::hash::Hash;

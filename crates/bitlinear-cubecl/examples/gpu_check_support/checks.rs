@@ -107,6 +107,9 @@ pub(crate) fn check_matmul<R: Runtime>(
         // More than two waves of 128 x 256 tiles on an H100's 132 SMs (297): stream-K's whole
         // tiles and its shared ones in one launch; by default the warp-specialized kernel (32).
         cases.push((2100, 300, 4100));
+        // Below 1024 rows, 256-row blocks with two fragment sets (20; 258 tiles, the last rows
+        // padding).
+        cases.push((600, 300, 11008));
         // The default's small-M choice (33: M <= 64, K and N >= 4096).
         cases.push((48, 4100, 4100));
     }

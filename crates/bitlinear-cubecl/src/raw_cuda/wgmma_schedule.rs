@@ -3,10 +3,12 @@
 
 use super::wgmma_configs::WGMMA_CONFIGS;
 
-/// Time per activation row of a 256-row block relative to a 128-row one (H100, M = 2048, the
-/// four benchmark shapes: 0.74-0.93, BENCHMARKS.md): the larger block streams its weights once
-/// for twice the rows.
-pub(super) const WGMMA_ROWS_256_COST: f64 = 0.8;
+/// Time per activation row of a 256-row warp-specialized block (20, 32) relative to a 128-row
+/// one (11), per wave of blocks: 0.54-0.62 on an H100 (session 16) and 0.66-0.72 on an H200
+/// (session 13) at the four benchmark shapes, M = 512 and 2048 (BENCHMARKS.md). The larger
+/// block streams its weights once for twice the rows. The higher end, so that 11 keeps the
+/// shapes where the two are close (4096², M = 512).
+pub(super) const WGMMA_ROWS_256_COST: f64 = 0.7;
 
 /// How a stream-K launch splits `tiles` block tiles of `ksteps` k-steps on `sms`
 /// multiprocessors: `(whole, blocks, shared)`: the first `whole` blocks compute one tile each,
@@ -32,29 +34,32 @@ pub(super) fn stream_k_split(
 }
 
 /// The default wgmma configuration (1-based index into [`WGMMA_CONFIGS`]) for `m` activation
-/// rows, `n` outputs and `k` inputs on `sms` multiprocessors, by what the H100 measured
-/// (BENCHMARKS.md, session 8, the four benchmark shapes):
+/// rows, `n` outputs and `k` inputs on `sms` multiprocessors: the static choice, taken where
+/// autotuning is off and timed first where it is on. By what the H100 and H200 measured
+/// (BENCHMARKS.md, sessions 8, 13 and 16, the four benchmark shapes):
 /// - `m` ≤ [`WGMMA_SMALL_M`] with `k` and `n` ≥ [`WGMMA_SMALL_M_MIN_SIZE`] (where it was
 ///   measured): 64-row blocks, three fragment sets, stream-K over all tiles (33). At M = 64
 ///   the 128-row blocks make as few blocks as there are 128-row weight tiles (32 at 4096
 ///   outputs, for 132 SMs), half their rows padding:
 ///   33 took 18.1, 23.1 and 72.9 µs against 24.1, 24.3 and 87.8 for 11 at 4096→4096,
-///   4096→11008 and 8192→28672. With fewer k-steps per tile to spread (2560→6912) its
-///   fix-up costs more than it saves: 21.6 µs against 17.5.
+///   4096→11008 and 8192→28672 (H100, session 8). With fewer k-steps per tile to spread
+///   (2560→6912) its fix-up costs more than it saves: 21.6 µs against 17.5.
 /// - Else 256 activation rows per block unless that leaves so few blocks that more waves of
-///   128-row blocks finish sooner (e.g. 4096 outputs at M = 512: 64 blocks of 256 rows leave
-///   half of an H100 idle). The 128-row blocks take the packed words by cp.async with the
-///   activations, 4 stages ahead (11: 4-18% faster than 2 stages in flight, session 6).
-/// - The 256-row blocks: from [`WGMMA_LARGE_M`] rows the warp-specialized kernel with the
-///   activations by TMA and three fragment sets (32: 75.0, 216.5 and 867 µs against 85.1,
-///   226.8 and 923 for 10 at M = 2048, 4096→4096, 4096→11008 and 8192→28672; 114.0 against
-///   111.5 at 2560→6912); below, 10 (as 11, the 256-row shape), which 32 did not beat at
-///   M = 512 (and once took 172 µs at 4096→11008 there, unexplained).
+///   128-row blocks finish sooner ([`WGMMA_ROWS_256_COST`]; e.g. 4096 outputs at M = 512: 64
+///   blocks of 256 rows leave half of an H100 idle, and 11 took 24.9 µs against 26.6 for 20).
+///   The 128-row blocks take the packed words by cp.async with the activations, 4 stages
+///   ahead (11: 4-18% faster than 2 stages in flight, session 6).
+/// - The 256-row blocks are the warp-specialized kernel with the activations by TMA: from
+///   [`WGMMA_LARGE_M`] rows with three fragment sets (32), below with two (20). At M = 512,
+///   20 took 20.1, 52.5 and 191.9 µs at 2560→6912, 4096→11008 and 8192→28672 on an H100
+///   (session 16) against 25.7, 70.0 and 256.5 for the cp.async kernels chosen before (10, 11,
+///   10); on an H200 (session 13) 24.0, 63.4 and 230.6 against 24.9, 69.5 and 253.7. 32 was
+///   within 4% of 20 at every point at M = 512 and 2048 on both.
 pub(super) fn wgmma_default_config(m: usize, n: usize, k: usize, sms: usize) -> usize {
     const ROWS_64_STREAM_K: usize = 33;
     const ROWS_128: usize = 11;
-    const ROWS_256: usize = 10;
-    const ROWS_256_WARP_SPECIALIZED: usize = 32;
+    const ROWS_256: usize = 20;
+    const ROWS_256_THREE_FRAGMENT_SETS: usize = 32;
     if m <= WGMMA_SMALL_M && k.min(n) >= WGMMA_SMALL_M_MIN_SIZE {
         return ROWS_64_STREAM_K;
     }
@@ -66,20 +71,21 @@ pub(super) fn wgmma_default_config(m: usize, n: usize, k: usize, sms: usize) -> 
     if cost(ROWS_256, WGMMA_ROWS_256_COST) >= cost(ROWS_128, 1.0) {
         ROWS_128
     } else if m >= WGMMA_LARGE_M {
-        ROWS_256_WARP_SPECIALIZED
+        ROWS_256_THREE_FRAGMENT_SETS
     } else {
         ROWS_256
     }
 }
 
 /// The wgmma configurations autotuning times above [`WGMMA_SMALL_M`] rows (besides the static
-/// choice), each checked exact on an H100 (session 8) and the fastest at one or more benchmark
-/// points there: 256-row
-/// blocks (10), 128-row blocks (11), warp-specialized with TMA (20) and three fragment sets
-/// (32), and those in stream-K over all tiles (35, 36). On an H200 (session 13) the tuner chose
-/// 20 at M = 2048 at every benchmark shape, and 11, 20, 32 or 35 at M = 512; the persistent
-/// grids (39, 40) and the multicast (38), exact there, beat none of these anywhere.
-pub(super) const WGMMA_TUNE: &[usize] = &[10, 11, 20, 32, 35, 36];
+/// choice), each exact on an H100 and an H200 and chosen by the tuner at one or more benchmark
+/// points there: 128-row blocks (11), warp-specialized with TMA (20) and three fragment sets
+/// (32), and 20 in stream-K over all tiles (35). The tuner chose only these at M = 512 and 2048
+/// on an H200 (session 13) and an H100 (session 16); 10 (256-row cp.async blocks) and 36 (32 in
+/// stream-K) were timed as candidates there and never chosen, nor were 21, 42 and 43 faster
+/// than these anywhere on the H100 (session 16), nor the persistent grids (39, 40) and the
+/// multicast (38) on the H200.
+pub(super) const WGMMA_TUNE: &[usize] = &[11, 20, 32, 35];
 
 /// The wgmma configurations autotuning times up to [`WGMMA_SMALL_M`] rows: 64-row blocks in
 /// stream-K (33) and 128-row blocks with two and three fragment sets (11, 29), the fastest at
@@ -93,8 +99,8 @@ pub(super) const WGMMA_SMALL_M: usize = 64;
 /// blocks.
 pub(super) const WGMMA_SMALL_M_MIN_SIZE: usize = 4096;
 
-/// Fewest activation rows for which [`wgmma_default_config`] takes the warp-specialized kernel
-/// for 256-row blocks.
+/// Fewest activation rows for which [`wgmma_default_config`] takes three fragment sets (32)
+/// rather than two (20) for 256-row blocks.
 pub(super) const WGMMA_LARGE_M: usize = 1024;
 
 #[cfg(test)]
@@ -134,7 +140,7 @@ mod tests {
     }
 
     /// On an H100 (132 SMs), the configurations measured fastest at the benchmark shapes
-    /// (session 8; `wgmma_default_config`'s doc has the figures).
+    /// (sessions 8 and 16; `wgmma_default_config`'s doc has the figures).
     #[test]
     fn wgmma_default_config_follows_the_measurements() {
         for (m, k, n, want) in [
@@ -146,9 +152,14 @@ mod tests {
             (65, 4096, 4096, 11),
             (64, 4096, 1024, 11),
             (512, 4096, 4096, 11),
-            (512, 4096, 11008, 11),
-            (512, 8192, 28672, 10),
-            (512, 2560, 6912, 10),
+            (512, 4096, 11008, 20),
+            (512, 8192, 28672, 20),
+            (512, 2560, 6912, 20),
+            (1023, 4096, 4096, 20),
+            // The GPU check's case for 20 (`check_matmul`).
+            (600, 300, 11008, 20),
+            (2100, 300, 4100, 32),
+            (1024, 4096, 4096, 32),
             (2048, 4096, 4096, 32),
             (2048, 4096, 11008, 32),
             (2048, 8192, 28672, 32),
