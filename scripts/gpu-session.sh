@@ -171,21 +171,20 @@ if [ "$STEP" = gemm ]; then
   # that CubeCL's host launch path (12-28 µs per call on the H200) is off the critical path,
   # against torch bf16 measured the same way (`torch.cuda._sleep`). Where `b2b_us` falls well
   # below `median_us`, the wall time was partly the host's; where they agree, the kernel. Auto
-  # (autotuned), its static choice, bf16 outputs, and the configurations Auto chooses from
-  # (11, 20, 32, 33, 35: timed without a check, all passed on an H200 in session 13); checked
-  # first, then timed if exact: 42 (32 in hybrid stream-K, new in session 14), 21 (256 weight x
-  # 128 activation rows: a third less shared-memory fill per MAC than 32, never timed since
-  # session 6, when its wgmma were serialized; its producer no longer spills) and 43 (21 in
-  # stream-K over all tiles, for M = 512). Session 14's reading of session 13's ablations: the
-  # copies alone fill ~70 GB/s per SM whatever the number of SMs busy, about what 32 needs at
-  # its wgmma-only rate; if that bounds 32, 21 is faster at M = 2048 (BENCHMARKS.md). The layer
-  # rows use the activation quantization rewritten after session 13 (checked first). ~5 min.
+  # (autotuned), its static choice (20 at M = 512 for the three large shapes since session 16),
+  # bf16 outputs, and the configurations Auto chooses from (11, 20, 32, 33, 35: timed without a
+  # check, all passed on an H200 in session 13). Checked first, then timed if exact: the
+  # 128-row warp-specialized kernels 34 (TMA, three fragment sets), 17 (cp.async producer) and
+  # 37 (34 in stream-K over all tiles), for the point still missed at 4096², M = 512, where only
+  # 128-row blocks fill the SMs. Session 14's producer change (one source pointer, no spills)
+  # made 20 and 32 14-21% faster (session 16); 34 took 30.7 µs there in session 8, before it,
+  # against 25.7 for 11 (24.9 in session 16). Session 16 ran 42, 21, 43 here (all slower). ~4 min.
   TORCH_BENCH_MS=512,2048 GPU_CHECK_QUICK=1 timeout 100 python3 scripts/torch_linear_bench.py \
     > "$O/torch.jsonl" 2> "$O/torch.stderr"
   RESULTS=$O/results.jsonl GPU_CHECK_LIST="quantize_activations wgmma_gemm_configs" \
     GPU_CHECK_NO_TORCH=1 GPU_CHECK_MS=512,2048 GPU_CHECK_NO_MMA=1 GPU_CHECK_NO_CMMA_TILED=1 \
     GPU_CHECK_NO_LOGS=1 GPU_CHECK_QUICK=1 GPU_CHECK_NO_NCU=1 GPU_CHECK_CHECK_TIMEOUT=60 \
-    GPU_CHECK_WGMMA_CONFIGS=${WGMMA_CONFIGS:-42,21,43} \
+    GPU_CHECK_WGMMA_CONFIGS=${WGMMA_CONFIGS:-34,17,37} \
     GPU_CHECK_WGMMA_CHECKED=${WGMMA_CHECKED:-11,20,32,33,35} \
     GPU_CHECK_TIMINGS_TIMEOUT=${TIMINGS_TIMEOUT:-300} timeout -k 5 360 bash scripts/gpu-check.sh \
     > "$O/gpu-check.out" 2>&1
