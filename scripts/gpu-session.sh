@@ -173,18 +173,20 @@ if [ "$STEP" = gemm ]; then
   # below `median_us`, the wall time was partly the host's; where they agree, the kernel. Auto
   # (autotuned), its static choice (20 at M = 512 for the three large shapes since session 16),
   # bf16 outputs, and the configurations Auto chooses from (11, 20, 32, 33, 35: timed without a
-  # check, all passed on an H200 in session 13). Checked first, then timed if exact: the
+  # check, all passed on an H200 in session 13). Checked first, then timed if exact, for the
+  # point still missed at 4096², M = 512, where 256-row blocks leave half the SMs idle: the
   # 128-row warp-specialized kernels 34 (TMA, three fragment sets), 17 (cp.async producer) and
-  # 37 (34 in stream-K over all tiles), for the point still missed at 4096², M = 512, where only
-  # 128-row blocks fill the SMs. Session 14's producer change (one source pointer, no spills)
-  # made 20 and 32 14-21% faster (session 16); 34 took 30.7 µs there in session 8, before it,
-  # against 25.7 for 11 (24.9 in session 16). Session 16 ran 42, 21, 43 here (all slower). ~4 min.
+  # 37 (34 in stream-K over all tiles), and 44 (256 weight × 64 activation rows: 11's tile
+  # count, a fifth less fill per MAC, twice the decode). Session 14's producer change (one
+  # source pointer, no spills) made 20 and 32 14-21% faster (session 16); 34 took 30.7 µs there
+  # in session 8, before it, against 25.7 for 11 (24.9 in session 16). Session 16 ran 42, 21
+  # and 43 here (all slower). ~4-5 min.
   TORCH_BENCH_MS=512,2048 GPU_CHECK_QUICK=1 timeout 100 python3 scripts/torch_linear_bench.py \
     > "$O/torch.jsonl" 2> "$O/torch.stderr"
   RESULTS=$O/results.jsonl GPU_CHECK_LIST="quantize_activations wgmma_gemm_configs" \
     GPU_CHECK_NO_TORCH=1 GPU_CHECK_MS=512,2048 GPU_CHECK_NO_MMA=1 GPU_CHECK_NO_CMMA_TILED=1 \
     GPU_CHECK_NO_LOGS=1 GPU_CHECK_QUICK=1 GPU_CHECK_NO_NCU=1 GPU_CHECK_CHECK_TIMEOUT=60 \
-    GPU_CHECK_WGMMA_CONFIGS=${WGMMA_CONFIGS:-34,17,37} \
+    GPU_CHECK_WGMMA_CONFIGS=${WGMMA_CONFIGS:-34,44,17,37} \
     GPU_CHECK_WGMMA_CHECKED=${WGMMA_CHECKED:-11,20,32,33,35} \
     GPU_CHECK_TIMINGS_TIMEOUT=${TIMINGS_TIMEOUT:-300} timeout -k 5 360 bash scripts/gpu-check.sh \
     > "$O/gpu-check.out" 2>&1

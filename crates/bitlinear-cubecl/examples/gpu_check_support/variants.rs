@@ -273,6 +273,7 @@ pub(crate) fn all_variants(m: usize, cmma_ok: bool, raw_ok: bool, wgmma_ok: bool
                 v.push(Variant::wgmma("wgmma-cp4-128-persistent", 41));
                 v.push(Variant::wgmma("wgmma-f3-sk-ws6-256-tma", 42));
                 v.push(Variant::wgmma("wgmma-ska-ws6-w256-tma", 43));
+                v.push(Variant::wgmma("wgmma-f3-cp4-w256-64", 44));
                 // What bounds 32 and 11 (GPU_CHECK_ABLATE=1): the same launch without the
                 // copies, the wgmma, the decode, or with the wgmma alone (no copies, no
                 // decode), or the copies alone. Wrong outputs: timed only.

@@ -8,7 +8,7 @@ use crate::tuning::TuningOverride;
 use super::wgmma_config::WgmmaConfig;
 
 /// The configurations [`wgmma_gemm_config_override`] selects from (1-based).
-pub(super) const WGMMA_CONFIGS: [WgmmaConfig; 43] = [
+pub(super) const WGMMA_CONFIGS: [WgmmaConfig; 44] = [
     WgmmaConfig::new(1, 128, 1),
     WgmmaConfig::new(1, 256, 1),
     WgmmaConfig::new(1, 64, 1),
@@ -141,11 +141,19 @@ pub(super) const WGMMA_CONFIGS: [WgmmaConfig; 43] = [
     WgmmaConfig::warp_specialized(2, 128, 6, 1)
         .with_tma()
         .with_stream_k_all(),
+    // 256 weight rows × 64 activation rows (two slabs per warpgroup), the words by cp.async 4
+    // stages ahead, three fragment sets (session 16, CPU emulation only so far): at 4096²,
+    // M = 512 as many tiles as 11 (128: one wave on an H100), each taking in 16 KB per 128-deep
+    // stage for 2.1 M MAC against 11's 20 KB (the activations are 4 bytes per 2-bit weight's
+    // byte), for twice 11's decode per MAC. 11's copies and wgmma add up there (session 14).
+    WgmmaConfig::new(2, 64, 1)
+        .words_copied(4)
+        .with_three_fragment_sets(),
 ];
 
 pub(super) static WGMMA_CONFIG: TuningOverride = TuningOverride::new(&[
     1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26,
-    27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43,
+    27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43, 44,
 ]);
 
 /// Forces one of the wgmma GEMM's block shapes (weight rows × activation rows: 1: 128 × 128,
@@ -161,7 +169,8 @@ pub(super) static WGMMA_CONFIG: TuningOverride = TuningOverride::new(&[
 /// fragment sets in stream-K over all tiles; 34: 17 with TMA and three fragment sets; 35, 36,
 /// 37: 20, 32 and 34 in stream-K over all tiles; 38: 32 multicast in 2-block clusters; 39, 40,
 /// 41: 32, 10 and 11 as persistent grids of whole tiles; 42: 32 in stream-K over the last
-/// waves only; 43: 21 in stream-K over all tiles; 0 restores the default).
+/// waves only; 43: 21 in stream-K over all tiles; 44: 256 × 64 with the words copied 4 stages
+/// ahead and three fragment sets; 0 restores the default).
 /// For benchmarks and tests: every shape computes the same result.
 #[doc(hidden)]
 pub fn wgmma_gemm_config_override(config: usize) {
