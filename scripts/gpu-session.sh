@@ -140,6 +140,9 @@ if [ "$STEP" = gemv ]; then
   # GEMV-only forms `dp4a_gemv_configs` checks, and 1 and 9 with the fused bounds on M and K
   # lifted (`fused_linear_configs`: 8, 9 and the widened ones; its failure keeps only them out of
   # the timings); the ncu rows `fused-linear*` time them (`-wide`: 8192->28672 at M = 1, fused).
+  # `dp4a-bf16` (session 16): the GEMV with bf16 outputs and the layer with bf16 inputs (two
+  # launches: quantize, GEMV). Through Burn the bf16 layer took 112.5 µs at M = 1, 4096² against
+  # 47.3 in f32 (session 16, H100): these rows say whether the kernels or the Burn side cost it.
   RESULTS=$O/results.jsonl GPU_CHECK_LIST="dp4a_gemv dp4a_gemv_configs fused_linear fused_linear_configs" \
     GPU_CHECK_MS=1 GPU_CHECK_READ_SWEEP=1 \
     GPU_CHECK_NO_LOGS=1 GPU_CHECK_QUICK=1 GPU_CHECK_TIMINGS_TIMEOUT=120 GPU_CHECK_NCU_TIMEOUT=120 \
@@ -172,8 +175,9 @@ if [ "$STEP" = gemm ]; then
   # against torch bf16 measured the same way (`torch.cuda._sleep`). Where `b2b_us` falls well
   # below `median_us`, the wall time was partly the host's; where they agree, the kernel. Auto
   # (autotuned), its static choice (20 at M = 512 for the three large shapes since session 16),
-  # bf16 outputs, and the configurations Auto chooses from (11, 20, 32, 33, 35: timed without a
-  # check, all passed on an H200 in session 13). Checked first, then timed if exact, for the
+  # bf16 outputs (and Auto's bf16 layer, bf16 in and out, as torch's), and the configurations
+  # Auto chooses from (11, 20, 32, 33, 35: timed without a check, all passed on an H200 in
+  # session 13). Checked first, then timed if exact, for the
   # point still missed at 4096², M = 512, where 256-row blocks leave half the SMs idle: the
   # 128-row warp-specialized kernels 34 (TMA, three fragment sets), 17 (cp.async producer) and
   # 37 (34 in stream-K over all tiles), and 44 (256 weight × 64 activation rows: 11's tile

@@ -121,7 +121,14 @@ pub(crate) fn bench<R: Runtime>(
             }
         }
         for &m in ms {
-            let x = upload_f32(c, &rng.vec(m * k, 1.0));
+            let x_values = rng.vec(m * k, 1.0);
+            let x = upload_f32(c, &x_values);
+            // The same inputs in bf16, for the layers of bf16 variants (torch's input type).
+            let x_bf16: Vec<u16> = x_values
+                .iter()
+                .map(|&v| half::bf16::from_f32(v).to_bits())
+                .collect();
+            let x_bf16 = c.create_from_slice(u16::as_bytes(&x_bf16));
             let acts =
                 quantize_activations(c, &x, m, k, ActivationGranularity::PerToken, EPS).unwrap();
             for v in variants(m, cmma_ok, raw_cuda_available(c), wgmma_available(c)) {
@@ -137,9 +144,15 @@ pub(crate) fn bench<R: Runtime>(
                     let mut call = |i: usize| {
                         let w = &weights[i % copies];
                         let _ = if full {
-                            ternary_linear(
+                            // A bf16 variant's layer reads bf16 inputs and writes bf16 outputs.
+                            let x = if v.dtype == FloatDtype::F32 {
+                                &x
+                            } else {
+                                &x_bf16
+                            };
+                            ternary_linear_as(
                                 c,
-                                &x,
+                                x,
                                 m,
                                 k,
                                 w,
@@ -147,6 +160,7 @@ pub(crate) fn bench<R: Runtime>(
                                 ActivationGranularity::PerToken,
                                 EPS,
                                 v.path,
+                                v.dtype,
                             )
                         } else {
                             ternary_matmul_as(c, &acts, w, None, v.path, v.dtype)

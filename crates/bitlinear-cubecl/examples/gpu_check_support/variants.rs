@@ -175,6 +175,10 @@ pub(crate) fn all_variants(m: usize, cmma_ok: bool, raw_ok: bool, wgmma_ok: bool
         let mut v = vec![];
         if raw_ok && std::env::var("GPU_CHECK_NO_DP4A").is_err() {
             v.push(main(Variant::new("dp4a", MatmulPath::Dp4aGemv, 0, 0)));
+            // bf16 in and out (the layer then takes two launches: the fused one reads f32).
+            v.push(main(
+                Variant::new("dp4a", MatmulPath::Dp4aGemv, 0, 0).bf16("dp4a-bf16"),
+            ));
             // The full layer in two launches (quantize, then the GEMV), against the fused one.
             let mut two = main(Variant::new("dp4a-2launch", MatmulPath::Dp4aGemv, 0, 0));
             two.unfused = true;
@@ -221,8 +225,9 @@ pub(crate) fn all_variants(m: usize, cmma_ok: bool, raw_ok: bool, wgmma_ok: bool
             // `Auto` autotuned (what a user runs), and its static choice without the tuning.
             v.push(main(Variant::wgmma("wgmma", 0).tuned()));
             v.push(Variant::wgmma("wgmma-static", 0));
-            // bf16 outputs, as torch bf16 writes (half the output bytes of f32).
-            v.push(Variant::wgmma("wgmma", 0).tuned().bf16("wgmma-bf16"));
+            // bf16 outputs, as torch bf16 writes (half the output bytes of f32); Auto's also
+            // as a layer, bf16 in and out, as torch's `F.linear` is timed.
+            v.push(main(Variant::wgmma("wgmma", 0).tuned().bf16("wgmma-bf16")));
             v.push(Variant::wgmma("wgmma-static", 0).bf16("wgmma-static-bf16"));
             if std::env::var("GPU_CHECK_NO_WGMMA_CONFIGS").is_err() {
                 v.push(Variant::wgmma("wgmma-128", 1));
