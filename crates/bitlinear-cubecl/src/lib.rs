@@ -43,10 +43,10 @@ pub use linear::{
     GEMV_MAX_M, GEMV_STREAM_MAX_M,
 };
 pub use raw_cuda::{
-    dp4a_gemv_config_count, dp4a_gemv_config_override, dp4a_gemv_kernel_flags, fused_gemv_fits,
-    fused_linear_widen, mma_gemm_kernel_flags, mma_gemm_warp_tiles_override, raw_cuda_available,
-    raw_kernel_sources, wgmma_ablation_override, wgmma_available, wgmma_gemm_config_override,
-    wgmma_kernel_flags,
+    dp4a_fused_gemv_config, dp4a_gemv_config_count, dp4a_gemv_config_override,
+    dp4a_gemv_kernel_flags, fused_gemv_fits, fused_linear_widen, mma_gemm_kernel_flags,
+    mma_gemm_warp_tiles_override, raw_cuda_available, raw_kernel_sources, wgmma_ablation_override,
+    wgmma_available, wgmma_gemm_config_override, wgmma_kernel_flags,
 };
 pub use types::{
     packed_word_count, words_per_row, ActivationGranularity, FloatDtype, MatmulPath, PackedWeights,

@@ -148,24 +148,26 @@ pub fn ternary_linear_as<R: Runtime>(
         )));
     }
     // The whole layer in one launch where the dp4a GEMV runs with per-token activations and
-    // per-tensor or per-channel weight scales (on f32 inputs: its prologue reads f32).
-    let fusable = dtype == FloatDtype::F32
-        && act_granularity == ActivationGranularity::PerToken
+    // per-tensor or per-channel weight scales (its prologue reads x in `dtype`).
+    let fusable = act_granularity == ActivationGranularity::PerToken
         && !matches!(weights.granularity, WeightGranularity::PerGroup(_))
         && fused_gemv_fits(m, k)
         && FUSED_OFF.get().is_none()
         && matches!(path, MatmulPath::Auto | MatmulPath::Dp4aGemv)
         && resolve_path(client, m, path)? == MatmulPath::Dp4aGemv;
     if fusable {
-        return fused_linear(client, x, m, k, weights, bias, eps);
+        dtype.check(client)?;
+        return fused_linear(client, x, m, k, weights, bias, eps, dtype);
     }
     let acts = quantize_activations_as(client, x, m, k, act_granularity, eps, dtype)?;
     ternary_matmul_as(client, &acts, weights, bias, path, dtype)
 }
 
 /// Quantizes `x` per token inside the dp4a GEMV (same arithmetic as [`crate::quantize_activations`])
-/// and returns `y`: one launch for the whole layer. The caller checked that the kernel applies
-/// (see `ternary_linear`) and validated the weights against `k`.
+/// and returns `y`: one launch for the whole layer, `x`, the bias and `y` in `dtype`. The caller
+/// checked that the kernel applies (see `ternary_linear_as`) and runs `dtype`, and validated the
+/// weights against `k`.
+#[allow(clippy::too_many_arguments)]
 fn fused_linear<R: Runtime>(
     client: &ComputeClient<R>,
     x: &Handle,
@@ -174,13 +176,15 @@ fn fused_linear<R: Runtime>(
     weights: &PackedWeights,
     bias: Option<&Handle>,
     eps: f32,
+    dtype: FloatDtype,
 ) -> Result<Handle> {
     let n = weights.n;
-    validate::bytes("x", x, validate::mul(m, k, "M·K")? * 4)?;
+    let size = dtype.size();
+    validate::bytes("x", x, validate::mul(m, k, "M·K")? * size)?;
     if let Some(b) = bias {
-        validate::bytes("bias", b, n * 4)?;
+        validate::bytes("bias", b, n * size)?;
     }
-    let out = client.empty(validate::mul(m, n, "M·N")? * 4);
+    let out = client.empty(validate::mul(m, n, "M·N")? * size);
     let dummy = client.empty(4);
     let launch = RawLaunch {
         codes: x,
@@ -196,7 +200,7 @@ fn fused_linear<R: Runtime>(
         per_channel: weights.granularity == WeightGranularity::PerChannel,
         has_bias: bias.is_some(),
         raw: false,
-        out_dtype: FloatDtype::F32,
+        out_dtype: dtype,
         fused: Some((k, eps)),
     };
     // SAFETY: shapes and buffer sizes validated above (the weights by the caller);

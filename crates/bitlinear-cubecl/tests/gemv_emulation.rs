@@ -13,7 +13,7 @@ mod cxx;
 
 use std::path::Path;
 
-use bitlinear_cubecl::{dp4a_gemv_config_count, dp4a_gemv_kernel_flags};
+use bitlinear_cubecl::{dp4a_fused_gemv_config, dp4a_gemv_config_count, dp4a_gemv_kernel_flags};
 use cxx::Problem;
 
 /// A kernel configuration's `#define`s.
@@ -86,6 +86,20 @@ fn dp4a_gemv_matches_the_reference_in_cpu_emulation() {
                 .chain([(code_shape(c, 8, Some(112)), 100)])
         })
         .collect();
+    // The fused prologue on f16 (BL_X 1) and bf16 (2) inputs (f32 outputs, which the reference
+    // checks): the default fused block shape and one tile per block, at 1 and 2 rows, with a K
+    // of whole 16-byte copies (104) and two without (13, 1028: the elements loaded one by one).
+    for x in [1, 2] {
+        for config in [1, dp4a_fused_gemv_config()] {
+            for rows in [1, 2] {
+                for k in [13usize, 104, 1028] {
+                    let mut flags = code_shape(config, rows, Some(16 * k.div_ceil(16)));
+                    flags.push(("BL_X", x));
+                    fused.push((flags, k));
+                }
+            }
+        }
+    }
     fused.sort();
     fused.dedup();
     for (flags, k) in fused {

@@ -175,7 +175,7 @@ pub(crate) fn all_variants(m: usize, cmma_ok: bool, raw_ok: bool, wgmma_ok: bool
         let mut v = vec![];
         if raw_ok && std::env::var("GPU_CHECK_NO_DP4A").is_err() {
             v.push(main(Variant::new("dp4a", MatmulPath::Dp4aGemv, 0, 0)));
-            // bf16 in and out (the layer then takes two launches: the fused one reads f32).
+            // bf16 in and out (the layer fused too: its prologue reads bf16).
             v.push(main(
                 Variant::new("dp4a", MatmulPath::Dp4aGemv, 0, 0).bf16("dp4a-bf16"),
             ));

@@ -126,6 +126,13 @@ pub fn dp4a_gemv_config_override(config: usize) {
     GEMV_CONFIG.set(config);
 }
 
+/// The fused layer's default block configuration ([`FUSED_GEMV_CONFIG`]), for the emulation
+/// test.
+#[doc(hidden)]
+pub fn dp4a_fused_gemv_config() -> usize {
+    FUSED_GEMV_CONFIG
+}
+
 /// How many configurations [`dp4a_gemv_config_override`] selects from.
 #[doc(hidden)]
 pub fn dp4a_gemv_config_count() -> usize {
@@ -172,12 +179,13 @@ pub fn dp4a_gemv_kernel_flags(
     gemv_flags(rows, GEMV_CONFIGS[config - 1], fused_kp)
 }
 
-/// Bytes of static shared memory the fused GEMV may take for its input rows: each row's f32
-/// copy and int8 codes, 5 bytes per input (the rest of the 48 KiB of static shared memory a
+/// Bytes of static shared memory the fused GEMV may take for its input rows: each row's copy
+/// (f32 at most) and int8 codes, 5 bytes per input (the rest of the 48 KiB of static shared memory a
 /// block may declare holds the reductions: up to 4 KiB with four tiles per block).
 pub(super) const FUSED_SHARED_BYTES: usize = 40 * 1024;
 
-/// Shared-memory bytes per input of each row the fused GEMV quantizes: the f32 copy and the code.
+/// Shared-memory bytes per input of each row the fused GEMV quantizes: the copy (f32; f16 and
+/// bf16 take 2 of these 4 bytes) and the code.
 pub(super) const FUSED_BYTES_PER_INPUT: usize = 5;
 
 /// Largest `K` the fused quantize + GEMV takes: every block quantizes the whole input row, so
@@ -255,8 +263,8 @@ mod tests {
         );
     }
 
-    /// The fused GEMV's static shared memory (its declarations in gemv_dp4a.cu: the f32 and
-    /// int8 rows, the scales, the per-warp maxima and the reduction) stays within the 48 KiB a
+    /// The fused GEMV's static shared memory (its declarations in gemv_dp4a.cu: the input
+    /// (f32 at most) and int8 rows, the scales, the per-warp maxima and the reduction) stays within the 48 KiB a
     /// block may declare, in every configuration, at the largest fused problem.
     #[test]
     fn fused_gemv_static_shared_memory_fits() {

@@ -24,8 +24,8 @@ mod wgmma_schedule;
 use cubecl::prelude::*;
 
 pub use gemv_config::{
-    dp4a_gemv_config_count, dp4a_gemv_config_override, dp4a_gemv_kernel_flags, fused_gemv_fits,
-    fused_linear_widen,
+    dp4a_fused_gemv_config, dp4a_gemv_config_count, dp4a_gemv_config_override,
+    dp4a_gemv_kernel_flags, fused_gemv_fits, fused_linear_widen,
 };
 pub(crate) use launch::RawLaunch;
 pub use mma_config::{mma_gemm_kernel_flags, mma_gemm_warp_tiles_override};

@@ -5,7 +5,7 @@
 
 use crate::types::FloatDtype;
 
-use super::gemv_config::{fused_gemv_fits, gemv_flags, GEMV_CONFIGS};
+use super::gemv_config::{fused_gemv_fits, gemv_flags, FUSED_GEMV_CONFIG, GEMV_CONFIGS};
 use super::mma_config::mma_gemm_kernel_flags;
 use super::wgmma_configs::WGMMA_CONFIGS;
 
@@ -60,8 +60,9 @@ pub(super) type Flags = Vec<(&'static str, usize)>;
 /// The complete source of every hand-written kernel configuration the host can launch, paired
 /// with its entry name: each GEMV block configuration (1, 2 and 8 rows, fused where it applies),
 /// both mma tilings and every wgmma configuration with one epilogue, and the first of each
-/// family with every epilogue (raw, per-tensor, per-channel with a bias; f32, f16, bf16). For
-/// the syntax check of the sources on the host (`tests/cuda_syntax.rs`).
+/// family and the fused GEMV's default with every epilogue (raw, per-tensor, per-channel with a
+/// bias; f32, f16, bf16: the fused prologue reads its input in the output's type). For the
+/// syntax check of the sources on the host (`tests/cuda_syntax.rs`).
 #[doc(hidden)]
 pub fn raw_kernel_sources() -> Vec<(String, String)> {
     let mut epilogues = vec![epilogue_flags(false, false, true, FloatDtype::F32)];
@@ -72,7 +73,9 @@ pub fn raw_kernel_sources() -> Vec<(String, String)> {
     let main_epilogue = epilogue_flags(true, true, false, FloatDtype::F32);
     // (family, the kernel's own flags, its body)
     let mut kernels: Vec<(&str, Flags, String)> = Vec::new();
-    for config in GEMV_CONFIGS {
+    // Kernels built with every epilogue besides the first of each family.
+    let mut every_epilogue = Vec::new();
+    for (index, config) in GEMV_CONFIGS.into_iter().enumerate() {
         for rows in [1, 2, 8] {
             kernels.push((
                 "gemv_dp4a",
@@ -81,6 +84,9 @@ pub fn raw_kernel_sources() -> Vec<(String, String)> {
             ));
             if fused_gemv_fits(rows, 1024) {
                 let flags = gemv_flags(rows, config, Some(1024));
+                if index + 1 == FUSED_GEMV_CONFIG && rows == 1 {
+                    every_epilogue.push(flags.clone());
+                }
                 kernels.push(("gemv_dp4a", flags, GEMV_SOURCE.into()));
             }
         }
@@ -103,7 +109,7 @@ pub fn raw_kernel_sources() -> Vec<(String, String)> {
     let mut sources = Vec::new();
     let mut first_of_family = std::collections::HashSet::new();
     for (family, own, body) in kernels {
-        let all = if first_of_family.insert(family) {
+        let all = if first_of_family.insert(family) || every_epilogue.contains(&own) {
             epilogues.clone()
         } else {
             vec![main_epilogue.clone()]

@@ -15,10 +15,11 @@
 //        -DBL_KP=<16 * ceil(K / 16) when fused, else 0> -DBL_GRAN=0|1 -DBL_BIAS=0|1 -DBL_RAW=0|1
 //        -I<../wgmma_emu> gemv_emu.cpp
 // Run:   ./gemv_emu M K N seed   (exit status 0 when every output matches the reference)
-// Fused builds quantize the f32 input like quantize_rows_kernel; the reference here does the
+// Fused builds quantize the input like quantize_rows_kernel; the reference here does the
 // same from its definition (s = max(absmax, eps) / 127, codes rounded half to even and clamped;
 // a row holding NaN or Inf gets a NaN scale and zero codes), on rows with ties, zeros, tiny
-// values and NaN/Inf.
+// values and NaN/Inf. With -DBL_X=1 or 2 the input is f16 or bf16 (the outputs stay f32): the
+// values are cut to that type first, and the reference quantizes their exact f32 widening.
 #include <algorithm>
 #include <barrier>
 #include <chrono>
@@ -99,6 +100,32 @@ static void bl_gemv_cp_wait_all() {
 #include BL_KERNEL
 #include "emu_reference.h"  // (from ../wgmma_emu, on the include path)
 
+// A value of the fused input's type (BL_X) near v, and its exact f32 value: bf16 keeps the upper
+// half of the f32 bits, f16 is cut toward zero (any nearby value serves: the reference reads the
+// result). f32 as is.
+static bl_x_t to_input(float v) {
+#if BL_X == 2
+  uint32_t u;
+  std::memcpy(&u, &v, 4);
+  return __nv_bfloat16{(unsigned short)(u >> 16)};
+#elif BL_X == 1
+  const unsigned short sign = std::signbit(v) ? 0x8000 : 0;
+  const float a = std::fabs(v);
+  if (std::isnan(v)) return __half{0x7e00};
+  if (std::isinf(v)) return __half{(unsigned short)(sign | 0x7c00)};
+  if (a >= 65504.0f) return __half{(unsigned short)(sign | 0x7bff)};
+  if (a < std::ldexp(1.0f, -14)) {  // subnormal (or zero): multiples of 2^-24
+    return __half{(unsigned short)(sign | (unsigned short)(a / std::ldexp(1.0f, -24)))};
+  }
+  int e;
+  std::frexp(a, &e);  // a = f * 2^e, f in [0.5, 1)
+  const unsigned int mantissa = (unsigned int)((std::ldexp(a, 1 - e) - 1.0f) * 1024.0f);
+  return __half{(unsigned short)(sign | ((e - 1 + 15) << 10) | mantissa)};
+#else
+  return v;
+#endif
+}
+
 // The reference quantization of one row (see the header).
 static float quantize_row(const float *x, unsigned int k, float eps, signed char *q) {
   float amax = 0.0f;
@@ -128,10 +155,13 @@ int main(int argc, char **argv) {
   }
 #endif
   const float eps = 1e-5f;
-  // The f32 input (fused builds) and its int8 codes, rows padded with zeros to kp bytes.
-  // The input starts 4 bytes into its buffer for seeds 3 mod 4 (a view: no 16-byte copies).
+  // The input (fused builds: f32 values of the input's type, `xin` in that type) and its int8
+  // codes, rows padded with zeros to kp bytes. The input starts one element into its buffer for
+  // seeds 3 mod 4 (a view: no 16-byte copies).
   std::vector<float> xf_buffer((size_t)M * K + 1);
   float *xf = xf_buffer.data() + (seed % 4 == 3 ? 1 : 0);
+  std::vector<bl_x_t> xin_buffer((size_t)M * K + 1);
+  bl_x_t *xin = xin_buffer.data() + (seed % 4 == 3 ? 1 : 0);
   std::vector<signed char> x((size_t)M * kp, 0);
   std::vector<float> xs(M);
   for (unsigned int m = 0; m < M; ++m) {
@@ -152,6 +182,10 @@ int main(int argc, char **argv) {
     // Some rows hold a NaN or an infinity.
     if (M > 1 && K > 1 && m == M - 1 && seed % 2 == 1) row[K / 2] = (seed % 4 == 1) ? std::nanf("") : -INFINITY;
 #if BL_FUSED
+    for (unsigned int k = 0; k < K; ++k) {
+      xin[(size_t)m * K + k] = to_input(row[k]);
+      row[k] = bl_x_widen(xin[(size_t)m * K + k]);
+    }
     xs[m] = quantize_row(row, K, eps, x.data() + (size_t)m * kp);
 #else
     for (unsigned int k = 0; k < K; ++k) x[(size_t)m * kp + k] = (signed char)(rng() % 256);
@@ -164,8 +198,8 @@ int main(int argc, char **argv) {
   unsigned int eps_bits;
   std::memcpy(&eps_bits, &eps_f, 4);
   const BlGemvParams p{M, N, BK, K, eps_bits};
-  // The kernel's first buffer: the f32 input when fused, else the codes.
-  const BlU4 *first = BL_FUSED ? (const BlU4 *)xf : (const BlU4 *)x.data();
+  // The kernel's first buffer: the input when fused, else the codes.
+  const BlU4 *first = BL_FUSED ? (const BlU4 *)xin : (const BlU4 *)x.data();
   emu_run_grid((tiles + BL_TILES - 1) / BL_TILES, (M + BL_MR - 1) / BL_MR, BL_THREADS, rng,
                [&](unsigned int) {
                  bl_emu_gemv(first, (const BlU4 *)layer.packed.data(), xs.data(),
@@ -174,7 +208,7 @@ int main(int argc, char **argv) {
                });
 
   const unsigned long bad = emu_mismatches(M, N, K, kp, x, xs, layer);
-  std::printf("M=%u K=%u N=%u MR=%d fused=%d raw=%d: %lu of %lu differ\n", M, K, N, BL_MR,
-              BL_FUSED, BL_RAW, bad, (unsigned long)M * N);
+  std::printf("M=%u K=%u N=%u MR=%d fused=%d x=%d raw=%d: %lu of %lu differ\n", M, K, N, BL_MR,
+              BL_FUSED, BL_X, BL_RAW, bad, (unsigned long)M * N);
   return bad == 0 ? 0 : 1;
 }

@@ -6,12 +6,13 @@
 //   BL_TILES  tiles of 16 output rows per block (1, 2, 4): one group of BL_WARPS warps each
 //   BL_MINB   minimum resident blocks per SM asked of the compiler (0: none)
 //   BL_GRAN   0 per tensor, 1 per channel          BL_BIAS, BL_RAW  0/1
-//   BL_FUSED  1: the first buffer is the f32 input x [M, K], copied by each block into shared
-//             memory (cp.async, sm >= 80) and quantized per token there (BL_KP = 16 * blocks_k
-//             codes per row) before the product: the whole layer in one launch, its weights in
-//             flight meanwhile. Same arithmetic as quantize_rows_kernel:
-//             s = max(absmax, eps) / 127 (NaN if the row holds NaN/Inf, with zero codes),
-//             q = clamp(round_half_even(x / s), -128, 127).
+//   BL_FUSED  1: the first buffer is the input x [M, K], in the layer's float type (BL_OUT:
+//             f32, f16 or bf16; BL_X overrides it, for the CPU emulation), copied by each block
+//             into shared memory (cp.async, sm >= 80) and quantized per token there (BL_KP =
+//             16 * blocks_k codes per row) before the product: the whole layer in one launch,
+//             its weights in flight meanwhile. Same arithmetic as quantize_rows_kernel (f16 and
+//             bf16 widened to f32 exactly): s = max(absmax, eps) / 127 (NaN if the row holds
+//             NaN/Inf, with zero codes), q = clamp(round_half_even(x / s), -128, 127).
 // and then epilogue.cuh (`bl_store`).
 //
 // Layout (shared with bitlinear-core): tile t of 16 output rows, k-block kb of 16 inputs is 16
@@ -69,6 +70,35 @@ struct __align__(16) BlU4 {
 struct __align__(16) BlF4 {
   float x, y, z, w;
 };
+
+// The fused input's type: the layer's (BL_OUT), or BL_X where the CPU emulation sets it (half
+// inputs with f32 outputs, which its reference checks).
+#ifndef BL_X
+#define BL_X BL_OUT
+#endif
+#if BL_X == 1
+#include <cuda_fp16.h>
+typedef __half bl_x_t;
+static __device__ __forceinline__ float bl_x_widen(bl_x_t v) { return __half2float(v); }
+#elif BL_X == 2
+#include <cuda_bf16.h>
+typedef __nv_bfloat16 bl_x_t;
+static __device__ __forceinline__ float bl_x_widen(bl_x_t v) { return __bfloat162float(v); }
+#else
+typedef float bl_x_t;
+static __device__ __forceinline__ float bl_x_widen(bl_x_t v) { return v; }
+#endif
+
+// Inputs 4w .. 4w + 3 of a row of the fused prologue's shared copy, widened to f32.
+static __device__ __forceinline__ void bl_x4(const bl_x_t *row, unsigned int w, float (&e)[4]) {
+#if BL_X == 0
+  const BlF4 v = *reinterpret_cast<const BlF4 *>(row + 4 * w);
+  e[0] = v.x, e[1] = v.y, e[2] = v.z, e[3] = v.w;
+#else
+#pragma unroll
+  for (int j = 0; j < 4; ++j) e[j] = bl_x_widen(row[4 * w + j]);
+#endif
+}
 
 #ifndef BL_EMU_STALE_SHARED
 #define BL_EMU_STALE_SHARED(array)
@@ -203,7 +233,7 @@ extern "C" __global__ void BL_BOUNDS BL_ENTRY(
   // The input rows land in shared memory by cp.async (all of a row's bytes in flight at once,
   // in no registers: one memory round trip, where a loop of loads took one per element and,
   // on an H100, doubled the layer's time), then are quantized from there into `xq`.
-  __shared__ __align__(16) float xf[BL_MR * BL_KP];
+  __shared__ __align__(16) bl_x_t xf[BL_MR * BL_KP];
   __shared__ __align__(16) unsigned char xq[BL_MR * BL_KP];
   __shared__ float sx[BL_MR];
   __shared__ float wmax[BL_MR][BL_WARPS * BL_TILES];
@@ -211,20 +241,28 @@ extern "C" __global__ void BL_BOUNDS BL_ENTRY(
   // (no-op on the GPU): whatever the kernel reads past K must be masked.
   BL_EMU_STALE_SHARED(xf);
   {
-    const float *x = reinterpret_cast<const float *>(codes);
+    const bl_x_t *x = reinterpret_cast<const bl_x_t *>(codes);
     const unsigned int K = (unsigned int)p.k;
     const float eps = __int_as_float((int)(unsigned int)p.eps_bits);
     const unsigned int T = BL_THREADS;
-    // 16-byte copies need 16-byte aligned rows: K a multiple of 4 and the input's start
-    // aligned (a view into a larger buffer may start anywhere a float does).
-    const bool vec = (K & 3u) == 0 && (reinterpret_cast<unsigned long long>(x) & 15u) == 0;
+    // 16-byte copies need 16-byte aligned rows: a row of a multiple of 16 bytes and the input's
+    // start aligned (a view into a larger buffer may start anywhere an element does).
+    constexpr unsigned int per16 = 16 / sizeof(bl_x_t);  // elements per 16-byte copy
+    const bool vec =
+        K % per16 == 0 && (reinterpret_cast<unsigned long long>(x) & 15u) == 0;
     for (unsigned int m = 0; m < rows_here; ++m) {
-      const float *xr = x + (size_t)(m0 + m) * K;
-      float *dst = xf + m * BL_KP;
+      const bl_x_t *xr = x + (size_t)(m0 + m) * K;
+      bl_x_t *dst = xf + m * BL_KP;
       if (vec) {
-        for (unsigned int c = threadIdx.x; c < K / 4; c += T) bl_gemv_cp16(dst + 4 * c, xr + 4 * c);
+        for (unsigned int c = threadIdx.x; c < K / per16; c += T)
+          bl_gemv_cp16(dst + per16 * c, xr + per16 * c);
       } else {
+#if BL_X == 0
         for (unsigned int i = threadIdx.x; i < K; i += T) bl_gemv_cp4(dst + i, xr + i);
+#else
+        // cp.async copies 4, 8 or 16 bytes: 2-byte elements at unaligned rows are loaded.
+        for (unsigned int i = threadIdx.x; i < K; i += T) dst[i] = xr[i];
+#endif
       }
     }
     bl_gemv_cp_wait_all();
@@ -235,11 +273,11 @@ extern "C" __global__ void BL_BOUNDS BL_ENTRY(
     for (int m = 0; m < BL_MR; ++m) {
       float amax = 0.0f;
       if ((unsigned int)m < rows_here) {
-        const float *xm = xf + m * BL_KP;
+        const bl_x_t *xm = xf + m * BL_KP;
 #pragma unroll 1
         for (unsigned int w = threadIdx.x; w < BL_KP / 4; w += T) {
-          const BlF4 v = *reinterpret_cast<const BlF4 *>(xm + 4 * w);
-          const float e[4] = {v.x, v.y, v.z, v.w};
+          float e[4];
+          bl_x4(xm, w, e);
 #pragma unroll
           for (int j = 0; j < 4; ++j) {
             float a = fabsf(e[j]);
@@ -262,12 +300,12 @@ extern "C" __global__ void BL_BOUNDS BL_ENTRY(
       const bool finite = amax <= 3.4028235e38f;
       float sc = __fdiv_rn(amax < eps ? eps : amax, 127.0f);
       if (!finite) sc = __int_as_float(0x7fc00000);
-      const float *xm = xf + m * BL_KP;
+      const bl_x_t *xm = xf + m * BL_KP;
       unsigned int *qm = reinterpret_cast<unsigned int *>(xq + m * BL_KP);
 #pragma unroll 1
       for (unsigned int w = threadIdx.x; w < BL_KP / 4; w += T) {
-        const BlF4 v = *reinterpret_cast<const BlF4 *>(xm + 4 * w);
-        const float e[4] = {v.x, v.y, v.z, v.w};
+        float e[4];
+        bl_x4(xm, w, e);
         unsigned int word = 0;
 #pragma unroll
         for (int j = 0; j < 4; ++j) {
