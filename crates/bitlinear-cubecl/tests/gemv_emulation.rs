@@ -2,9 +2,10 @@
 //! with `tests/gemv_emu/gemv_emu.cpp`, which models dp4a, warp shuffles, block barriers and the
 //! fused prologue's cp.async copies (landing only at the wait, into shared memory left full of
 //! garbage). Every block configuration the host can launch, with 1, 2, 3 and 8 activation rows
-//! per block, and the fused quantize + GEMV at several K, against an exact reference (integer
-//! accumulators, and the f32 epilogue bit for bit), under AddressSanitizer. Before this, only
-//! the GPU check on a lent GPU ran this kernel.
+//! per block, and the fused quantize + GEMV at several K (f32 inputs; f16 and bf16 for two
+//! block shapes), against an exact reference (integer accumulators, and the f32 epilogue bit
+//! for bit), under AddressSanitizer. Before this, only the GPU check on a lent GPU ran this
+//! kernel.
 //!
 //! Needs a C++20 compiler (`$CXX`, else `c++`); without one the test says so and passes, unless
 //! `BITLINEAR_REQUIRE_CXX=1` (set by `scripts/test.sh`), where it fails.
