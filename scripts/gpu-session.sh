@@ -24,9 +24,10 @@
 # back (b2b: calls queued behind a spin kernel, as a model's consecutive layers run) against
 # torch measured the same way, then the f16/bf16 outputs of every path; M64=1 adds session 8's
 # M = 64 timings), `gemm` (~4 min: the GEMM bar's eight points timed back to back as well,
-# ours and torch's), `sweep` (~4 min: session 13's K sweep under Nsight Compute), `burn` (~4 min: Burn's f32 and bf16 Linear
-# against deployed and training BitLinear; Burn's f32 baseline autotunes for minutes on a fresh
-# machine).
+# ours and torch's), `sweep` (~4 min: session 13's K sweep under Nsight Compute), `burn` (~8
+# min: Burn's f32 and bf16 Linear against deployed and training BitLinear, then the digits
+# example; Burn's f32 baseline autotunes for minutes on a fresh machine: 360 s covered M = 1 and
+# half of M = 2048 in session 16).
 set -uo pipefail
 O=${1:?output folder}
 STEP=${2:?step: diagnose, kernels, gemv, gemm, sweep or burn}
@@ -218,8 +219,9 @@ if [ "$STEP" = sweep ]; then
 fi
 
 if [ "$STEP" = burn ]; then
-  # Burn's f32 baseline autotunes for minutes on a fresh machine.
-  timeout -k 5 ${BURN_TIMEOUT:-400} .gpu/bitlinear-bench-cuda --backend cuda --m 1,2048 --k 4096 --n 4096 \
+  # Burn's f32 baseline autotunes for minutes on a fresh machine (session 16: 360 s were not
+  # enough for both M).
+  timeout -k 5 ${BURN_TIMEOUT:-470} .gpu/bitlinear-bench-cuda --backend cuda --m 1,2048 --k 4096 --n 4096 \
     --min-time 0.2 --impl burn-linear-f32,burn-bitlinear-deployed,burn-linear-bf16,burn-bitlinear-deployed-bf16,burn-linear-train-step,burn-bitlinear-train-step \
     > "$O/burn.jsonl" 2> "$O/burn.stderr"
   echo "burn bench exited with $?"
