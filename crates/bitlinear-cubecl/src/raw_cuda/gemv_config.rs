@@ -180,8 +180,8 @@ pub fn dp4a_gemv_kernel_flags(
 }
 
 /// Bytes of static shared memory the fused GEMV may take for its input rows: each row's copy
-/// (f32 at most) and int8 codes, 5 bytes per input (the rest of the 48 KiB of static shared memory a
-/// block may declare holds the reductions: up to 4 KiB with four tiles per block).
+/// (f32 at most) and int8 codes, 5 bytes per input (the rest of the 48 KiB of static shared
+/// memory a block may declare holds the reductions: up to 4 KiB with four tiles per block).
 pub(super) const FUSED_SHARED_BYTES: usize = 40 * 1024;
 
 /// Shared-memory bytes per input of each row the fused GEMV quantizes: the copy (f32; f16 and
@@ -264,8 +264,9 @@ mod tests {
     }
 
     /// The fused GEMV's static shared memory (its declarations in gemv_dp4a.cu: the input
-    /// (f32 at most) and int8 rows, the scales, the per-warp maxima and the reduction) stays within the 48 KiB a
-    /// block may declare, in every configuration, at the largest fused problem.
+    /// (f32 at most) and int8 rows, the scales, the per-warp maxima and the reduction) stays
+    /// within the 48 KiB a block may declare, in every configuration, at the largest fused
+    /// problem.
     #[test]
     fn fused_gemv_static_shared_memory_fits() {
         let rows = gemv_rows_per_block(FUSED_MAX_M);

@@ -155,17 +155,16 @@ int main(int argc, char **argv) {
   }
 #endif
   const float eps = 1e-5f;
-  // The input (fused builds: f32 values of the input's type, `xin` in that type) and its int8
-  // codes, rows padded with zeros to kp bytes. The input starts one element into its buffer for
-  // seeds 3 mod 4 (a view: no 16-byte copies).
-  std::vector<float> xf_buffer((size_t)M * K + 1);
-  float *xf = xf_buffer.data() + (seed % 4 == 3 ? 1 : 0);
+  // The input (fused builds: `xin` in the input's type, `xf` its f32 values for the reference)
+  // and its int8 codes, rows padded with zeros to kp bytes. The input starts one element into
+  // its buffer for seeds 3 mod 4 (a view: no 16-byte copies).
+  std::vector<float> xf((size_t)M * K);
   std::vector<bl_x_t> xin_buffer((size_t)M * K + 1);
   bl_x_t *xin = xin_buffer.data() + (seed % 4 == 3 ? 1 : 0);
   std::vector<signed char> x((size_t)M * kp, 0);
   std::vector<float> xs(M);
   for (unsigned int m = 0; m < M; ++m) {
-    float *row = xf + (size_t)m * K;
+    float *row = xf.data() + (size_t)m * K;
     const unsigned int kind = (unsigned int)((m + seed) % 6);
     for (unsigned int k = 0; k < K; ++k) {
       const float u = (float)((int)(rng() % 20001) - 10000) / 1e4f;
